@@ -1,0 +1,70 @@
+"""Every error darkfab raises on purpose derives from :class:`DarkfabError`.
+
+The tree::
+
+    DarkfabError
+    ├── SpecError (ValueError)            a factory file or option is wrong; names file, field, value, fix
+    ├── DataError (ValueError)            the data cannot be used as declared; names column, rule, fix
+    ├── StoreError                        the store cannot be opened, migrated or written
+    │   └── NotFoundError (LookupError)   a factory, campaign, trial or model version that does not exist
+    ├── IntegrityError                    an artifact's content hash or the event chain does not verify
+    ├── TrialError                        a trial could not be run (raised inside executors and trainers)
+    │   └── TrialPruned                   a trial was stopped early by the pruner (not a failure)
+    └── ExecutorError                     the executor itself broke (not one trial)
+
+Command-line exit codes: 2 for ``SpecError`` and ``DataError`` (the user's input), 1 for the rest.
+"""
+
+from __future__ import annotations
+
+
+class DarkfabError(Exception):
+    """Root of every error darkfab raises on purpose."""
+
+
+class SpecError(DarkfabError, ValueError):
+    """A factory file, or an option that overrides it, breaks a rule.
+
+    The message names the file, the field path, the value, the rule and the fix.
+    """
+
+
+class DataError(DarkfabError, ValueError):
+    """The data cannot be used as the factory declares it."""
+
+
+class StoreError(DarkfabError):
+    """The store cannot be opened, migrated or written."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """A record that was asked for does not exist."""
+
+
+class IntegrityError(DarkfabError):
+    """An artifact's content hash, or the event log's hash chain, does not verify."""
+
+
+class TrialError(DarkfabError):
+    """A trial could not be completed."""
+
+
+class TrialPruned(TrialError):
+    """A trial was stopped early because its intermediate scores were weak."""
+
+
+class ExecutorError(DarkfabError):
+    """The executor itself failed, not one trial."""
+
+
+__all__ = [
+    "DarkfabError",
+    "DataError",
+    "ExecutorError",
+    "IntegrityError",
+    "NotFoundError",
+    "SpecError",
+    "StoreError",
+    "TrialError",
+    "TrialPruned",
+]

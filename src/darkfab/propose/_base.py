@@ -1,0 +1,76 @@
+"""The Proposer contract: turn the objective and a read-only history into proposals."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..spec import ParamSpec, TrainerSpec
+
+TrialState = Literal["queued", "running", "completed", "failed", "pruned", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One experiment: a trainer, its parameters, and why."""
+
+    proposer: str
+    trainer: str
+    params: dict[str, Any]
+    reason: str
+    key: str = ""  # the proposer's own handle (e.g. an Optuna trial number), opaque to the factory
+    parents: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """A read-only snapshot of one past trial, as proposers see it. Never holds sealed-test figures."""
+
+    trial_id: int
+    proposer: str
+    trainer: str
+    params: dict[str, Any]
+    state: TrialState
+    value: float | None  # the primary metric on validation, None unless completed
+    values: tuple[float, ...] | None = None  # multi-objective values
+    intermediate: dict[int, float] = field(default_factory=dict)
+    reward: float | None = None
+    feasible: bool | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """What a proposer is told about the search when it is made."""
+
+    trainers: Sequence[TrainerSpec]
+    spaces: dict[str, dict[str, ParamSpec | Any]]  # trainer name -> resolved space (ParamSpec or fixed value)
+    directions: tuple[Literal["maximize", "minimize"], ...]  # one per objective; the primary metric first
+    objective_names: tuple[str, ...]
+    seed: int = 0
+    startup_trials: int = 10
+    pruner: str = "none"
+
+
+class Proposer(abc.ABC):
+    """Proposes experiments. The history it gets is read-only; it learns through :meth:`observe`."""
+
+    name: str = "proposer"
+
+    @abc.abstractmethod
+    def replay(self, history: Sequence[TrialView]) -> None:
+        """Learn from trials of earlier runs (a resumed or warm-started campaign)."""
+
+    @abc.abstractmethod
+    def propose(self, n: int) -> list[Proposal]:
+        """Return up to ``n`` new proposals."""
+
+    @abc.abstractmethod
+    def observe(self, proposal: Proposal, result: TrialView) -> None:
+        """Learn the outcome of a proposal this proposer made (or one replayed from a resumed run)."""
+
+    def should_prune(self, proposal: Proposal, step: int, value: float) -> bool:
+        """Called with each intermediate validation score; True stops the trial. Default: never."""
+        return False

@@ -1,0 +1,50 @@
+"""The factory file: pydantic models, defaults, JSON Schema and clear errors."""
+
+from __future__ import annotations
+
+from ._defaults import DEFAULT_FACTORY, STARTER, default_spec
+from ._load import format_validation_error, json_schema, load_spec, spec_from_dict, with_overrides
+from ._metrics import DEFAULT_PRIMARY, METRICS, Direction, MetricInfo, TaskKind, metric_names
+from ._models import (
+    BudgetSpec,
+    Constraint,
+    DataSpec,
+    ExecutionSpec,
+    FactorySpec,
+    GateSpec,
+    ObjectiveSpec,
+    ParamSpec,
+    SearchSpec,
+    SplitSpec,
+    TrainerSpec,
+    parse_duration,
+)
+
+__all__ = [
+    "DEFAULT_FACTORY",
+    "DEFAULT_PRIMARY",
+    "METRICS",
+    "STARTER",
+    "BudgetSpec",
+    "Constraint",
+    "DataSpec",
+    "Direction",
+    "ExecutionSpec",
+    "FactorySpec",
+    "GateSpec",
+    "MetricInfo",
+    "ObjectiveSpec",
+    "ParamSpec",
+    "SearchSpec",
+    "SplitSpec",
+    "TaskKind",
+    "TrainerSpec",
+    "default_spec",
+    "format_validation_error",
+    "json_schema",
+    "load_spec",
+    "metric_names",
+    "parse_duration",
+    "spec_from_dict",
+    "with_overrides",
+]

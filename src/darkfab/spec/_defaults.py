@@ -1,0 +1,76 @@
+"""The built-in default factory and the commented starter file of `darkfab init`."""
+
+from __future__ import annotations
+
+from ._load import spec_from_dict
+from ._models import FactorySpec
+
+DEFAULT_FACTORY: dict = {
+    "name": "digits",
+    "data": {"source": "sklearn:digits", "target": "target", "split": {"valid": 0.2, "test": 0.2, "seed": 0}},
+    "objective": {"metric": "accuracy"},
+    "trainers": ["svm", "logistic_regression", "random_forest", "lightgbm"],
+    "search": {"proposer": "tpe", "pruner": "median", "startup_trials": 8},
+    "budget": {"trials": 40, "time": "150s"},
+    "execution": {"workers": 2, "trial_timeout": "60s"},
+    "gate": {"min_improvement": 0.0, "confidence": 0.9},
+}
+
+
+def default_spec() -> FactorySpec:
+    return spec_from_dict(DEFAULT_FACTORY, "the built-in default factory")
+
+
+STARTER = """\
+# darkfab factory file. Validate it and see every field with `darkfab schema`.
+name: my-factory                 # letters, digits, _ . - ; records are kept under this name
+
+data:
+  source: sklearn:breast_cancer  # a CSV or Parquet path (relative to this file), sklearn:NAME,
+                                 # or a SQLAlchemy URL together with `query:`
+  target: target                 # the column to predict
+  # group: sex                   # fairness is measured across this column's groups
+  # time: date                   # order rows by this column: the newest rows become the sealed test
+  # exclude: [id]                # columns that are never features
+  split: {valid: 0.2, test: 0.2, seed: 0}
+
+# task: classification           # or regression; inferred from the target when absent
+
+objective:
+  metric: roc_auc                # accuracy, balanced_accuracy, f1, roc_auc, log_loss, ece, rmse, mae, r2
+  constraints:                   # hard limits: a candidate breaking one always ranks below those that don't
+    - latency_p95_ms <= 20
+    - model_size_mb <= 50
+  weights: {roc_auc: 1.0}        # reward = normalised weighted sum of metrics
+  # description: raise ROC AUC by 2 points without going over 10 ms p95
+
+trainers:                        # built-in: lightgbm, xgboost, random_forest, extra_trees,
+  - lightgbm                     # gradient_boosting, logistic_regression, linear_regression, svm, knn
+  - random_forest
+  - name: logistic_regression
+    space:                       # replaces the built-in space; a plain value fixes a parameter
+      C: {low: 0.001, high: 100.0, log: true}
+  # - name: my_tree
+  #   estimator: sklearn.tree:DecisionTreeClassifier
+  #   space: {max_depth: {low: 2, high: 12}}
+
+search:
+  proposer: tpe                  # tpe, random, cmaes, qmc, nsga2 (multi-objective)
+  pruner: median                 # none, median, successive_halving, hyperband
+  seed: 0
+
+budget:                          # hard limits; command-line --trials/--time override them
+  trials: 30
+  time: 5m
+  # cpu: 30m
+
+execution:
+  workers: 2
+  trial_timeout: 2m              # a trial running longer is killed
+  memory_mb: 4096                # a trial using more memory is killed
+  retries: 1                     # retries after an infrastructure fault
+
+gate:
+  min_improvement: 0.0           # margin over the champion on the sealed test
+  confidence: 0.9                # bootstrap probability that the margin holds
+"""

@@ -1,0 +1,283 @@
+"""Pydantic models of the factory file. Every model forbids unknown fields, so a typo is an error."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from ._metrics import DEFAULT_PRIMARY, METRICS, TaskKind
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
+_UNIT_SECONDS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``90``, ``"90s"``, ``"10m"``, ``"1.5h"``, ``"250ms"`` -> seconds as a float."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or a string such as '90s', '10m', '1h'")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(
+                f"{value!r} is not a duration; write a number of seconds or a string such as '90s', '10m', '1h'"
+            )
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"a duration must be positive, got {value!r}")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitSpec(_Model):
+    """Fractions of the rows held out for validation and for the sealed test."""
+
+    valid: float = Field(0.2, gt=0.0, lt=1.0)
+    test: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _room_for_training(self) -> SplitSpec:
+        if self.valid + self.test >= 0.9:
+            raise ValueError(
+                f"valid + test must be below 0.9 to leave rows for training, got {self.valid} + {self.test}"
+            )
+        return self
+
+
+class DataSpec(_Model):
+    """Where the rows come from and which column is what."""
+
+    source: str = Field(description="CSV or Parquet path, a SQLAlchemy URL (with `query`), or sklearn:NAME")
+    query: str | None = Field(None, description="SQL query, required when `source` is a database URL")
+    target: str | None = Field(None, description="target column; defaults to `target` for sklearn sources")
+    group: str | None = Field(None, description="column whose groups fairness is measured across")
+    time: str | None = Field(None, description="column that orders rows; makes the split time-ordered")
+    exclude: list[str] = Field(default_factory=list, description="columns that are never features")
+    split: SplitSpec = Field(default_factory=SplitSpec)
+
+
+class ParamSpec(_Model):
+    """One dimension of a search space: a numeric range or a list of choices."""
+
+    type: Literal["int", "float", "categorical"] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_type(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") is None and data.get("choices") is None:
+            low, high = data.get("low"), data.get("high")
+            ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high))
+            data = {**data, "type": "int" if ints else "float"}
+        return data
+
+    @model_validator(mode="after")
+    def _complete(self) -> ParamSpec:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either `choices` or `low` and `high`, not both")
+            if not self.choices:
+                raise ValueError("`choices` must list at least one value")
+            object.__setattr__(self, "type", "categorical")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs both `low` and `high` (or give `choices`)")
+        if self.low > self.high:
+            raise ValueError(f"`low <= high` must hold, got low={self.low:g}, high={self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got low={self.low:g}")
+        return self
+
+
+def _coerce_param(value: Any) -> Any:
+    if isinstance(value, dict):
+        return ParamSpec.model_validate(value)
+    return value  # a fixed value
+
+
+SpaceEntry = Annotated[ParamSpec | Any, BeforeValidator(_coerce_param)]
+
+
+class TrainerSpec(_Model):
+    """A trainer by built-in name, or any scikit-learn estimator by import path."""
+
+    name: str = Field(description="built-in name (lightgbm, random_forest, ...) or your own label")
+    estimator: str | None = Field(
+        None, description="import path of a scikit-learn compatible estimator, `package.module:Class`"
+    )
+    space: dict[str, SpaceEntry] | None = Field(
+        None, description="search space; replaces the built-in default space when given"
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="fixed parameters, never searched")
+
+    @field_validator("estimator")
+    @classmethod
+    def _import_path(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[A-Za-z_][\w.]*[:.][A-Za-z_]\w*$", value):
+            raise ValueError(f"{value!r} is not an import path; write `package.module:ClassName`")
+        return value
+
+
+def _coerce_trainer(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"name": value}
+    return value
+
+
+TrainerEntry = Annotated[TrainerSpec, BeforeValidator(_coerce_trainer)]
+
+_CONSTRAINT = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|<|>)\s*(-?\d+(?:\.\d+)?(?:e-?\d+)?)\s*$")
+
+
+class Constraint(_Model):
+    """``metric op value``, for example ``latency_p95_ms <= 20``."""
+
+    metric: str
+    op: Literal["<=", ">=", "<", ">"]
+    value: float
+
+    def satisfied(self, observed: float) -> bool:
+        return {
+            "<=": observed <= self.value,
+            ">=": observed >= self.value,
+            "<": observed < self.value,
+            ">": observed > self.value,
+        }[self.op]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+def _coerce_constraint(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _CONSTRAINT.match(value)
+        if not match:
+            raise ValueError(
+                f"{value!r} is not a constraint; write `metric <= number`, for example `latency_p95_ms <= 20`"
+            )
+        return {"metric": match.group(1), "op": match.group(2), "value": float(match.group(3))}
+    return value
+
+
+def _check_metric(name: str, where: str) -> None:
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r} in {where}; valid metrics: {', '.join(METRICS)}")
+
+
+class ObjectiveSpec(_Model):
+    """What 'better' means: the primary metric, constraints, and reward weights."""
+
+    metric: str | None = Field(None, description="primary metric; accuracy (classification) or rmse by default")
+    direction: Literal["maximize", "minimize"] | None = Field(None, description="inferred from the metric")
+    constraints: list[Annotated[Constraint, BeforeValidator(_coerce_constraint)]] = Field(default_factory=list)
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="reward weight per metric; the primary metric gets 1 unless given"
+    )
+    description: str | None = Field(None, description="free text, read by LLM proposers")
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> ObjectiveSpec:
+        if self.metric is not None:
+            _check_metric(self.metric, "objective.metric")
+        for c in self.constraints:
+            _check_metric(c.metric, "objective.constraints")
+        for name, weight in self.weights.items():
+            _check_metric(name, "objective.weights")
+            if weight < 0:
+                raise ValueError(f"weight of {name!r} must be >= 0, got {weight}")
+        return self
+
+
+class SearchSpec(_Model):
+    proposer: Literal["tpe", "random", "cmaes", "qmc", "nsga2"] = "tpe"
+    pruner: Literal["none", "median", "successive_halving", "hyperband"] = "median"
+    startup_trials: int = Field(10, ge=0, description="random trials before the model-based sampler starts")
+    seed: int = Field(0, description="seed of the proposer and of every trial's trainer")
+    objectives: list[str] = Field(
+        default_factory=list, description="metrics for multi-objective search (nsga2); primary metric if empty"
+    )
+
+    @field_validator("objectives")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _check_metric(name, "search.objectives")
+        return value
+
+
+class BudgetSpec(_Model):
+    """Hard limits: when one is reached the campaign stops running trials and finishes."""
+
+    trials: int | None = Field(None, ge=1)
+    time: Duration | None = Field(None, description="wall time, e.g. 90s, 10m")
+    cpu: Duration | None = Field(None, description="CPU time summed over trials, e.g. 30m")
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> BudgetSpec:
+        if self.trials is None and self.time is None and self.cpu is None:
+            raise ValueError("set at least one of `trials`, `time`, `cpu`, or the campaign never ends")
+        return self
+
+
+class ExecutionSpec(_Model):
+    backend: Literal["local"] = "local"
+    workers: int = Field(2, ge=1, le=256)
+    trial_timeout: Duration = Field(600.0, description="a trial running longer is killed")
+    memory_mb: int | None = Field(4096, ge=64, description="a trial whose worker grows past this is killed")
+    retries: int = Field(1, ge=0, le=10, description="retries after an infrastructure fault (never a bug)")
+    threads: int = Field(1, ge=1, description="threads each trial may use")
+    latency_rows: int = Field(20, ge=0, description="single-row predictions timed per trial")
+
+
+class GateSpec(_Model):
+    """The sealed-test gate a candidate must pass to become champion."""
+
+    min_improvement: float = Field(0.0, ge=0.0, description="margin over the champion, in metric units")
+    confidence: float = Field(0.9, gt=0.5, lt=1.0, description="bootstrap probability the margin holds")
+    bootstrap: int = Field(1000, ge=100, le=100_000)
+
+
+class FactorySpec(_Model):
+    """A whole factory file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    data: DataSpec
+    task: TaskKind | None = Field(None, description="inferred from the target when absent")
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    trainers: list[TrainerEntry] = Field(
+        default_factory=lambda: [TrainerSpec(name=n) for n in ("lightgbm", "random_forest", "logistic_regression")],
+        min_length=1,
+    )
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(trials=50, time=600.0))
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+    gate: GateSpec = Field(default_factory=GateSpec)
+
+    @model_validator(mode="after")
+    def _unique_trainers(self) -> FactorySpec:
+        seen: set[str] = set()
+        for t in self.trainers:
+            if t.name in seen:
+                raise ValueError(f"trainer name {t.name!r} appears twice; give each entry its own `name`")
+            seen.add(t.name)
+        return self
+
+    def primary_metric(self, task: TaskKind) -> str:
+        return self.objective.metric or DEFAULT_PRIMARY[task]
+
+    def direction(self, task: TaskKind) -> Literal["maximize", "minimize"]:
+        return self.objective.direction or METRICS[self.primary_metric(task)].direction
