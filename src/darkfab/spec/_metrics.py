@@ -38,15 +38,24 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("mae", "minimize", _REG, False, "mean absolute error"),
         MetricInfo("r2", "maximize", _REG, False, "coefficient of determination"),
         MetricInfo(
-            "demographic_parity_diff", "minimize", _CLF, True,
+            "demographic_parity_diff",
+            "minimize",
+            _CLF,
+            True,
             "largest gap between groups in the rate of each predicted class",
         ),
         MetricInfo(
-            "equalized_odds_diff", "minimize", _CLF, True,
+            "equalized_odds_diff",
+            "minimize",
+            _CLF,
+            True,
             "largest gap between groups in per-class recall or false-positive rate",
         ),
         MetricInfo(
-            "fairness_gap", "minimize", _BOTH, False,
+            "fairness_gap",
+            "minimize",
+            _BOTH,
+            False,
             "classification: max of the two differences above; regression: largest gap in group MAE "
             "divided by overall MAE",
         ),

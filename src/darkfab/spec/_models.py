@@ -181,9 +181,13 @@ def _check_metric(name: str, where: str) -> None:
 class ObjectiveSpec(_Model):
     """What 'better' means: the primary metric, constraints, and reward weights."""
 
-    metric: str | None = Field(None, description="primary metric; accuracy (classification) or rmse by default")
+    metric: str | None = Field(
+        None, description="primary metric; accuracy (classification) or rmse by default"
+    )
     direction: Literal["maximize", "minimize"] | None = Field(None, description="inferred from the metric")
-    constraints: list[Annotated[Constraint, BeforeValidator(_coerce_constraint)]] = Field(default_factory=list)
+    constraints: list[Annotated[Constraint, BeforeValidator(_coerce_constraint)]] = Field(
+        default_factory=list
+    )
     weights: dict[str, float] = Field(
         default_factory=dict, description="reward weight per metric; the primary metric gets 1 unless given"
     )
@@ -208,7 +212,8 @@ class SearchSpec(_Model):
     startup_trials: int = Field(10, ge=0, description="random trials before the model-based sampler starts")
     seed: int = Field(0, description="seed of the proposer and of every trial's trainer")
     objectives: list[str] = Field(
-        default_factory=list, description="metrics for multi-objective search (nsga2); primary metric if empty"
+        default_factory=list,
+        description="metrics for multi-objective search (nsga2); primary metric if empty",
     )
 
     @field_validator("objectives")
@@ -259,7 +264,9 @@ class FactorySpec(_Model):
     task: TaskKind | None = Field(None, description="inferred from the target when absent")
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     trainers: list[TrainerEntry] = Field(
-        default_factory=lambda: [TrainerSpec(name=n) for n in ("lightgbm", "random_forest", "logistic_regression")],
+        default_factory=lambda: [
+            TrainerSpec(name=n) for n in ("lightgbm", "random_forest", "logistic_regression")
+        ],
         min_length=1,
     )
     search: SearchSpec = Field(default_factory=SearchSpec)

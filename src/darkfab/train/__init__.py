@@ -2,6 +2,40 @@
 
 from __future__ import annotations
 
+from ._harness import WorkerState, predict, prepare, run_trial
+from ._model import DarkfabModel, load_model
+from ._prep import Flavour, Preprocessor
 from ._records import Split, TrialOutput, TrialRequest, WorkerPayload
+from ._trainers import (
+    BUILTINS,
+    EstimatorTrainer,
+    FitContext,
+    Report,
+    Trainer,
+    import_object,
+    resolve_trainer,
+    resolved_space,
+)
 
-__all__ = ["Split", "TrialOutput", "TrialRequest", "WorkerPayload"]
+__all__ = [
+    "BUILTINS",
+    "DarkfabModel",
+    "EstimatorTrainer",
+    "FitContext",
+    "Flavour",
+    "Preprocessor",
+    "Report",
+    "Split",
+    "Trainer",
+    "TrialOutput",
+    "TrialRequest",
+    "WorkerPayload",
+    "WorkerState",
+    "import_object",
+    "load_model",
+    "predict",
+    "prepare",
+    "resolve_trainer",
+    "resolved_space",
+    "run_trial",
+]

@@ -1,0 +1,18 @@
+"""Data: sources, checks, splits including the sealed test, fingerprints."""
+
+from __future__ import annotations
+
+from ._dataset import Dataset, check_features, feature_type, fingerprint, infer_task, load_dataset
+from ._sources import SKLEARN_SETS, read_source, read_table
+
+__all__ = [
+    "SKLEARN_SETS",
+    "Dataset",
+    "check_features",
+    "feature_type",
+    "fingerprint",
+    "infer_task",
+    "load_dataset",
+    "read_source",
+    "read_table",
+]

@@ -1,0 +1,90 @@
+"""Reading rows from a CSV or Parquet file, a SQL query, or a scikit-learn bundled data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import DataError
+
+SKLEARN_SETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
+
+
+def is_database_url(source: str) -> bool:
+    head = source.split("://", 1)[0]
+    return "://" in source and not Path(source).exists() and head.replace("+", "").isalnum()
+
+
+def read_source(source: str, query: str | None = None) -> pd.DataFrame:
+    """Read the rows a factory file's ``data.source`` names. Raises DataError naming the source."""
+    if source.startswith("sklearn:"):
+        return _read_sklearn(source.removeprefix("sklearn:"))
+    if is_database_url(source):
+        return _read_sql(source, query)
+    return read_table(source)
+
+
+def _read_sklearn(name: str) -> pd.DataFrame:
+    if name not in SKLEARN_SETS:
+        raise DataError(
+            f"data.source: unknown scikit-learn data set {name!r}; fix: use one of "
+            + ", ".join(f"sklearn:{n}" for n in SKLEARN_SETS)
+        )
+    from sklearn import datasets
+
+    bunch = getattr(datasets, f"load_{name}")(as_frame=True)
+    frame = bunch.frame.copy()
+    return frame
+
+
+def _read_sql(url: str, query: str | None) -> pd.DataFrame:
+    if not query:
+        raise DataError(
+            f"data.source is a database URL ({_redact(url)}) but data.query is empty; "
+            "fix: add `query: SELECT ... FROM ...`"
+        )
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            frame = pd.read_sql_query(sa.text(query), conn)
+        engine.dispose()
+    except Exception as err:  # the driver's own error text says what failed
+        raise DataError(
+            f"data.query on {_redact(url)} failed: {str(err).splitlines()[0]}; "
+            "fix: check the URL, the driver and the query"
+        ) from None
+    return frame
+
+
+def _redact(url: str) -> str:
+    try:
+        import sqlalchemy as sa
+
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database URL>"
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, TSV or Parquet file into a DataFrame, with errors that name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(
+            f"{p}: no such data file; fix: check the path (relative paths are relative to the factory file)"
+        )
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(p)
+        if suffix in (".csv", ".txt"):
+            return pd.read_csv(p)
+        if suffix == ".tsv":
+            return pd.read_csv(p, sep="\t")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{p}: the file is empty; fix: give a file with a header row and data rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
+        raise DataError(f"{p}: cannot be read as {suffix.lstrip('.')}: {str(err).splitlines()[0]}") from None
+    raise DataError(f"{p}: unknown file type {suffix!r}; fix: use .csv, .tsv or .parquet")
