@@ -1,0 +1,33 @@
+# Two commands on a fresh machine:  `make run` (install + the default factory)  and  `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test check bench clean
+
+$(BIN)/darkfab: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(BIN)/darkfab
+
+install: $(BIN)/darkfab
+
+run: install
+	$(BIN)/darkfab run
+
+test: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pytest
+
+check: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: install
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/search_quality.py
+
+clean:
+	rm -rf $(VENV) .darkfab .pytest_cache

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from darkfab.data import load_dataset
+from darkfab.errors import SpecError, TrialPruned
+from darkfab.spec import ParamSpec, TrainerSpec, spec_from_dict
+from darkfab.train import BUILTINS, TrialRequest, WorkerPayload, load_model, prepare, resolved_space, run_trial
+
+
+def payload_for(d, latency_rows=3):
+    return WorkerPayload(
+        task=d.task,
+        feature_types=d.feature_types,
+        n_classes=d.n_classes,
+        X_train=d.X_train,
+        y_train=d.y_train,
+        X_valid=d.X_valid,
+        X_test=d.X_test,
+        latency_rows=latency_rows,
+        classes=d.classes,
+    )
+
+
+def fixed_params(space):
+    out = {}
+    for k, v in space.items():
+        if isinstance(v, ParamSpec):
+            if v.choices is not None:
+                out[k] = v.choices[0]
+            else:
+                mid = (v.low * v.high) ** 0.5 if v.log else (v.low + v.high) / 2
+                out[k] = int(round(mid)) if v.type == "int" else mid
+        else:
+            out[k] = v
+    return out
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    n = 300
+    x = rng.normal(size=n)
+    df = pd.DataFrame(
+        {
+            "x": x,
+            "colour": rng.choice(["red", "green", "blue", None], size=n),
+            "n": np.where(rng.random(n) < 0.1, np.nan, rng.integers(0, 5, size=n)),
+            "flag": rng.random(n) < 0.5,
+        }
+    )
+    df["label"] = np.where(x + (df["colour"] == "red") > 0.3, "yes", "no")
+    df["y"] = 1000.0 * x + 50 * (df["colour"] == "blue") + rng.normal(size=n)
+    p = tmp_path_factory.mktemp("d") / "rows.csv"
+    df.to_csv(p, index=False)
+    return p, df
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_every_builtin_trains_on_messy_data_and_predicts_raw_rows(messy, task):
+    path, df = messy
+    target = "label" if task == "classification" else "y"
+    spec = spec_from_dict(
+        {
+            "name": "t",
+            "data": {"source": str(path), "target": target, "exclude": ["y" if target == "label" else "label"]},
+        }
+    )
+    d = load_dataset(spec)
+    state = prepare(payload_for(d))
+    for name, make in BUILTINS.items():
+        if task not in make().tasks:
+            continue
+        ts = TrainerSpec(name=name)
+        params = fixed_params(resolved_space(ts, task))
+        out = run_trial(state, TrialRequest(trial_id=1, trainer=ts, params=params, seed=0))
+        model = load_model(out.artifact)
+        raw = df.drop(columns=["label", "y"]).head(7)
+        raw.loc[0, "colour"] = "purple"  # a category never seen in training
+        preds = model.predict(raw)
+        assert len(preds) == 7
+        if task == "classification":
+            assert set(preds) <= {"yes", "no"}
+            assert out.valid_predictions.shape == (len(d.X_valid), 2)
+            assert np.allclose(out.valid_predictions.sum(axis=1), 1.0)
+            acc = (out.valid_predictions.argmax(1) == d.y_valid).mean()
+            assert acc > 0.7, (name, acc)
+        else:
+            assert out.valid_predictions.shape == (len(d.X_valid),)
+            assert np.corrcoef(out.valid_predictions, d.y_valid)[0, 1] > 0.8, name
+        assert len(out.latency_ms) == 3 and out.train_seconds >= 0
+
+
+def test_boosters_report_and_stop_when_told(messy):
+    path, _ = messy
+    d = load_dataset(spec_from_dict({"name": "t", "data": {"source": str(path), "target": "label", "exclude": ["y"]}}))
+    state = prepare(payload_for(d))
+    for name in ("lightgbm", "xgboost"):
+        steps = []
+
+        def report(step, preds, steps=steps):
+            steps.append(step)
+            assert preds.shape == (len(d.X_valid), 2)
+            return step >= 20
+
+        with pytest.raises(TrialPruned):
+            run_trial(
+                state,
+                TrialRequest(trial_id=1, trainer=TrainerSpec(name=name), params={"n_estimators": 100}, report_every=10),
+                report,
+            )
+        assert steps == [10, 20], name
+
+
+def test_estimator_by_import_path_and_unknown_names():
+    d = load_dataset(spec_from_dict({"name": "t", "data": {"source": "sklearn:iris"}}))
+    state = prepare(payload_for(d))
+    ts = TrainerSpec(name="tree", estimator="sklearn.tree:DecisionTreeClassifier")
+    out = run_trial(state, TrialRequest(trial_id=1, trainer=ts, params={"max_depth": 3}))
+    assert load_model(out.artifact).predict(d.X_test).shape == (len(d.X_test),)
+    with pytest.raises(SpecError, match="unknown trainer 'forest'.*random_forest"):
+        resolved_space(TrainerSpec(name="forest"), "classification")
+    with pytest.raises(SpecError, match="cannot do regression"):
+        resolved_space(TrainerSpec(name="logistic_regression"), "regression")
+    with pytest.raises(SpecError, match="cannot import"):
+        resolved_space(TrainerSpec(name="x", estimator="nope.module:Thing"), "classification")
