@@ -1,0 +1,101 @@
+"""Content-addressed artifact files: the name of a file is the sha256 of its bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from ..errors import IntegrityError, NotFoundError, StoreError
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ArtifactStore:
+    """Files under ``root/sha256/<first two hex digits>/<sha256>``, written atomically, verified on read."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({str(self.root)!r})"
+
+    def path(self, digest: str) -> Path:
+        """Where the artifact with this sha256 lives (whether or not it exists)."""
+        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+            raise StoreError(f"{digest!r} is not a sha256 digest; expected 64 lowercase hex digits")
+        return self.root / "sha256" / digest[:2] / digest
+
+    def relative_path(self, digest: str) -> str:
+        """The artifact's path relative to the root, with '/' separators (what the store records)."""
+        return self.path(digest).relative_to(self.root).as_posix()
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def put(self, data: bytes) -> tuple[str, Path]:
+        """Store ``data``; returns its sha256 and path. Storing the same bytes twice writes them once.
+
+        The bytes go to a temporary file in the target folder, are flushed to disk, then renamed into
+        place, so a reader never sees a partial artifact. A damaged copy already in place is replaced.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise StoreError(f"an artifact must be bytes, got {type(data).__name__}; fix: serialise it first")
+        data = bytes(data)
+        digest = sha256_hex(data)
+        target = self.path(digest)
+        if target.is_file() and target.stat().st_size == len(data) and self._hash_file(target) == digest:
+            return digest, target
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{digest[:12]}.", suffix=".tmp", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as err:
+            raise StoreError(
+                f"cannot write artifact {digest[:12]}... under {self.root}: {err.strerror or err}; "
+                "fix: check that the folder is writable and the disk has room (or set DARKFAB_ARTIFACTS)"
+            ) from None
+        return digest, target
+
+    def get(self, digest: str) -> bytes:
+        """The bytes of the artifact, re-hashed on every read; IntegrityError when they do not match."""
+        target = self.path(digest)
+        try:
+            data = target.read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"artifact {digest} is missing: no file at {target}; fix: restore the artifacts folder "
+                f"{self.root} from a backup, or register the model again"
+            ) from None
+        except OSError as err:
+            raise StoreError(f"cannot read artifact {target}: {err.strerror or err}") from None
+        actual = sha256_hex(data)
+        if actual != digest:
+            raise IntegrityError(
+                f"artifact file {target} does not match its hash: expected sha256 {digest}, found {actual}; "
+                "the file was changed or damaged after it was written; fix: restore it from a backup or "
+                "register the model again, and do not load it"
+            )
+        return data
+
+    @staticmethod
+    def _hash_file(path: Path) -> str:
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()

@@ -1,0 +1,44 @@
+"""The store: factories, campaigns, proposals, trials, evaluations, model versions and the audit log.
+
+SQLAlchemy Core over SQLite (the default, WAL) or PostgreSQL (psycopg 3), schema kept by Alembic
+migrations that run when a store is opened. Each change is one transaction that appends a hash-chained
+event, so the log of decisions cannot be edited without :meth:`Store.verify_chain` noticing.
+"""
+
+from __future__ import annotations
+
+from ._migrate import current_revision, head_revision, upgrade
+from ._records import (
+    CAMPAIGN_STATUSES,
+    FINISHED_STATES,
+    TRIAL_STATES,
+    CampaignRecord,
+    CampaignStatus,
+    ChainReport,
+    EventRecord,
+    FactoryRecord,
+    ModelVersionRecord,
+    TrialRecord,
+    TrialState,
+)
+from ._store import Store
+from ._url import resolve_store_url
+
+__all__ = [
+    "CAMPAIGN_STATUSES",
+    "FINISHED_STATES",
+    "TRIAL_STATES",
+    "CampaignRecord",
+    "CampaignStatus",
+    "ChainReport",
+    "EventRecord",
+    "FactoryRecord",
+    "ModelVersionRecord",
+    "Store",
+    "TrialRecord",
+    "TrialState",
+    "current_revision",
+    "head_revision",
+    "resolve_store_url",
+    "upgrade",
+]
