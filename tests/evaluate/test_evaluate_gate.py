@@ -209,3 +209,25 @@ def test_metrics_that_predictions_do_not_determine_are_refused() -> None:
             n_boot=10,
             seed=0,
         )
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_bootstrap_roc_auc_with_ties_and_a_missing_class(k: int) -> None:
+    y, p = _clf(7, n=90, k=k, skill=0.5)
+    if k > 2:
+        y[y == k - 1] = 0
+    p = np.round(p, 1) + 1e-3
+    p /= p.sum(axis=1, keepdims=True)
+    scores = bootstrap_scores("classification", "roc_auc", y, p, n_boot=25, seed=0)
+    idx = bootstrap_indices(90, 25, 0)
+    expected = [compute_metrics("classification", y[r], p[r], n_classes=k)["roc_auc"] for r in idx]
+    np.testing.assert_allclose(scores, expected, atol=1e-12)
+
+
+def test_bootstrap_roc_auc_is_nan_for_a_one_class_resample() -> None:
+    y = np.array([0] * 9 + [1])
+    p = np.column_stack([np.linspace(0.9, 0.1, 10), np.linspace(0.1, 0.9, 10)])
+    scores = bootstrap_scores("classification", "roc_auc", y, p, n_boot=200, seed=0)
+    idx = bootstrap_indices(10, 200, 0)
+    one_class = ~(y[idx] == 1).any(axis=1)
+    assert one_class.any() and np.isnan(scores[one_class]).all() and np.isfinite(scores[~one_class]).all()
