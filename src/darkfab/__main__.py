@@ -1,0 +1,3 @@
+from darkfab.cli import main
+
+main()

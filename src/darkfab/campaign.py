@@ -1,0 +1,397 @@
+"""One campaign of the control loop: propose, execute, evaluate, then select and gate.
+
+Owns no algorithm: each step is a call into a package. Every state change goes to the store as it
+happens, so a killed process resumes where it stopped: queued trials run, completed ones never again.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .data import Dataset
+from .evaluate import Evaluation, RewardModel, compute_metrics
+from .execute import Executor, JobDone, JobReport, Limits, PredictJob, TrainJob
+from .propose import Proposal, Proposer, TrialView
+from .registry import ArtifactStore
+from .results import Progress, TrialRow
+from .spec import FactorySpec
+from .store import CampaignRecord, Store, TrialRecord
+from .train import TrialOutput, TrialRequest, WorkerPayload
+
+KEEP_ARTIFACTS = 3  # best candidates whose artifacts are kept for the gate
+REPORT_EVERY = 25  # boosting rounds between intermediate scores, when a pruner is on
+FINISHED = ("completed", "failed", "pruned")
+
+
+@dataclass
+class _Running:
+    record: TrialRecord
+    proposal: Proposal
+    started: float
+    intermediate: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class Budget:
+    """Hard limits of one campaign and what has been spent against them."""
+
+    trials: int | None
+    time_s: float | None
+    cpu_s: float | None
+    spent_time_s: float = 0.0
+    spent_cpu_s: float = 0.0
+
+    def exhausted_by(self, elapsed: float, cpu: float) -> str:
+        if self.time_s is not None and elapsed >= self.time_s:
+            return f"wall-time budget of {self.time_s:g}s reached"
+        if self.cpu_s is not None and cpu >= self.cpu_s:
+            return f"CPU budget of {self.cpu_s:g}s reached"
+        return ""
+
+
+def trial_view(t: TrialRecord, objective_names: tuple[str, ...]) -> TrialView:
+    metrics = t.metrics or {}
+    values = None
+    if t.state == "completed" and len(objective_names) > 1:
+        values = tuple(float(metrics.get(n, math.nan)) for n in objective_names)
+    return TrialView(
+        trial_id=t.id,
+        proposer=t.proposer,
+        trainer=t.trainer,
+        params=dict(t.params),
+        state=t.state,  # type: ignore[arg-type]
+        value=t.value,
+        values=values,
+        intermediate={int(k): float(v) for k, v in (t.intermediate or {}).items()},
+        reward=t.reward,
+        feasible=t.feasible,
+        error=t.error,
+    )
+
+
+def row_of(t: TrialRecord) -> TrialRow:
+    return TrialRow(
+        trial_id=t.id,
+        number=t.number,
+        proposer=t.proposer,
+        trainer=t.trainer,
+        params=dict(t.params),
+        state=t.state,
+        value=t.value,
+        reward=t.reward,
+        feasible=t.feasible,
+        error=t.error,
+    )
+
+
+class CampaignRun:
+    """Drives the search half of one campaign to its budget, then returns. The gate is separate."""
+
+    def __init__(
+        self,
+        *,
+        spec: FactorySpec,
+        store: Store,
+        campaign: CampaignRecord,
+        dataset: Dataset,
+        proposer: Proposer,
+        executor: Executor,
+        reward: RewardModel,
+        budget: Budget,
+        artifacts: ArtifactStore,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.campaign = campaign
+        self.data = dataset
+        self.proposer = proposer
+        self.executor = executor
+        self.reward = reward
+        self.budget = budget
+        self.artifacts = artifacts
+        self.on_progress = on_progress or (lambda p: None)
+        self.task = dataset.task
+        self.metric = spec.primary_metric(dataset.task)
+        self.objectives = tuple(spec.search.objectives) or (self.metric,)
+        self.running: dict[str, _Running] = {}
+        self.board: dict[int, TrialRow] = {}
+        self.kept: list[tuple[tuple[float, ...], int]] = []  # (rank key, trial id) of kept artifacts
+        self.stopped_because = ""
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _elapsed(self, t0: float) -> float:
+        return self.budget.spent_time_s + (time.monotonic() - t0)
+
+    def _counts(self) -> dict[str, int]:
+        return self.store.count_trials(self.campaign.id)
+
+    def _emit(self, kind: Any, message: str, t0: float, row: TrialRow | None = None) -> None:
+        counts = self._counts()
+        done = sum(counts.get(s, 0) for s in FINISHED)
+        board = sorted(self.board.values(), key=_board_key, reverse=True)[:10]
+        self.on_progress(
+            Progress(
+                kind=kind,
+                message=message,
+                trials_done=done,
+                trials_total=self.budget.trials,
+                elapsed_s=self._elapsed(t0),
+                time_limit_s=self.budget.time_s,
+                leaderboard=tuple(board),
+                row=row,
+            )
+        )
+
+    def _request(self, t: TrialRecord) -> TrialRequest:
+        trainer = next(x for x in self.spec.trainers if x.name == t.trainer)
+        report = REPORT_EVERY if self.spec.search.pruner != "none" and len(self.objectives) == 1 else 0
+        return TrialRequest(trial_id=t.id, trainer=trainer, params=dict(t.params), seed=t.seed, report_every=report)
+
+    def _submit(self, t: TrialRecord, proposal: Proposal) -> None:
+        job_id = f"t{t.id}-{uuid.uuid4().hex[:6]}"
+        self.store.start_trial(t.id, worker="local", lease_owner=_OWNER)
+        self.running[job_id] = _Running(record=t, proposal=proposal, started=time.monotonic())
+        self.executor.submit(TrainJob(job_id=job_id, request=self._request(t)))
+        self.board[t.id] = replace(row_of(t), state="running")
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> str:
+        t0 = time.monotonic()
+        for t in self.store.list_trials(campaign_id=self.campaign.id):
+            self.board[t.id] = row_of(t)
+            if t.state == "completed" and t.artifact_path:
+                self._consider_kept(t)
+        queued = [t for t in self.store.list_trials(campaign_id=self.campaign.id, states=("queued",))]
+        self._emit("campaign_started", f"campaign {self.campaign.number} of {self.spec.name}", t0)
+        last_save = time.monotonic()
+        while True:
+            cpu = self.budget.spent_cpu_s
+            reason = self.budget.exhausted_by(self._elapsed(t0), cpu)
+            if reason:
+                self._stop_all(reason, t0)
+                self.stopped_because = reason
+                break
+            counts = self._counts()
+            finished = sum(counts.get(s, 0) for s in FINISHED)
+            planned = finished + counts.get("queued", 0) + counts.get("running", 0)
+            free = self.executor.capacity - self.executor.in_flight
+            while free > 0 and queued:
+                t = queued.pop(0)
+                self._submit(
+                    t, Proposal(proposer=t.proposer, trainer=t.trainer, params=dict(t.params), reason=t.reason, key="")
+                )
+                free -= 1
+            if free > 0 and (self.budget.trials is None or planned < self.budget.trials):
+                n = free if self.budget.trials is None else min(free, self.budget.trials - planned)
+                for proposal in self.proposer.propose(n):
+                    t = self.store.add_trial(
+                        self.campaign.id,
+                        proposer=proposal.proposer,
+                        trainer=proposal.trainer,
+                        params=proposal.params,
+                        reason=proposal.reason,
+                        key=proposal.key,
+                        parents=proposal.parents,
+                        seed=self.spec.search.seed * 100_003 + planned,
+                    )
+                    planned += 1
+                    self._submit(t, proposal)
+                    self._emit("trial_started", f"trial {t.number} started: {t.trainer}", t0, self.board[t.id])
+            if not self.running:
+                if self.budget.trials is not None and finished >= self.budget.trials:
+                    self.stopped_because = f"trial budget of {self.budget.trials} reached"
+                    break
+                if not queued and self.budget.trials is not None and planned >= self.budget.trials:
+                    self.stopped_because = f"trial budget of {self.budget.trials} reached"
+                    break
+            timeout = 0.2
+            if self.budget.time_s is not None:
+                timeout = max(0.0, min(timeout, self.budget.time_s - self._elapsed(t0)))
+            for event in self.executor.poll(timeout):
+                if isinstance(event, JobReport):
+                    self._on_report(event)
+                else:
+                    self._on_done(event, t0)
+            if time.monotonic() - last_save > 1.0:
+                self.store.update_campaign(self.campaign.id, elapsed_s=self._elapsed(t0), cpu_s=self.budget.spent_cpu_s)
+                last_save = time.monotonic()
+        self.budget.spent_time_s = self._elapsed(t0)
+        self.store.update_campaign(self.campaign.id, elapsed_s=self.budget.spent_time_s, cpu_s=self.budget.spent_cpu_s)
+        return self.stopped_because
+
+    def _stop_all(self, reason: str, t0: float) -> None:
+        for job_id in list(self.running):
+            self.executor.cancel(job_id, reason)
+        deadline = time.monotonic() + 30
+        while self.running and time.monotonic() < deadline:
+            for event in self.executor.poll(0.2):
+                if isinstance(event, JobDone):
+                    self._on_done(event, t0)
+                elif isinstance(event, JobReport):
+                    self.executor.answer(event.job_id, stop=True)
+
+    def _on_report(self, event: JobReport) -> None:
+        run = self.running.get(event.job_id)
+        if run is None:
+            self.executor.answer(event.job_id, stop=True)
+            return
+        value = compute_metrics(self.task, self.data.y_valid, event.predictions, n_classes=self.data.n_classes).get(
+            self.metric, math.nan
+        )
+        run.intermediate[event.step] = float(value)
+        stop = bool(np.isfinite(value)) and self.proposer.should_prune(run.proposal, event.step, float(value))
+        self.executor.answer(event.job_id, stop=stop)
+
+    def _on_done(self, event: JobDone, t0: float) -> None:
+        run = self.running.pop(event.job_id, None)
+        if run is None:
+            return
+        t = run.record
+        self.budget.spent_cpu_s += event.cpu_seconds
+        resources = {
+            "cpu_seconds": round(event.cpu_seconds, 4),
+            "peak_rss_mb": round(event.peak_rss_mb, 1),
+            "wall_seconds": round(time.monotonic() - run.started, 4),
+            "attempts": event.attempts,
+            "worker": event.worker,
+        }
+        if event.ok and isinstance(event.output, TrialOutput):
+            evaluation = self._evaluate(event.output)
+            artifact_path = self._maybe_keep(t.id, evaluation, event.output.artifact)
+            state = "completed"
+            self.store.finish_trial(
+                t.id,
+                state=state,
+                value=evaluation.value,
+                metrics=evaluation.metrics,
+                reward=evaluation.reward,
+                feasible=evaluation.feasible,
+                breakdown=_breakdown(evaluation),
+                log_tail=event.log_tail,
+                resources=resources,
+                intermediate=run.intermediate,
+                artifact_path=artifact_path,
+                reason=_completed_reason(self.metric, evaluation),
+            )
+        else:
+            state = (
+                "pruned" if event.failure == "pruned" else ("cancelled" if event.failure == "cancelled" else "failed")
+            )
+            last = run.intermediate[max(run.intermediate)] if run.intermediate else None
+            self.store.finish_trial(
+                t.id,
+                state=state,
+                value=last if state == "pruned" else None,
+                error=event.error,
+                failure_kind=event.failure,
+                log_tail=event.log_tail,
+                resources=resources,
+                intermediate=run.intermediate,
+                reason=event.error or state,
+            )
+        finished = self.store.get_trial(t.id)
+        self.board[t.id] = row_of(finished)
+        if state != "cancelled":
+            self.proposer.observe(run.proposal, trial_view(finished, self.objectives))
+        self._emit("trial_finished", f"trial {t.number} {state}", t0, self.board[t.id])
+
+    def _evaluate(self, out: TrialOutput) -> Evaluation:
+        metrics = compute_metrics(
+            self.task,
+            self.data.y_valid,
+            out.valid_predictions,
+            n_classes=self.data.n_classes,
+            groups=self.data.groups_valid,
+        )
+        lat = np.asarray(out.latency_ms, dtype=float)
+        metrics.update(
+            {
+                "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else math.nan,
+                "latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else math.nan,
+                "batch_latency_ms": float(out.batch_latency_ms),
+                "model_size_mb": len(out.artifact) / 1e6,
+                "train_seconds": float(out.train_seconds),
+                "train_cpu_seconds": float(out.train_cpu_seconds),
+            }
+        )
+        return self.reward.evaluate({k: float(v) for k, v in metrics.items()})
+
+    def _consider_kept(self, t: TrialRecord) -> None:
+        key = (1.0 if t.feasible else 0.0, float(t.reward if t.reward is not None else -math.inf))
+        self.kept.append((key, t.id))
+        self.kept.sort(reverse=True)
+        del self.kept[KEEP_ARTIFACTS:]
+
+    def _maybe_keep(self, trial_id: int, evaluation: Evaluation, artifact: bytes) -> str | None:
+        key = tuple(float(x) for x in evaluation.rank_key)
+        if len(self.kept) >= KEEP_ARTIFACTS and key <= self.kept[-1][0]:
+            return None
+        digest, _ = self.artifacts.put(artifact)
+        self.kept.append((key, trial_id))
+        self.kept.sort(reverse=True)
+        del self.kept[KEEP_ARTIFACTS:]
+        return digest
+
+
+_OWNER = f"pid-{__import__('os').getpid()}"
+
+
+def _board_key(row: TrialRow) -> tuple[float, float, float]:
+    done = 1.0 if row.state == "completed" else 0.0
+    return (done, 1.0 if row.feasible else 0.0, row.reward if row.reward is not None else -math.inf)
+
+
+def _breakdown(e: Evaluation) -> dict[str, Any]:
+    return {"terms": e.breakdown, "violations": list(e.violations), "reward": e.reward, "feasible": e.feasible}
+
+
+def _completed_reason(metric: str, e: Evaluation) -> str:
+    text = f"valid {metric} = {e.value:.4f}, reward {e.reward:.4f}"
+    if not e.feasible:
+        text += "; infeasible: " + "; ".join(e.violations)
+    return text
+
+
+def worker_payload(data: Dataset, spec: FactorySpec) -> WorkerPayload:
+    """Training rows with labels; validation and sealed-test rows WITHOUT labels."""
+    return WorkerPayload(
+        task=data.task,
+        feature_types=dict(data.feature_types),
+        n_classes=data.n_classes,
+        X_train=data.X_train,
+        y_train=data.y_train,
+        X_valid=data.X_valid,
+        X_test=data.X_test,
+        threads=spec.execution.threads,
+        latency_rows=spec.execution.latency_rows,
+        classes=data.classes,
+    )
+
+
+def limits_of(spec: FactorySpec) -> Limits:
+    e = spec.execution
+    return Limits(timeout_s=e.trial_timeout, memory_mb=e.memory_mb, retries=e.retries)
+
+
+def predict_split(executor: Executor, artifact: bytes, split: str = "test", timeout: float = 600.0) -> np.ndarray:
+    """Run one PredictJob to completion (the gate's sealed-test scoring)."""
+    job_id = f"p-{uuid.uuid4().hex[:8]}"
+    executor.submit(PredictJob(job_id=job_id, artifact=artifact, split=split))  # type: ignore[arg-type]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in executor.poll(0.5):
+            if isinstance(event, JobDone) and event.job_id == job_id:
+                if not event.ok or event.output is None:
+                    raise RuntimeError(f"prediction failed: {event.error}")
+                return np.asarray(event.output)
+            if isinstance(event, JobReport):
+                executor.answer(event.job_id, stop=True)
+    raise TimeoutError(f"prediction did not finish within {timeout:g}s")

@@ -1,0 +1,468 @@
+"""The `darkfab` command."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .errors import DarkfabError, DataError, SpecError
+from .results import Progress as RunProgress
+from .results import RunResult, TrialRow
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="darkfab: a lights-out model factory.")
+audit_app = typer.Typer(help="Check the append-only event log.")
+app.add_typer(audit_app, name="audit")
+
+err = Console(stderr=True)
+out = Console()
+
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="store URL (default: $DARKFAB_STORE or ./.darkfab/darkfab.db)")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
+
+
+def _fail(exc: BaseException) -> None:
+    code = 2 if isinstance(exc, (SpecError, DataError)) else 1
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except DarkfabError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command again to resume")
+        raise typer.Exit(130) from None
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "isoformat"):
+        return o.isoformat()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)
+
+
+def _is_file_arg(value: str) -> bool:
+    return value.endswith((".yaml", ".yml")) or Path(value).is_file()
+
+
+def _factory(ref: str | None, store: str | None):  # noqa: ANN202 - returns darkfab.Factory
+    """A factory from a file path, a factory name in the store, or the only factory in the store."""
+    from .factory import Factory
+    from .spec import default_spec
+    from .store import Store
+
+    if ref is not None and _is_file_arg(ref):
+        return Factory.from_file(ref, store=store)
+    st = Store(store)
+    names = [f.name for f in st.list_factories()]
+    if ref is None:
+        if len(names) == 1:
+            ref = names[0]
+        elif not names:
+            raise SpecError(f"the store {st.url} holds no factory yet; fix: run `darkfab run` first")
+        else:
+            raise SpecError(
+                f"the store holds several factories ({', '.join(names)}); fix: name one, e.g. "
+                f"`darkfab status {names[0]}` or give its factory file"
+            )
+    if ref not in names:
+        raise SpecError(
+            f"no factory {ref!r} in the store {st.url} and no such file; fix: use one of "
+            f"{', '.join(names) or '(none yet)'} or a path to a factory file"
+        )
+    spec = default_spec()
+    raw = st.get_factory(ref).spec
+    from .spec import spec_from_dict
+
+    spec = spec_from_dict(raw, f"factory {ref!r} as stored")
+    return Factory(spec, store=st)
+
+
+# -- run -----------------------------------------------------------------------------------------
+@app.command()
+def run(
+    factory: Annotated[str | None, typer.Argument(help="factory file; the built-in digits factory when absent")] = None,
+    trials: Annotated[int | None, typer.Option("--trials", help="trial budget (overrides the file)")] = None,
+    time_budget: Annotated[str | None, typer.Option("--time", help="wall-time budget, e.g. 90s, 10m")] = None,
+    cpu: Annotated[str | None, typer.Option("--cpu", help="CPU-time budget, e.g. 30m")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="parallel trials")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="seed of the search")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the factory: resume its unfinished campaign or start a new one, gate and register the winner."""
+    from .factory import Factory
+
+    def go() -> RunResult:
+        f = Factory.from_file(factory, store=store) if factory else Factory.default(store=store)
+        view = _LiveView(err)
+        with view:
+            result = f.run(
+                trials=trials, time=time_budget, cpu=cpu, workers=workers, seed=seed, on_progress=view.update
+            )
+        f.close()
+        return result
+
+    result = _guard(go)
+    if as_json:
+        _print_json(result.to_json())
+    else:
+        _print_summary(result, out)
+
+
+class _LiveView:
+    """A progress bar and a live leaderboard on stderr; plain lines when stderr is not a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[extra]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.task = self.bar.add_task("trials", total=None, extra="")
+        self.live: Live | None = None
+        self.last = 0.0
+        self.latest: RunProgress | None = None
+
+    def __enter__(self) -> _LiveView:
+        if self.console.is_terminal:
+            self.live = Live(self.bar, console=self.console, refresh_per_second=4, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            if self.latest is not None:
+                self.live.update(self._render(self.latest))
+            self.live.__exit__(*exc)
+
+    def update(self, p: RunProgress) -> None:
+        self.latest = p
+        now = time.monotonic()
+        if p.kind not in ("campaign_started", "campaign_finished") and now - self.last < 0.25:
+            return
+        self.last = now
+        if self.live is not None:
+            self.live.update(self._render(p))
+        elif p.kind in ("campaign_started", "campaign_finished") or now - self.last >= 0:
+            best = next((r for r in p.leaderboard if r.state == "completed"), None)
+            best_txt = f", best {best.value:.4f} ({best.trainer})" if best and best.value is not None else ""
+            total = f"/{p.trials_total}" if p.trials_total else ""
+            self.console.print(
+                f"[{p.elapsed_s:6.1f}s] {p.trials_done}{total} trials{best_txt}: {p.message}", highlight=False
+            )
+
+    def _render(self, p: RunProgress) -> Group:
+        extra = f"{p.elapsed_s:.0f}s" + (f" of {p.time_limit_s:.0f}s" if p.time_limit_s else "")
+        self.bar.update(self.task, total=p.trials_total, completed=p.trials_done, extra=extra)
+        return Group(self.bar, _leaderboard(p.leaderboard))
+
+
+def _fmt(v: float | None, digits: int = 4) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _leaderboard(rows: tuple[TrialRow, ...] | list[TrialRow]) -> Table:
+    t = Table(title="leaderboard", expand=False)
+    for col in ("trial", "proposer", "trainer", "params", "valid", "reward", "state"):
+        t.add_column(col, overflow="fold" if col == "params" else "ellipsis")
+    for r in rows:
+        state = r.state if r.feasible is not False else f"{r.state} (infeasible)"
+        t.add_row(str(r.number), r.proposer, r.trainer, r.params_summary(48), _fmt(r.value), _fmt(r.reward), state)
+    return t
+
+
+def _print_summary(r: RunResult, console: Console) -> None:
+    lines = [
+        f"factory [bold]{r.factory}[/], campaign {r.campaign_number}"
+        + (" (resumed)" if r.resumed else "")
+        + (f", warm-started from {r.warm_started_from} earlier trials" if r.warm_started_from else "")
+    ]
+    c = r.champion
+    if c is None:
+        lines.append("[yellow]no champion[/]: " + (r.gate or {}).get("reason", "no candidate completed"))
+    else:
+        s = c.metrics.get("sealed_test", {})
+        how = "new champion" if c.promoted_now else "champion unchanged"
+        lines.append(
+            f"[bold green]{how}[/]: version {c.version}, {c.trainer} "
+            f"({TrialRow(0, 0, '', c.trainer, c.params, '').params_summary(70)})"
+        )
+        if s:
+            lines.append(
+                f"sealed-test {s.get('metric', r.metric)}: [bold]{s['score']:.4f}[/] "
+                f"(95% CI {s['low']:.4f} to {s['high']:.4f})"
+            )
+    if r.beat:
+        b = r.beat
+        what = (
+            f"champion v{b['version']} ({b.get('trainer')})"
+            if b.get("kind") == "champion"
+            else f"the baseline that predicts the {b.get('name')} ({b.get('why')})"
+        )
+        lines.append(f"it beat {what}" + (f", which scored {b['score']:.4f}" if b.get("score") is not None else ""))
+    if r.gate and not r.gate.get("passed"):
+        lines.append(f"gate: {r.gate.get('reason')}")
+    t = r.trials
+    spent = r.budget["spent"]
+    lines.append(
+        f"trials: {t.get('completed', 0)} completed, {t.get('failed', 0)} failed, {t.get('pruned', 0)} pruned"
+        + (f", {t.get('cancelled', 0)} cancelled" if t.get("cancelled") else "")
+    )
+    lines.append(
+        f"budget spent: {spent['trials']} trials, {spent['seconds']:.1f}s wall, {spent['cpu_seconds']:.1f}s CPU"
+        + (f" ({r.stopped_because})" if r.stopped_because else "")
+    )
+    lines.append(f"records: {r.store}")
+    console.print(Panel("\n".join(lines), title="darkfab run", expand=False), highlight=False)
+
+
+# -- init, schema --------------------------------------------------------------------------------
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="where to write the starter file")] = Path("factory.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented starter factory file."""
+    from .spec import STARTER
+
+    if path.exists() and not force:
+        err.print(f"[bold red]error:[/] {path} exists; fix: pick another path or add --force")
+        raise typer.Exit(2)
+    path.write_text(STARTER, encoding="utf-8")
+    err.print(f"wrote {path}; run it with `darkfab run {path}`")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the factory file (for editors)."""
+    from .spec import json_schema
+
+    _print_json(json_schema())
+
+
+# -- reading the store ---------------------------------------------------------------------------
+FactoryArg = Annotated[str | None, typer.Argument(help="factory file or name; the store's only factory if absent")]
+
+
+@app.command()
+def status(factory: FactoryArg = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Campaigns, trial counts and the champion of a factory."""
+    s = _guard(lambda: _factory(factory, store).status())
+    if as_json:
+        _print_json(s.__dict__)
+        return
+    t = Table(title=f"factory {s.name}")
+    for col in ("campaign", "status", "trigger", "completed", "failed", "pruned", "elapsed"):
+        t.add_column(col)
+    for c in s.campaigns:
+        n = c["trials"]
+        t.add_row(
+            str(c["number"]),
+            c["status"],
+            c["trigger"],
+            str(n.get("completed", 0)),
+            str(n.get("failed", 0)),
+            str(n.get("pruned", 0)),
+            f"{c['elapsed_s'] or 0:.1f}s",
+        )
+    out.print(t)
+    if s.champion:
+        st = s.champion["metrics"].get("sealed_test", {})
+        out.print(
+            f"champion: version {s.champion['version']} ({s.champion['trainer']}), sealed-test "
+            f"{st.get('metric', '')} {_fmt(st.get('score'))}",
+            highlight=False,
+        )
+    else:
+        out.print("champion: none yet")
+    out.print(f"store: {s.store}", highlight=False)
+
+
+def _trial_json(t: Any) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "campaign": t.campaign_id,
+        "number": t.number,
+        "state": t.state,
+        "proposer": t.proposer,
+        "trainer": t.trainer,
+        "params": t.params,
+        "reason": t.reason,
+        "value": t.value,
+        "metrics": t.metrics,
+        "reward": t.reward,
+        "feasible": t.feasible,
+        "error": t.error,
+        "failure_kind": t.failure_kind,
+        "attempt": t.attempt,
+        "resources": t.resources,
+    }
+
+
+@app.command()
+def trials(factory: FactoryArg = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Every trial of a factory with its state, proposer, trainer, params and metrics."""
+    rows = _guard(lambda: _factory(factory, store).trials())
+    if as_json:
+        _print_json([_trial_json(t) for t in rows])
+        return
+    t = Table(title="trials")
+    for col in ("id", "campaign", "state", "proposer", "trainer", "params", "valid", "reward", "error"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        row = TrialRow(r.id, r.number, r.proposer, r.trainer, r.params, r.state)
+        t.add_row(
+            str(r.id),
+            str(r.campaign_id),
+            r.state,
+            r.proposer,
+            r.trainer,
+            row.params_summary(40),
+            _fmt(r.value),
+            _fmt(r.reward),
+            (r.error or "")[:60],
+        )
+    out.print(t)
+
+
+@app.command()
+def models(factory: FactoryArg = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Registered model versions with their aliases and sealed-test scores."""
+    rows = _guard(lambda: _factory(factory, store).models())
+    if as_json:
+        _print_json(
+            [
+                {
+                    "version": m.version,
+                    "aliases": list(m.aliases),
+                    "trainer": m.trainer,
+                    "params": m.params,
+                    "metrics": m.metrics,
+                    "artifact_hash": m.artifact_hash,
+                    "trial_id": m.trial_id,
+                    "created_at": m.created_at,
+                }
+                for m in rows
+            ]
+        )
+        return
+    t = Table(title="model versions")
+    for col in ("version", "aliases", "trainer", "sealed test", "artifact"):
+        t.add_column(col)
+    for m in rows:
+        st = m.metrics.get("sealed_test", {})
+        t.add_row(
+            str(m.version),
+            ", ".join(m.aliases),
+            m.trainer,
+            f"{st.get('metric', '')} {_fmt(st.get('score'))}",
+            m.artifact_hash[:12],
+        )
+    out.print(t)
+
+
+def _version_ref(v: str) -> int | str:
+    v = v.removeprefix("v")
+    return int(v) if v.isdigit() else v
+
+
+@app.command()
+def lineage(
+    args: Annotated[list[str], typer.Argument(help="[FACTORY] VERSION (a number or an alias such as champion)")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where a model version came from: proposal, trainer, params, data, packages, parents."""
+    if len(args) > 2:
+        _fail(SpecError("lineage takes [FACTORY] VERSION; fix: e.g. `darkfab lineage 1`"))
+    ref, version = (args[0], args[1]) if len(args) == 2 else (None, args[0])
+    info = _guard(lambda: _factory(ref, store).lineage(_version_ref(version)))
+    if as_json:
+        _print_json(info)
+        return
+    out.print_json(json.dumps(info, default=_json_default))
+
+
+@app.command()
+def predict(
+    args: Annotated[list[str], typer.Argument(help="[FACTORY] INPUT (CSV or Parquet)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="where to write the predictions (CSV)")],
+    version: Annotated[str, typer.Option("--version", help="model version or alias")] = "champion",
+    store: StoreOpt = None,
+) -> None:
+    """Score a file with the champion (or --version), as `mlflow models predict` does."""
+    if not 1 <= len(args) <= 2:
+        _fail(SpecError("predict takes [FACTORY] INPUT; fix: e.g. `darkfab predict rows.csv -o out.csv`"))
+    ref, source = (args[0], args[1]) if len(args) == 2 else (None, args[0])
+
+    def go() -> int:
+        from .data import read_table
+
+        f = _factory(ref, store)
+        frame = read_table(source)
+        result = f.predict(frame, version=_version_ref(version), where=source)
+        tmp = output.with_name(output.name + ".tmp")
+        result.to_csv(tmp, index=False)
+        tmp.replace(output)
+        return len(result)
+
+    n = _guard(go)
+    err.print(f"wrote {n} predictions to {output}")
+
+
+@audit_app.command("verify")
+def audit_verify(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Recompute the hash chain of the event log; exit 1 if an event was altered or removed."""
+    from .store import Store
+
+    report = _guard(lambda: Store(store).verify_chain())
+    if as_json:
+        _print_json(report.__dict__)
+    else:
+        colour = "green" if report.ok else "red"
+        out.print(f"[{colour}]{report.message}[/] ({report.checked} events checked)")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def version() -> None:
+    """Print darkfab's version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

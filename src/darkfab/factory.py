@@ -1,0 +1,467 @@
+"""The factory: wires spec, data, store, proposers, executors, evaluation, gate and registry together.
+
+``Factory.run`` resumes the factory's unfinished campaign or starts a new one warm-started from the
+history, runs it to its budget, puts the best candidate through the sealed-test gate and registers it.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .campaign import Budget, CampaignRun, limits_of, predict_split, row_of, trial_view, worker_payload
+from .data import Dataset, check_features, load_dataset
+from .errors import DataError, IntegrityError, NotFoundError
+from .evaluate import RewardModel, compute_metrics, gate, score_with_ci
+from .execute import Executor, make_executor
+from .propose import SearchContext, make_proposer
+from .registry import Registry
+from .results import ChampionSummary, Progress, RunResult
+from .spec import FactorySpec, default_spec, load_spec, with_overrides
+from .store import CampaignRecord, ModelVersionRecord, Store, TrialRecord
+from .train import DarkfabModel, load_model, resolved_space
+
+PACKAGES = ("darkfab", "numpy", "pandas", "scikit-learn", "lightgbm", "xgboost", "optuna", "scipy")
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass(frozen=True)
+class FactoryStatus:
+    name: str
+    campaigns: list[dict[str, Any]]
+    champion: dict[str, Any] | None
+    trials: dict[str, int]
+    store: str
+
+
+class Factory:
+    """A declared factory bound to a store. Cheap to make; ``run`` does the work."""
+
+    def __init__(self, spec: FactorySpec, *, store: str | Store | None = None) -> None:
+        self.spec = spec
+        self._store_arg = store
+        self._store: Store | None = store if isinstance(store, Store) else None
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, store: str | Store | None = None) -> Factory:
+        return cls(load_spec(path), store=store)
+
+    @classmethod
+    def default(cls, *, store: str | Store | None = None) -> Factory:
+        return cls(default_spec(), store=store)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self._store_arg if isinstance(self._store_arg, str) else None)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None and not isinstance(self._store_arg, Store):
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Factory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- running -------------------------------------------------------------------------------
+    def run(
+        self,
+        *,
+        trials: int | None = None,
+        time: str | float | None = None,
+        cpu: str | float | None = None,
+        workers: int | None = None,
+        seed: int | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> RunResult:
+        """Run (or resume) a campaign to its budget, gate the best candidate and register a winner."""
+        spec = with_overrides(self.spec, trials=trials, time=time, cpu=cpu, workers=workers, seed=seed)
+        data = load_dataset(spec)  # data problems surface before anything is written
+        metric = spec.primary_metric(data.task)
+        spaces = {t.name: resolved_space(t, data.task) for t in spec.trainers}
+        store = self.store
+        frec = store.ensure_factory(spec.name, spec.model_dump(mode="json"))
+        campaign, resumed = self._campaign(store, frec.id, spec, data)
+        history = [t for t in store.list_trials(factory_id=frec.id) if t.state in ("completed", "failed", "pruned")]
+        objectives = tuple(spec.search.objectives) or (metric,)
+        directions = tuple(_direction(spec, data, m) for m in objectives)
+        proposer = make_proposer(
+            spec.search.proposer,
+            SearchContext(
+                trainers=spec.trainers,
+                spaces=spaces,
+                directions=directions,
+                objective_names=objectives,
+                seed=spec.search.seed + campaign.number - 1,
+                startup_trials=spec.search.startup_trials,
+                pruner=spec.search.pruner,
+            ),
+        )
+        proposer.replay([trial_view(t, objectives) for t in history])
+        warm = sum(1 for t in history if t.campaign_id != campaign.id)
+        budget_spec = campaign.budget
+        budget = Budget(
+            trials=budget_spec.get("trials"),
+            time_s=budget_spec.get("time"),
+            cpu_s=budget_spec.get("cpu"),
+            spent_time_s=campaign.elapsed_s or 0.0,
+            spent_cpu_s=campaign.cpu_s or 0.0,
+        )
+        reward = RewardModel(
+            task=data.task,
+            primary=metric,
+            direction=spec.direction(data.task),
+            weights=dict(spec.objective.weights),
+            constraints=list(spec.objective.constraints),
+            references=_references(data),
+        )
+        registry = Registry(store)
+        executor = make_executor(spec.execution.backend)
+        try:
+            executor.start(worker_payload(data, spec), workers=spec.execution.workers, limits=limits_of(spec))
+            loop = CampaignRun(
+                spec=spec,
+                store=store,
+                campaign=campaign,
+                dataset=data,
+                proposer=proposer,
+                executor=executor,
+                reward=reward,
+                budget=budget,
+                artifacts=registry.artifacts,
+                on_progress=on_progress,
+            )
+            stopped = loop.run()
+            verdict, champion = self._gate(spec, store, registry, executor, campaign, data, metric)
+        finally:
+            executor.close()
+        counts = store.count_trials(campaign.id)
+        board = sorted(
+            (row_of(t) for t in store.list_trials(campaign_id=campaign.id)),
+            key=lambda r: (r.state == "completed", bool(r.feasible), r.reward or -math.inf),
+            reverse=True,
+        )
+        result = RunResult(
+            factory=spec.name,
+            campaign=campaign.id,
+            campaign_number=campaign.number,
+            resumed=resumed,
+            warm_started_from=warm,
+            task=data.task,
+            metric=metric,
+            champion=champion,
+            beat=verdict.get("beat") if verdict else None,
+            gate=verdict,
+            trials=counts,
+            budget={
+                "limits": budget_spec,
+                "spent": {
+                    "trials": sum(counts.get(s, 0) for s in ("completed", "failed", "pruned")),
+                    "seconds": round(budget.spent_time_s, 3),
+                    "cpu_seconds": round(budget.spent_cpu_s, 3),
+                },
+            },
+            store=store.url,
+            leaderboard=[r.__dict__ for r in board[:10]],
+            stopped_because=stopped,
+        )
+        store.finish_campaign(
+            campaign.id,
+            status="finished",
+            summary=result.to_json(),
+            reason=f"campaign finished: {stopped or 'budget reached'}",
+        )
+        if on_progress:
+            on_progress(
+                Progress(
+                    kind="campaign_finished",
+                    message=stopped,
+                    trials_done=result.budget["spent"]["trials"],
+                    trials_total=budget.trials,
+                    elapsed_s=budget.spent_time_s,
+                    time_limit_s=budget.time_s,
+                )
+            )
+        return result
+
+    def _campaign(self, store: Store, factory_id: int, spec: FactorySpec, data: Dataset) -> tuple[CampaignRecord, bool]:
+        last = store.latest_campaign(factory_id)
+        budget = spec.budget.model_dump(mode="json")
+        if last is not None and last.status == "running":
+            if last.data_fingerprint == data.fingerprint:
+                store.requeue_interrupted(last.id, reason="the process running this campaign stopped; resuming")
+                store.append_event(
+                    kind="campaign_resumed",
+                    reason="an unfinished campaign was found; resuming it",
+                    factory_id=factory_id,
+                    campaign_id=last.id,
+                )
+                return last, True
+            store.finish_campaign(
+                last.id,
+                status="stopped",
+                summary={},
+                reason="the data changed since this campaign began; starting a new one",
+            )
+        trigger = "first" if last is None else "warm_start"
+        return store.create_campaign(
+            factory_id, budget=budget, trigger=trigger, seed=spec.search.seed, data_fingerprint=data.fingerprint
+        ), False
+
+    def _gate(
+        self,
+        spec: FactorySpec,
+        store: Store,
+        registry: Registry,
+        executor: Executor,
+        campaign: CampaignRecord,
+        data: Dataset,
+        metric: str,
+    ) -> tuple[dict[str, Any] | None, ChampionSummary | None]:
+        fid = store.get_factory(spec.name).id
+        direction = spec.direction(data.task)
+        done = [t for t in store.list_trials(campaign_id=campaign.id, states=("completed",)) if t.artifact_path]
+        done.sort(key=lambda t: (bool(t.feasible), t.reward if t.reward is not None else -math.inf), reverse=True)
+        current = _current_champion(registry, spec.name)
+        cand = done[0] if done and done[0].feasible else None
+        if cand is None:
+            reason = "no feasible candidate in this campaign" if done else "no completed candidate in this campaign"
+            store.append_event(
+                kind="gate_verdict", reason=reason, factory_id=fid, campaign_id=campaign.id, data={"passed": False}
+            )
+            champ = self._champion_summary(current, executor, data, metric, spec, promoted=False) if current else None
+            return {"passed": False, "reason": reason}, champ
+        cand_bytes = registry.artifacts.get(cand.artifact_path)
+        cand_pred = predict_split(executor, cand_bytes, "test")
+        champ_pred: np.ndarray | None = None
+        beat: dict[str, Any]
+        if current is not None:
+            try:
+                champ_pred = predict_split(executor, current[1], "test")
+                beat = {"kind": "champion", "version": current[0].version, "trainer": current[0].trainer}
+            except RuntimeError as err:
+                champ_pred = None
+                beat = {"kind": "baseline", "why": f"champion v{current[0].version} cannot score the data: {err}"}
+        else:
+            beat = {"kind": "baseline", "why": "no champion yet"}
+        if champ_pred is None:
+            champ_pred = data.baseline_predictions(len(data.y_test))
+            beat["name"] = "class shares of the training data" if data.task == "classification" else "training mean"
+        g = spec.gate
+        verdict = gate(
+            task=data.task,
+            metric=metric,
+            direction=direction,
+            y_true=data.y_test,
+            candidate=cand_pred,
+            champion=champ_pred,
+            min_improvement=g.min_improvement,
+            confidence=g.confidence,
+            n_boot=g.bootstrap,
+            seed=spec.search.seed,
+        )
+        beat["score"] = verdict.champion.score if verdict.champion else None
+        vjson = {
+            "passed": bool(verdict.passed),
+            "reason": verdict.reason,
+            "trial": cand.id,
+            "delta": verdict.delta,
+            "p_better": verdict.p_better,
+            "beat": beat if verdict.passed else None,
+            "candidate": _ci(verdict.candidate),
+            "champion": _ci(verdict.champion) if verdict.champion else None,
+        }
+        store.append_event(
+            kind="gate_verdict",
+            reason=verdict.reason,
+            factory_id=fid,
+            campaign_id=campaign.id,
+            trial_id=cand.id,
+            data=vjson,
+        )
+        if not verdict.passed:
+            champ = self._champion_summary(current, executor, data, metric, spec, promoted=False) if current else None
+            return vjson, champ
+        lineage = {
+            "proposal": {
+                "proposer": cand.proposer,
+                "reason": cand.reason,
+                "key": cand.key,
+                "parents": list(cand.parents),
+            },
+            "trial_id": cand.id,
+            "campaign": campaign.number,
+            "factory": spec.name,
+            "parents": [current[0].version] if current else [],
+            "trainer": cand.trainer,
+            "params": cand.params,
+            "data_fingerprint": data.fingerprint,
+            "features": list(data.features),
+            "target": data.target,
+            "task": data.task,
+            "packages": _versions(),
+            "gate": {k: vjson[k] for k in ("reason", "delta", "p_better")},
+        }
+        sealed = {"metric": metric, **_ci(verdict.candidate)}
+        version = registry.register(
+            spec.name,
+            cand_bytes,
+            trial_id=cand.id,
+            trainer=cand.trainer,
+            params=cand.params,
+            metrics={"valid": cand.metrics, "sealed_test": sealed},
+            lineage=lineage,
+            aliases=("champion",),
+            reason=f"passed the gate: {verdict.reason}",
+        )
+        return vjson, ChampionSummary(
+            version=version.version,
+            trainer=cand.trainer,
+            params=cand.params,
+            trial_id=cand.id,
+            metrics={"valid": cand.metrics, "sealed_test": sealed},
+            promoted_now=True,
+        )
+
+    def _champion_summary(
+        self,
+        current: tuple[ModelVersionRecord, bytes] | None,
+        executor: Executor,
+        data: Dataset,
+        metric: str,
+        spec: FactorySpec,
+        promoted: bool,
+    ) -> ChampionSummary | None:
+        if current is None:
+            return None
+        rec, blob = current
+        try:
+            pred = predict_split(executor, blob, "test")
+            ci = score_with_ci(data.task, metric, data.y_test, pred, n_boot=spec.gate.bootstrap, seed=spec.search.seed)
+            sealed: dict[str, Any] = {"metric": metric, **_ci(ci)}
+        except RuntimeError:
+            sealed = dict(rec.metrics.get("sealed_test", {}))
+        return ChampionSummary(
+            version=rec.version,
+            trainer=rec.trainer,
+            params=rec.params,
+            trial_id=rec.trial_id,
+            metrics={"valid": rec.metrics.get("valid", {}), "sealed_test": sealed},
+            promoted_now=promoted,
+        )
+
+    # -- reading -------------------------------------------------------------------------------
+    def status(self) -> FactoryStatus:
+        store = self.store
+        f = store.get_factory(self.name)
+        campaigns = [
+            {
+                "number": c.number,
+                "status": c.status,
+                "trigger": c.trigger,
+                "elapsed_s": c.elapsed_s,
+                "trials": store.count_trials(c.id),
+                "created_at": str(c.created_at),
+            }
+            for c in store.list_campaigns(f.id)
+        ]
+        champion = None
+        try:
+            v = store.get_model_version(f.id, "champion")
+            champion = {"version": v.version, "trainer": v.trainer, "params": v.params, "metrics": v.metrics}
+        except NotFoundError:
+            pass
+        totals: dict[str, int] = {}
+        for c in campaigns:
+            for k, n in c["trials"].items():
+                totals[k] = totals.get(k, 0) + n
+        return FactoryStatus(name=self.name, campaigns=campaigns, champion=champion, trials=totals, store=store.url)
+
+    def trials(self) -> list[TrialRecord]:
+        store = self.store
+        return store.list_trials(factory_id=store.get_factory(self.name).id)
+
+    def models(self) -> list[ModelVersionRecord]:
+        return Registry(self.store).versions(self.name)
+
+    def lineage(self, version: int | str) -> dict[str, Any]:
+        return Registry(self.store).lineage(self.name, version)
+
+    def load_model(self, version: int | str = "champion") -> DarkfabModel:
+        """The registered model, its artifact's content hash verified before it is unpickled."""
+        _, blob = Registry(self.store).load_bytes(self.name, version)
+        return load_model(blob)
+
+    def predict(self, frame: pd.DataFrame, *, version: int | str = "champion", where: str = "input") -> pd.DataFrame:
+        """Predictions for raw rows, with the target's name as the column (and class probabilities)."""
+        _, blob = Registry(self.store).load_bytes(self.name, version)
+        model = load_model(blob)
+        rows = check_features(frame, model.features, where)
+        if len(rows) == 0:
+            raise DataError(f"{where}: no rows to predict; fix: give at least one data row")
+        target = _target_name(self, version)
+        out = pd.DataFrame({target: model.predict(rows)})
+        if model.task == "classification":
+            proba = model.predict_proba(rows)
+            for i, cls in enumerate(model.classes):
+                out[f"proba_{cls}"] = proba[:, i]
+        return out
+
+
+def _target_name(factory: Factory, version: int | str) -> str:
+    store = factory.store
+    rec = store.get_model_version(store.get_factory(factory.name).id, version)
+    return str(rec.lineage.get("target") or "prediction")
+
+
+def _current_champion(registry: Registry, name: str) -> tuple[ModelVersionRecord, bytes] | None:
+    try:
+        return registry.load_bytes(name, "champion")
+    except NotFoundError:
+        return None
+    except IntegrityError:
+        raise
+
+
+def _direction(spec: FactorySpec, data: Dataset, metric: str) -> str:
+    from .spec import METRICS
+
+    if metric == spec.primary_metric(data.task):
+        return spec.direction(data.task)
+    return METRICS[metric].direction
+
+
+def _references(data: Dataset) -> dict[str, float]:
+    if data.task != "regression":
+        return {}
+    base = compute_metrics("regression", data.y_valid, data.baseline_predictions(len(data.y_valid)), n_classes=0)
+    return {k: float(base[k]) for k in ("rmse", "mae") if k in base and base[k] > 0}
+
+
+def _ci(ci: Any) -> dict[str, float]:
+    return {"score": float(ci.score), "low": float(ci.low), "high": float(ci.high)}

@@ -1,0 +1,1 @@
+"""Contract suites every implementation of an extension point passes (stores, executors, proposers)."""
