@@ -299,8 +299,7 @@ class CampaignRun:
             )
         finished = self.store.get_trial(t.id)
         self.board[t.id] = row_of(finished)
-        if state != "cancelled":
-            self.proposer.observe(run.proposal, trial_view(finished, self.objectives))
+        self.proposer.observe(run.proposal, trial_view(finished, self.objectives))
         self._emit("trial_finished", f"trial {t.number} {state}", t0, self.board[t.id])
 
     def _evaluate(self, out: TrialOutput) -> Evaluation:
