@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..errors import SpecError
 from ..train import Split, TrialOutput, TrialRequest, WorkerPayload
 
 FailureKind = Literal["exception", "timeout", "memory", "crash", "cancelled", "pruned"]
@@ -20,6 +21,14 @@ class Limits:
     timeout_s: float = 600.0  # wall seconds; the worker is killed and replaced past it
     memory_mb: int | None = 4096  # resident memory of the worker; killed past it
     retries: int = 1  # extra attempts after an infrastructure fault (a worker that died unasked)
+
+    def __post_init__(self) -> None:
+        if not self.timeout_s > 0:
+            raise SpecError(f"limits: `timeout_s` must be a positive number of seconds, got {self.timeout_s!r}")
+        if self.memory_mb is not None and not self.memory_mb > 0:
+            raise SpecError(f"limits: `memory_mb` must be positive, or None for no limit, got {self.memory_mb!r}")
+        if self.retries < 0:
+            raise SpecError(f"limits: `retries` must be 0 or more, got {self.retries!r}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,11 @@ class JobReport:
 
 @dataclass(frozen=True)
 class JobDone:
+    """A job ended, exactly once per submitted job.
+
+    ``attempts`` counts the runs: 2 after one retry, 0 for a job cancelled before it started.
+    """
+
     job_id: str
     ok: bool
     output: TrialOutput | np.ndarray | None  # TrialOutput for a TrainJob, predictions for a PredictJob
@@ -83,11 +97,17 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def answer(self, job_id: str, *, stop: bool) -> None:
-        """Reply to a :class:`JobReport`: ``stop=True`` prunes the trial (it ends with failure 'pruned')."""
+        """Reply to a :class:`JobReport`: ``stop=True`` prunes the trial (it ends with failure 'pruned').
+
+        Does nothing when the job no longer waits (it was killed or cancelled since its report).
+        """
 
     @abc.abstractmethod
     def cancel(self, job_id: str, reason: str) -> None:
-        """Stop a queued or running job; it ends with failure 'cancelled' and the reason."""
+        """Stop a queued or running job; it ends with failure 'cancelled' and the reason.
+
+        Does nothing for a job that has already ended or was never submitted.
+        """
 
     @abc.abstractmethod
     def close(self) -> None:
