@@ -11,7 +11,7 @@ DEFAULT_FACTORY: dict = {
     "objective": {"metric": "accuracy"},
     "trainers": ["svm", "logistic_regression", "random_forest", "lightgbm"],
     "search": {"proposer": "tpe", "pruner": "median", "startup_trials": 8},
-    "budget": {"trials": 40, "time": "150s"},
+    "budget": {"trials": 100, "time": "120s"},
     "execution": {"workers": 2, "trial_timeout": "60s"},
     "gate": {"min_improvement": 0.0, "confidence": 0.9},
 }

@@ -67,17 +67,14 @@ def load_spec(path: str | Path) -> FactorySpec:
     """Read and validate a factory file. Raises SpecError naming the file on any problem."""
     p = Path(path)
     if not p.is_file():
-        raise SpecError(
-            f"{p}: no such factory file; fix: check the path, or write one with `darkfab init {p}`"
-        )
+        raise SpecError(f"{p}: no such factory file; fix: check the path, or write one with `darkfab init {p}`")
     try:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpecError(
-            f"{p}: not valid YAML{where}: {getattr(err, 'problem', err)}; "
-            "fix: check indentation and quoting there"
+            f"{p}: not valid YAML{where}: {getattr(err, 'problem', err)}; fix: check indentation and quoting there"
         ) from None
     except UnicodeDecodeError:
         raise SpecError(f"{p}: not a UTF-8 text file; fix: save it as UTF-8 YAML") from None

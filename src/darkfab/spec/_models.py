@@ -181,13 +181,9 @@ def _check_metric(name: str, where: str) -> None:
 class ObjectiveSpec(_Model):
     """What 'better' means: the primary metric, constraints, and reward weights."""
 
-    metric: str | None = Field(
-        None, description="primary metric; accuracy (classification) or rmse by default"
-    )
+    metric: str | None = Field(None, description="primary metric; accuracy (classification) or rmse by default")
     direction: Literal["maximize", "minimize"] | None = Field(None, description="inferred from the metric")
-    constraints: list[Annotated[Constraint, BeforeValidator(_coerce_constraint)]] = Field(
-        default_factory=list
-    )
+    constraints: list[Annotated[Constraint, BeforeValidator(_coerce_constraint)]] = Field(default_factory=list)
     weights: dict[str, float] = Field(
         default_factory=dict, description="reward weight per metric; the primary metric gets 1 unless given"
     )
@@ -264,9 +260,7 @@ class FactorySpec(_Model):
     task: TaskKind | None = Field(None, description="inferred from the target when absent")
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     trainers: list[TrainerEntry] = Field(
-        default_factory=lambda: [
-            TrainerSpec(name=n) for n in ("lightgbm", "random_forest", "logistic_regression")
-        ],
+        default_factory=lambda: [TrainerSpec(name=n) for n in ("lightgbm", "random_forest", "logistic_regression")],
         min_length=1,
     )
     search: SearchSpec = Field(default_factory=SearchSpec)

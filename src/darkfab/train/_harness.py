@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._model import DarkfabModel, load_model
-from ._prep import Flavour, Preprocessor
+from ._prep import SCALINGS, Flavour, Preprocessor
 from ._records import Split, TrialOutput, TrialRequest, WorkerPayload
 from ._trainers import FitContext, Report, resolve_trainer
 
@@ -22,18 +22,18 @@ class WorkerState:
 
     def __init__(self, payload: WorkerPayload) -> None:
         self.payload = payload
-        self._prepared: dict[Flavour, tuple[Preprocessor, np.ndarray, np.ndarray]] = {}
-        self._test: dict[Flavour, np.ndarray] = {}
-        self._latency_rows = [
-            payload.X_valid.iloc[[i]] for i in range(min(payload.latency_rows, len(payload.X_valid)))
-        ]
+        self._prepared: dict[tuple[Flavour, str], tuple[Preprocessor, np.ndarray, np.ndarray]] = {}
+        self._latency_rows = [payload.X_valid.iloc[[i]] for i in range(min(payload.latency_rows, len(payload.X_valid)))]
 
-    def prepared(self, flavour: Flavour) -> tuple[Preprocessor, np.ndarray, np.ndarray]:
-        if flavour not in self._prepared:
+    def prepared(self, flavour: Flavour, scaling: str = "standard") -> tuple[Preprocessor, np.ndarray, np.ndarray]:
+        key = (flavour, scaling)
+        if key not in self._prepared:
+            if scaling not in SCALINGS:
+                raise ValueError(f"scaling must be one of {', '.join(SCALINGS)}, got {scaling!r}")
             p = self.payload
-            prep = Preprocessor(p.feature_types, flavour).fit(p.X_train)
-            self._prepared[flavour] = (prep, prep.transform(p.X_train), prep.transform(p.X_valid))
-        return self._prepared[flavour]
+            prep = Preprocessor(p.feature_types, flavour, scaling).fit(p.X_train)  # type: ignore[arg-type]
+            self._prepared[key] = (prep, prep.transform(p.X_train), prep.transform(p.X_valid))
+        return self._prepared[key]
 
 
 def prepare(payload: WorkerPayload) -> WorkerState:
@@ -54,7 +54,9 @@ def run_trial(state: WorkerState, request: TrialRequest, report: Report = _never
     """Train one candidate. Raises TrialPruned when ``report`` says stop; any other exception is the trial's."""
     p = state.payload
     trainer = resolve_trainer(request.trainer, p.task)
-    prep, X, X_valid = state.prepared(trainer.flavour)
+    params: dict[str, Any] = dict(request.params)
+    scaling = str(params.pop("scaling", "standard")) if trainer.flavour == "linear" else "standard"
+    prep, X, X_valid = state.prepared(trainer.flavour, scaling)
     ctx = FitContext(
         task=p.task,
         n_classes=p.n_classes,
@@ -66,7 +68,6 @@ def run_trial(state: WorkerState, request: TrialRequest, report: Report = _never
         report=report,
         report_every=request.report_every,
     )
-    params: dict[str, Any] = dict(request.params)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     estimator = trainer.fit(ctx, params)
     train_s, cpu_s = time.perf_counter() - wall0, time.process_time() - cpu0

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 Flavour = Literal["linear", "tree", "native"]
+Scaling = Literal["standard", "minmax"]
+SCALINGS: tuple[str, ...] = ("standard", "minmax")
 MAX_ONE_HOT = 30  # the most frequent categories each get a column; the rest share "other"
 
 
@@ -36,8 +38,9 @@ def _as_float(col: pd.Series) -> np.ndarray:
 class Preprocessor:
     """Fitted on training rows; turns any DataFrame with the same columns into a float matrix."""
 
-    def __init__(self, feature_types: dict[str, str], flavour: Flavour) -> None:
+    def __init__(self, feature_types: dict[str, str], flavour: Flavour, scaling: Scaling = "standard") -> None:
         self.flavour = flavour
+        self.scaling = scaling
         self.numeric = [c for c, t in feature_types.items() if t == "numeric"]
         self.categorical = [c for c, t in feature_types.items() if t == "categorical"]
         self.medians = np.zeros(0)
@@ -58,9 +61,12 @@ class Preprocessor:
                 med = np.nanmedian(num, axis=0) if len(num) else np.zeros(num.shape[1])
             self.medians = np.where(np.isnan(med), 0.0, med)
             filled = np.where(np.isnan(num), self.medians, num)
-            self.means = filled.mean(axis=0)
-            std = filled.std(axis=0)
-            self.scales = np.where(std > 0, std, 1.0)
+            if self.scaling == "minmax":  # keeps the relative scale of similar features (pixels, counts)
+                low, high = filled.min(axis=0), filled.max(axis=0)
+                self.means, spread = low, high - low
+            else:
+                self.means, spread = filled.mean(axis=0), filled.std(axis=0)
+            self.scales = np.where(spread > 0, spread, 1.0)
         for c in self.categorical:
             values, counts = np.unique(_as_text(frame[c]), return_counts=True)
             order = np.argsort(-counts, kind="stable")

@@ -160,9 +160,17 @@ class XGBoostTrainer(EstimatorTrainer):
 
 
 class SVMTrainer(EstimatorTrainer):
-    """SVC has no probabilities of its own: they come from sigmoid calibration on 3 internal folds."""
+    """SVC has no probabilities of its own: they come from sigmoid calibration on 3 internal folds.
+
+    The default space searches ``gamma_factor``, gamma as a multiple of scikit-learn's ``gamma="scale"``
+    (1 / (n_features * X.var())), so one range fits every scaling; ``gamma`` itself still works.
+    """
 
     def fit(self, ctx: FitContext, params: dict[str, Any]) -> Any:
+        params = dict(params)
+        if "gamma_factor" in params:  # relative to sklearn's gamma="scale", so it means the same after any scaling
+            var = float(ctx.X.var()) or 1.0
+            params["gamma"] = float(params.pop("gamma_factor")) / (ctx.X.shape[1] * var)
         est = self.build(ctx, params)
         if ctx.task == "classification":
             from sklearn.calibration import CalibratedClassifierCV
@@ -203,8 +211,9 @@ _HGB = {
     "min_samples_leaf": _r(5, 50, log=True),
     "l2_regularization": _r(1e-8, 10.0, log=True),
 }
-_SVM = {"C": _r(0.1, 1000.0, log=True), "gamma": _r(1e-4, 1.0, log=True)}
-_KNN = {"n_neighbors": _r(1, 50, log=True), "weights": _c("uniform", "distance")}
+_SCALING = _c("standard", "minmax")  # consumed by the preprocessing, never passed to the estimator
+_SVM = {"C": _r(0.1, 1000.0, log=True), "gamma_factor": _r(0.01, 100.0, log=True), "scaling": _SCALING}
+_KNN = {"n_neighbors": _r(1, 50, log=True), "weights": _c("uniform", "distance"), "scaling": _SCALING}
 
 
 def _both(space: dict[str, Any]) -> dict[TaskKind, dict[str, Any]]:
@@ -317,8 +326,6 @@ def resolve_trainer(spec: TrainerSpec, task: TaskKind) -> Trainer:
 def resolved_space(spec: TrainerSpec, task: TaskKind) -> dict[str, ParamSpec | Any]:
     """The search space of one trainer entry: the file's space, or the built-in default; fixed params added."""
     trainer = resolve_trainer(spec, task)
-    space: dict[str, ParamSpec | Any] = (
-        dict(spec.space) if spec.space is not None else trainer.default_space(task)
-    )
+    space: dict[str, ParamSpec | Any] = dict(spec.space) if spec.space is not None else trainer.default_space(task)
     space.update(spec.params)
     return space
