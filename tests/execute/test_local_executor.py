@@ -181,7 +181,7 @@ def test_cpu_seconds_and_peak_memory_are_measured(local: Callable[..., LocalExec
 
 def test_a_memory_kill_names_the_peak_and_the_limit(local: Callable[..., LocalExecutor]) -> None:
     executor = local(workers=1, memory_mb=700, backstop=False)  # the watchdog alone
-    executor.submit(TrainJob("eat", request(1, "eat", f"{FAULTY}:EatMemory", mb=3000)))
+    executor.submit(TrainJob("eat", request(1, "eat", f"{FAULTY}:EatMemory", megabytes=3000)))
     done = drain(executor)["eat"]
     assert done.failure == "memory"
     assert done.peak_rss_mb > 700
@@ -193,7 +193,7 @@ def test_the_address_space_backstop_turns_a_huge_allocation_into_memory_error(
     local: Callable[..., LocalExecutor],
 ) -> None:
     executor = local(workers=1, memory_mb=500, retries=1)
-    executor.submit(TrainJob("huge", request(1, "eat", f"{FAULTY}:EatMemory", mb=50_000, step_mb=50_000)))
+    executor.submit(TrainJob("huge", request(1, "eat", f"{FAULTY}:EatMemory", megabytes=50_000, step_mb=50_000)))
     executor.submit(probe(2))
     done = drain(executor)
     assert done["huge"].failure == "memory" and done["huge"].attempts == 1

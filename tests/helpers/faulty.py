@@ -100,21 +100,21 @@ class Hang(Prior):
 
 
 class EatMemory(Prior):
-    """Allocates and touches ``mb`` megabytes, ``step_mb`` at a time, then holds them for ``hold_s`` seconds.
+    """Allocates and touches ``megabytes``, ``step_mb`` at a time, then holds them for ``hold_s`` seconds.
 
     The pause between steps keeps the growth slow enough (about 1.5 GB/s at most) for a watchdog to see.
     """
 
-    def __init__(self, mb: int = 4000, step_mb: int = 16, pause_s: float = 0.01, hold_s: float = 60.0) -> None:
-        self.mb = mb
+    def __init__(self, megabytes: int = 4000, step_mb: int = 16, pause_s: float = 0.01, hold_s: float = 60.0) -> None:
+        self.megabytes = megabytes
         self.step_mb = step_mb
         self.pause_s = pause_s
         self.hold_s = hold_s
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> EatMemory:
-        print(f"eat-memory: allocating {self.mb} MB", flush=True)
+        print(f"eat-memory: allocating {self.megabytes} MB", flush=True)
         held = []
-        for _ in range(max(1, self.mb // self.step_mb)):
+        for _ in range(max(1, self.megabytes // self.step_mb)):
             held.append(np.ones(self.step_mb * 2**20 // 8))
             time.sleep(self.pause_s)
         time.sleep(self.hold_s)

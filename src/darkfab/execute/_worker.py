@@ -142,9 +142,10 @@ def _limit_address_space(memory_mb: int | None, threads: int) -> None:
 
 
 class _Worker:
-    def __init__(self, conn: Connection, state: WorkerState) -> None:
+    def __init__(self, conn: Connection, state: WorkerState, memory_mb: int | None) -> None:
         self.conn = conn
         self.state = state
+        self.memory_note = f" (the memory limit is {memory_mb} MB, limits.memory_mb)" if memory_mb else ""
         self.output = _Output()
         try:
             self._statm: int | None = os.open("/proc/self/statm", os.O_RDONLY)
@@ -181,7 +182,7 @@ class _Worker:
         except TrialPruned as err:
             failure, error = "pruned", describe(err)
         except MemoryError as err:
-            failure, error = "memory", describe(err)
+            failure, error = "memory", describe(err) + self.memory_note
             traceback.print_exc()
         except BaseException as err:  # the job's own code may raise anything, SystemExit included
             failure, error = "exception", describe(err)
@@ -246,6 +247,6 @@ def main(
         return
     conn.send_bytes(dumps((READY, time.process_time())))
     try:
-        _Worker(conn, state).run()
+        _Worker(conn, state, memory_mb).run()
     except (EOFError, BrokenPipeError):  # the parent is gone
         _orphaned(log_path)

@@ -229,7 +229,7 @@ class ExecutorContract:
     def test_memory_limit_kills_a_job_that_allocates_past_it(self, started: Callable[..., Executor]) -> None:
         limit = self.memory_limit_mb
         executor = started(workers=1, memory_mb=limit, retries=2)
-        executor.submit(TrainJob("eat", self.faulty(1, "EatMemory", mb=limit * 4)))
+        executor.submit(TrainJob("eat", self.faulty(1, "EatMemory", megabytes=limit * 4)))
         executor.submit(TrainJob("after", self.faulty(2, "Probe")))
         done = drain(executor)
         eat = done["eat"]
