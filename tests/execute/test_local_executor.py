@@ -164,7 +164,8 @@ def test_a_worker_killed_while_idle_is_replaced(local: Callable[..., LocalExecut
     assert _gone([old])
     executor.submit(probe(1))
     done = drain(executor)["probe1"]
-    assert done.ok and done.attempts == 1, done.error
+    # the death may be noticed only when the job is handed over; then the job is retried on the replacement
+    assert done.ok and done.attempts in (1, 2), done.error
     assert isinstance(done.output, TrialOutput)
     assert load_model(done.output.artifact).estimator.pid_ != old
 

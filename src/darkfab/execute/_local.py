@@ -304,6 +304,9 @@ class LocalExecutor(Executor):
     def _dispatch(self) -> None:
         while self._queue and self._idle:
             handle = self._idle.pop()
+            if not handle.process.is_alive():  # died while idle: not the job's fault, so no attempt is spent
+                self._replace(handle)
+                continue
             job, attempt = self._queue.popleft()
             if isinstance(job, TrainJob):
                 message: tuple[Any, ...] = (_worker.TRAIN, job.job_id, job.request)
