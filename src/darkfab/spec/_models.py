@@ -235,7 +235,10 @@ class BudgetSpec(_Model):
 
 
 class ExecutionSpec(_Model):
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "ray"] = Field("local", description="local worker pool, or a Ray cluster")
+    address: str | None = Field(None, description="Ray address: auto, ray://host:10001, or host:port; none starts one")
+    cpus_per_trial: float = Field(1.0, gt=0, description="Ray: CPUs reserved per trial")
+    gpus_per_trial: float = Field(0.0, ge=0, description="Ray: GPUs reserved per trial")
     workers: int = Field(2, ge=1, le=256)
     trial_timeout: Duration = Field(600.0, description="a trial running longer is killed")
     memory_mb: int | None = Field(4096, ge=64, description="a trial whose worker grows past this is killed")
