@@ -1,0 +1,152 @@
+"""Constraints, fairness, pruning, multi-objective search, CPU budget, PostgreSQL, audit: through the command."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+def test_infeasible_candidates_rank_below_feasible_ones(cli, tmp_path):
+    (tmp_path / "factory.yaml").write_text(
+        "name: small\ndata: {source: sklearn:digits}\n"
+        "objective: {metric: accuracy, constraints: ['model_size_mb <= 0.2']}\n"
+        "trainers:\n  - name: random_forest\n    params: {n_estimators: 300, max_depth: 20}\n    space: {}\n"
+        "  - name: logistic_regression\n    params: {C: 0.1}\n    space: {}\n"
+        "search: {proposer: random, pruner: none}\nbudget: {trials: 4}\nexecution: {latency_rows: 2}\n"
+        "gate: {bootstrap: 200}\n"
+    )
+    result = cli.json("run", "factory.yaml")
+    trials = cli.json("trials")
+    forests = [t for t in trials if t["trainer"] == "random_forest"]
+    assert forests and all(t["feasible"] is False for t in forests)
+    assert all(t["metrics"]["model_size_mb"] > 0.2 for t in forests)
+    assert result["champion"]["trainer"] == "logistic_regression"
+    board = result["leaderboard"]
+    assert [r["feasible"] for r in board].index(False) > [r["feasible"] for r in board].index(True)
+
+
+def test_no_feasible_candidate_means_no_champion(cli, tmp_path):
+    (tmp_path / "factory.yaml").write_text(
+        "name: tight\ndata: {source: sklearn:iris}\nobjective: {constraints: ['model_size_mb <= 0.000001']}\n"
+        "trainers: [logistic_regression]\nbudget: {trials: 2}\nexecution: {latency_rows: 2}\n"
+    )
+    result = cli.json("run", "factory.yaml")
+    assert result["champion"] is None and "no feasible candidate" in result["gate"]["reason"]
+    assert "no champion" in cli("run", "factory.yaml", "--trials", "1").stdout
+
+
+def test_fairness_across_a_group_column(cli, tmp_path):
+    rng = np.random.default_rng(1)
+    n = 400
+    group = rng.choice(["a", "b"], size=n)
+    x = rng.normal(size=n) + (group == "a") * 0.8
+    df = pd.DataFrame({"x": x, "z": rng.normal(size=n), "group": group, "y": (x > 0.4).astype(int)})
+    df.to_csv(tmp_path / "rows.csv", index=False)
+    (tmp_path / "factory.yaml").write_text(
+        "name: fair\ndata: {source: rows.csv, target: y, group: group}\n"
+        "objective: {metric: roc_auc, constraints: ['fairness_gap <= 1.0'], weights: {roc_auc: 1, fairness_gap: 0.2}}\n"
+        "trainers: [logistic_regression]\nbudget: {trials: 3}\nexecution: {latency_rows: 2}\n"
+    )
+    result = cli.json("run", "factory.yaml")
+    valid = result["champion"]["metrics"]["valid"]
+    assert 0 < valid["demographic_parity_diff"] <= 1 and 0 <= valid["equalized_odds_diff"] <= 1
+    assert valid["fairness_gap"] == pytest.approx(max(valid["demographic_parity_diff"], valid["equalized_odds_diff"]))
+    trial = next(t for t in cli.json("trials") if t["state"] == "completed")
+    assert trial["metrics"]["fairness_gap"] >= 0
+
+
+def test_boosting_trials_are_pruned_on_intermediate_scores(cli, tmp_path):
+    (tmp_path / "factory.yaml").write_text(
+        "name: prune\ndata: {source: sklearn:digits}\n"
+        "trainers:\n  - name: lightgbm\n    space:\n      n_estimators: {low: 150, high: 300}\n"
+        "      learning_rate: {low: 0.001, high: 0.3, log: true}\n      num_leaves: {low: 4, high: 16}\n"
+        "search: {proposer: tpe, pruner: median, startup_trials: 4, seed: 1}\n"
+        "budget: {trials: 14}\nexecution: {workers: 1, latency_rows: 2}\ngate: {bootstrap: 200}\n"
+    )
+    result = cli.json("run", "factory.yaml", timeout=400)
+    assert result["trials"]["pruned"] >= 1
+    pruned = [t for t in cli.json("trials") if t["state"] == "pruned"]
+    assert all(t["failure_kind"] == "pruned" for t in pruned)
+    with sqlite3.connect(tmp_path / ".darkfab" / "darkfab.db") as con:
+        rows = con.execute("SELECT intermediate FROM trials WHERE state = 'pruned'").fetchall()
+        kinds = {k for (k,) in con.execute("SELECT DISTINCT kind FROM events").fetchall()}
+    assert all(r[0] and r[0] != "{}" for r in rows)
+    assert {"proposed", "started", "completed", "pruned", "gate_verdict", "registered"} <= kinds
+
+
+@pytest.mark.parametrize("proposer", ["random", "qmc", "cmaes"])
+def test_every_proposer_runs_a_campaign(cli, tmp_path, proposer):
+    from .conftest import factory_text
+
+    (tmp_path / "factory.yaml").write_text(factory_text(proposer=proposer, trials=4))
+    result = cli.json("run", "factory.yaml")
+    assert result["trials"]["completed"] + result["trials"]["pruned"] == 4
+    assert {t["proposer"] for t in cli.json("trials")} == {proposer}
+
+
+def test_multi_objective_search_with_nsga2(cli, tmp_path):
+    (tmp_path / "factory.yaml").write_text(
+        "name: pareto\ndata: {source: sklearn:breast_cancer}\n"
+        "search: {proposer: nsga2, objectives: [roc_auc, model_size_mb], startup_trials: 4}\n"
+        "trainers: [logistic_regression, random_forest]\nbudget: {trials: 6}\nexecution: {latency_rows: 2}\n"
+    )
+    result = cli.json("run", "factory.yaml")
+    assert result["trials"]["completed"] == 6 and result["champion"] is not None
+
+
+def test_cpu_budget_is_a_hard_limit(cli, tmp_path):
+    (tmp_path / "factory.yaml").write_text(
+        "name: cpu\ndata: {source: sklearn:digits}\n"
+        "trainers:\n  - name: random_forest\n    space: {n_estimators: {low: 150, high: 250}}\n"
+        "search: {proposer: random}\nbudget: {trials: 200}\nexecution: {latency_rows: 2}\ngate: {bootstrap: 200}\n"
+    )
+    result = cli.json("run", "factory.yaml", "--cpu", "3s", timeout=200)
+    assert "CPU budget" in result["stopped_because"]
+    spent = result["budget"]["spent"]
+    assert spent["trials"] < 200 and spent["cpu_seconds"] >= 3
+    assert result["champion"] is not None
+
+
+@pytest.mark.postgres
+def test_the_same_factory_runs_on_postgresql(cli, tmp_path):
+    name = f"darkfab_cli_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(f"{PG}/postgres", autocommit=True)
+    except psycopg.OperationalError as err:  # pragma: no cover - CI starts the server
+        pytest.skip(f"PostgreSQL is not reachable at {PG}: {err}")
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        from .conftest import factory_text
+
+        (tmp_path / "factory.yaml").write_text(factory_text(name="pg", trials=3))
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        result = cli.json("run", "factory.yaml", "--store", url)
+        assert result["store"].startswith("postgresql") and result["champion"]["version"] == 1
+        assert len(cli.json("trials", "--store", url)) == 3
+        assert cli("audit", "verify", "--store", url).returncode == 0
+        assert not (tmp_path / ".darkfab" / "darkfab.db").exists()
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+def test_audit_verify_finds_a_tampered_event(ran, tmp_path):
+    import shutil
+
+    cli, _ = ran
+    store = tmp_path / "copy.db"
+    shutil.copy(cli.cwd / ".darkfab" / "darkfab.db", store)
+    url = f"sqlite:///{store}"
+    assert cli("audit", "verify", "--store", url).returncode == 0
+    with sqlite3.connect(store) as con:
+        (event_id,) = con.execute("SELECT id FROM events WHERE kind = 'gate_verdict'").fetchone()
+        con.execute("UPDATE events SET reason = 'nothing to see' WHERE id = ?", (event_id,))
+    bad = cli("audit", "verify", "--store", url, check=False)
+    assert bad.returncode == 1 and str(event_id) in bad.stdout
