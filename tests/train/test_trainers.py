@@ -7,7 +7,7 @@ import pytest
 from darkfab.data import load_dataset
 from darkfab.errors import SpecError, TrialPruned
 from darkfab.spec import ParamSpec, TrainerSpec, spec_from_dict
-from darkfab.train import BUILTINS, TrialRequest, WorkerPayload, load_model, prepare, resolved_space, run_trial
+from darkfab.train import TrialRequest, WorkerPayload, load_model, prepare, resolved_space, run_trial
 
 
 def payload_for(d, latency_rows=3):
@@ -56,41 +56,6 @@ def messy(tmp_path_factory):
     p = tmp_path_factory.mktemp("d") / "rows.csv"
     df.to_csv(p, index=False)
     return p, df
-
-
-@pytest.mark.parametrize("task", ["classification", "regression"])
-def test_every_builtin_trains_on_messy_data_and_predicts_raw_rows(messy, task):
-    path, df = messy
-    target = "label" if task == "classification" else "y"
-    spec = spec_from_dict(
-        {
-            "name": "t",
-            "data": {"source": str(path), "target": target, "exclude": ["y" if target == "label" else "label"]},
-        }
-    )
-    d = load_dataset(spec)
-    state = prepare(payload_for(d))
-    for name, make in BUILTINS.items():
-        if task not in make().tasks:
-            continue
-        ts = TrainerSpec(name=name)
-        params = fixed_params(resolved_space(ts, task))
-        out = run_trial(state, TrialRequest(trial_id=1, trainer=ts, params=params, seed=0))
-        model = load_model(out.artifact)
-        raw = df.drop(columns=["label", "y"]).head(7)
-        raw.loc[0, "colour"] = "purple"  # a category never seen in training
-        preds = model.predict(raw)
-        assert len(preds) == 7
-        if task == "classification":
-            assert set(preds) <= {"yes", "no"}
-            assert out.valid_predictions.shape == (len(d.X_valid), 2)
-            assert np.allclose(out.valid_predictions.sum(axis=1), 1.0)
-            acc = (out.valid_predictions.argmax(1) == d.y_valid).mean()
-            assert acc > 0.7, (name, acc)
-        else:
-            assert out.valid_predictions.shape == (len(d.X_valid),)
-            assert np.corrcoef(out.valid_predictions, d.y_valid)[0, 1] > 0.8, name
-        assert len(out.latency_ms) == 3 and out.train_seconds >= 0
 
 
 def test_boosters_report_and_stop_when_told(messy):
