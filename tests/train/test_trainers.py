@@ -6,7 +6,7 @@ import pytest
 
 from darkfab.data import load_dataset
 from darkfab.errors import SpecError, TrialPruned
-from darkfab.spec import ParamSpec, TrainerSpec, spec_from_dict
+from darkfab.spec import TrainerSpec, spec_from_dict
 from darkfab.train import TrialRequest, WorkerPayload, load_model, prepare, resolved_space, run_trial
 
 
@@ -22,20 +22,6 @@ def payload_for(d, latency_rows=3):
         latency_rows=latency_rows,
         classes=d.classes,
     )
-
-
-def fixed_params(space):
-    out = {}
-    for k, v in space.items():
-        if isinstance(v, ParamSpec):
-            if v.choices is not None:
-                out[k] = v.choices[0]
-            else:
-                mid = (v.low * v.high) ** 0.5 if v.log else (v.low + v.high) / 2
-                out[k] = int(round(mid)) if v.type == "int" else mid
-        else:
-            out[k] = v
-    return out
 
 
 @pytest.fixture(scope="module")
