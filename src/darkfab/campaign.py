@@ -191,7 +191,11 @@ class CampaignRun:
                 free -= 1
             if free > 0 and (self.budget.trials is None or planned < self.budget.trials):
                 n = free if self.budget.trials is None else min(free, self.budget.trials - planned)
-                for proposal in self.proposer.propose(n):
+                proposals = self.proposer.propose(n)
+                if not proposals and not self.running and not queued:
+                    self.stopped_because = "the proposer had nothing more to propose"
+                    break
+                for proposal in proposals:
                     t = self.store.add_trial(
                         self.campaign.id,
                         proposer=proposal.proposer,

@@ -454,6 +454,25 @@ def audit_verify(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
+db_app = typer.Typer(help="Store maintenance.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(store: StoreOpt = None) -> None:
+    """Migrate the store's tables to this version of darkfab (in place; safe to run twice)."""
+    from .store import current_revision, head_revision, resolve_store_url, upgrade
+
+    def go() -> tuple[str | None, str]:
+        url = resolve_store_url(store)
+        before = current_revision(url)
+        upgrade(url)
+        return before, url
+
+    before, url = _guard(go)
+    out.print(f"store {url}: revision {before or '(empty)'} -> {head_revision()}", highlight=False)
+
+
 @app.command()
 def version() -> None:
     """Print darkfab's version."""

@@ -150,3 +150,22 @@ def test_audit_verify_finds_a_tampered_event(ran, tmp_path):
         con.execute("UPDATE events SET reason = 'nothing to see' WHERE id = ?", (event_id,))
     bad = cli("audit", "verify", "--store", url, check=False)
     assert bad.returncode == 1 and str(event_id) in bad.stdout
+
+
+def test_db_upgrade_migrates_an_older_store_in_place(cli, tmp_path):
+    import sqlalchemy as sa
+    from alembic import command
+
+    from darkfab.store import head_revision
+    from darkfab.store._migrate import alembic_config
+
+    db = tmp_path / "old.db"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0001")  # the first schema darkfab shipped
+    engine.dispose()
+    out = cli("db", "upgrade", "--store", f"sqlite:///{db}").stdout
+    assert "0001" in out and head_revision() in out
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head_revision()
+    assert head_revision() in cli("db", "upgrade", "--store", f"sqlite:///{db}").stdout
