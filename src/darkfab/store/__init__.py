@@ -18,6 +18,7 @@ from ._records import (
     EventRecord,
     FactoryRecord,
     ModelVersionRecord,
+    PredictionRecord,
     TrialRecord,
     TrialState,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "EventRecord",
     "FactoryRecord",
     "ModelVersionRecord",
+    "PredictionRecord",
     "Store",
     "TrialRecord",
     "TrialState",

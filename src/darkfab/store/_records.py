@@ -133,3 +133,19 @@ class ChainReport:
     checked: int
     first_bad_id: int | None
     message: str
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One served prediction; ``row`` is its position in the request, ``label`` the true answer once known."""
+
+    id: int
+    factory_id: int
+    version: int
+    request_id: str
+    row: int
+    created_at: datetime
+    features: dict[str, Any]
+    output: Any
+    label: Any
+    labelled_at: datetime | None

@@ -183,3 +183,22 @@ events = sa.Table(
     sa.Index("ix_events_trial", "trial_id"),
     sa.Index("ix_events_kind", "kind"),
 )
+
+# One row per served prediction; no audit event each (the volume would drown the log). ``row`` is the
+# position of the prediction in its request, so a batch shares one request id and keeps its rows apart.
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("factory_id", sa.Integer, sa.ForeignKey("factories.id", name="fk_predictions_factory"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("row", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("features", _json(), nullable=False),
+    sa.Column("output", _json(), nullable=False),
+    sa.Column("label", _json(), nullable=True),
+    sa.Column("labelled_at", UTCDateTime(), nullable=True),
+    sa.Index("ix_predictions_factory_request", "factory_id", "request_id"),
+    sa.Index("ix_predictions_factory_created", "factory_id", "created_at"),
+)

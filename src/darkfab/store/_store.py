@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..errors import NotFoundError, StoreError
-from ._base import StoreBase, check_name, json_dict, one_of, utc_now, version_ref
+from ._base import check_name, json_dict, one_of, utc_now, version_ref
+from ._predictions import PredictionLog
 from ._records import (
     CAMPAIGN_STATUSES,
     FINISHED_STATES,
@@ -55,12 +56,13 @@ def _number(x: float | None) -> float | None:
     return None if math.isnan(x) else x
 
 
-class Store(StoreBase):
+class Store(PredictionLog):
     """darkfab's records on SQLite (the default) or PostgreSQL.
 
     Opening a store resolves its URL (:func:`resolve_store_url`), creates the folder of a SQLite file and
     migrates the schema to the newest revision. Every method that changes something runs as ONE
-    transaction and appends its audit event to the hash-chained event log inside that transaction.
+    transaction and appends its audit event to the hash-chained event log inside that transaction; the
+    prediction log (:class:`PredictionLog`) is the exception: predictions are data, not decisions.
     A store may be shared between threads; several processes may open the same database.
     """
 

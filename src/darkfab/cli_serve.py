@@ -1,0 +1,170 @@
+"""`darkfab serve` and the operator commands that talk to a running server (promote, rollback, pause, resume).
+
+cli.py calls :func:`register` to add them to the `darkfab` command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from .errors import DarkfabError, SpecError
+
+err = Console(stderr=True)
+
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="store URL (default: $DARKFAB_STORE or ./.darkfab/darkfab.db)")
+]
+UrlOpt = Annotated[str, typer.Option("--url", help="the model server's address")]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token", help="admin token (default: read from serve-token next to the store)", envvar="DARKFAB_SERVE_TOKEN"
+    ),
+]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="why; recorded in the event log")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _fail(exc: BaseException) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(2 if isinstance(exc, SpecError) else 1)
+
+
+def _factory_name(ref: str | None) -> str | None:
+    if ref is not None and (ref.endswith((".yaml", ".yml")) or Path(ref).is_file()):
+        from .spec import load_spec
+
+        return load_spec(ref).name
+    return ref
+
+
+def _token(token: str | None, store: str | None) -> str:
+    if token:
+        return token
+    from .serve import read_token, token_path
+    from .store import Store
+
+    with Store(store) as st:
+        path = token_path(st.artifact_root)
+    return read_token(path)
+
+
+def _admin(action: str, url: str, token: str | None, store: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    import httpx
+
+    secret = _token(token, store)
+    target = f"{url.rstrip('/')}/admin/{action}"
+    try:
+        r = httpx.post(target, json=body, headers={"authorization": f"Bearer {secret}"}, timeout=60)
+    except httpx.HTTPError as exc:
+        raise DarkfabError(
+            f"cannot reach the model server at {url} ({exc}); fix: start it with `darkfab serve`, or pass --url"
+        ) from None
+    try:
+        answer = r.json()
+    except ValueError:
+        answer = {"error": r.text[:300]}
+    if r.status_code == 401:
+        raise DarkfabError(f"the server at {url} refused the admin token: {answer.get('error')}; fix: pass --token")
+    if r.status_code >= 400:
+        raise DarkfabError(f"{action} failed ({r.status_code}): {answer.get('error', answer)}")
+    return answer
+
+
+def _report(answer: dict[str, Any], as_json: bool, line: str) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(answer, indent=2) + "\n")
+    else:
+        err.print(line, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve`, `promote`, `rollback`, `pause` and `resume` to ``app``."""
+
+    @app.command()
+    def serve(
+        factory: Annotated[
+            str | None, typer.Argument(help="factory name or file; the store's only one if absent")
+        ] = None,
+        host: Annotated[
+            str, typer.Option("--host", help="address to bind (loopback unless you mean it)")
+        ] = "127.0.0.1",
+        port: Annotated[int, typer.Option("--port", help="TCP port")] = 8000,
+        store: StoreOpt = None,
+        max_body: Annotated[int, typer.Option("--max-body", help="largest request body in bytes")] = 1_000_000,
+        no_log: Annotated[bool, typer.Option("--no-log", help="do not log predictions to the store")] = False,
+    ) -> None:
+        """Serve a factory's champion: Open Inference Protocol v2 over HTTP, metrics at /metrics."""
+        import logging
+
+        from .serve import serve as run_server
+
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+        try:
+            run_server(
+                _factory_name(factory),
+                store=store,
+                host=host,
+                port=port,
+                max_body_bytes=max_body,
+                log_predictions=not no_log,
+            )
+        except DarkfabError as exc:
+            _fail(exc)
+
+    @app.command()
+    def promote(
+        version: Annotated[str, typer.Argument(help="version number (or an alias such as challenger)")],
+        factory: Annotated[str | None, typer.Option("--factory", help="the factory the server must be serving")] = None,
+        url: UrlOpt = DEFAULT_URL,
+        token: TokenOpt = None,
+        store: StoreOpt = None,
+        reason: ReasonOpt = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print the server's answer as JSON")] = False,
+    ) -> None:
+        """Point `champion` at VERSION; the running server swaps to it without dropping a request."""
+        ref: int | str = version.removeprefix("v")
+        ref = int(ref) if ref.isdigit() else version
+        body: dict[str, Any] = {"version": ref}
+        if factory:
+            body["model"] = _factory_name(factory)
+        if reason:
+            body["reason"] = reason
+        try:
+            a = _admin("promote", url, token, store, body)
+        except DarkfabError as exc:
+            _fail(exc)
+            return
+        _report(a, as_json, f"{a['model']}: champion is version {a['version']} (was {a['previous']})")
+
+    def simple(action: str, doc: str) -> None:
+        def command(
+            url: UrlOpt = DEFAULT_URL,
+            token: TokenOpt = None,
+            store: StoreOpt = None,
+            reason: ReasonOpt = None,
+            as_json: Annotated[bool, typer.Option("--json", help="print the server's answer as JSON")] = False,
+        ) -> None:
+            try:
+                a = _admin(action, url, token, store, {"reason": reason} if reason else {})
+            except DarkfabError as exc:
+                _fail(exc)
+                return
+            if action == "rollback":
+                line = f"{a['model']}: rolled back to version {a['version']} (was {a['previous']})"
+            else:
+                line = f"{a['model']}: {'paused' if a['paused'] else 'serving'} ({a['reason']})"
+            _report(a, as_json, line)
+
+        command.__doc__ = doc
+        app.command(action)(command)
+
+    simple("rollback", "Point `champion` back at the version that held it before; the server swaps to it.")
+    simple("pause", "Stop answering predictions (503) and report not ready, until `darkfab resume`.")
+    simple("resume", "Answer predictions again after `darkfab pause`.")

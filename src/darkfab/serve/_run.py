@@ -1,0 +1,59 @@
+"""Running the server: resolve the factory, build the app, hand it to uvicorn on loopback by default."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..errors import NotFoundError
+from ..store import Store
+from ._app import create_app
+
+log = logging.getLogger("darkfab.serve")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def resolve_factory(store: Store, factory: str | None) -> str:
+    """``factory``, or the store's only factory when it is None; NotFoundError naming the choices otherwise."""
+    if factory is not None:
+        return store.get_factory(factory).name
+    names = [f.name for f in store.list_factories()]
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise NotFoundError(f"the store at {store.url} holds no factory yet; fix: run `darkfab run` first")
+    raise NotFoundError(f"the store holds several factories ({', '.join(names)}); fix: name the one to serve")
+
+
+def serve(
+    factory: str | None = None,
+    *,
+    store: str | Store | None = None,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    log_level: str = "info",
+    access_log: bool = False,
+    **options: Any,
+) -> None:
+    """Serve ``factory``'s champion with uvicorn until interrupted; queued predictions are written on exit.
+
+    ``options`` go to :func:`create_app` (``max_body_bytes``, ``token_file``, ``log_predictions``...).
+    Binds to 127.0.0.1 unless told otherwise: exposing a model server is a decision to take on purpose.
+    """
+    import uvicorn
+
+    own = not isinstance(store, Store)
+    st = Store(store) if own else store
+    try:
+        name = resolve_factory(st, factory)
+        app = create_app(store=st, factory=name, **options)
+        log.info("serving %r v%s; admin token in %s", name, app.state.service.current.version, app.state.token_file)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+    finally:
+        app_state = locals().get("app")
+        if app_state is not None:
+            app_state.state.service.close()
+        if own:
+            st.close()

@@ -1,0 +1,127 @@
+"""The prediction log: many rows per transaction, no audit event per row, labels that arrive later."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import NotFoundError, StoreError
+from ._base import StoreBase, utc_now
+from ._records import PredictionRecord
+from ._schema import predictions
+
+_REQUIRED = ("factory_id", "version", "request_id", "features", "output")
+_KNOWN = frozenset((*_REQUIRED, "row", "created_at"))
+_MAX_REQUEST_ID = 64
+
+
+def _int(value: Any, what: str, i: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StoreError(f"prediction row {i}: {what} must be an integer, got {value!r}")
+    return value
+
+
+def _request_id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > _MAX_REQUEST_ID:
+        raise StoreError(
+            f"{where}: request_id must be a non-empty string of at most {_MAX_REQUEST_ID} characters, got {value!r:.80}"
+        )
+    return value
+
+
+def _row_values(row: Any, i: int, now: datetime) -> dict[str, Any]:
+    if not isinstance(row, Mapping):
+        raise StoreError(f"prediction row {i} must be a dict, got {type(row).__name__}")
+    missing = [k for k in _REQUIRED if k not in row]
+    unknown = sorted(set(row) - _KNOWN)
+    if missing or unknown:
+        raise StoreError(
+            f"prediction row {i}: missing keys {missing}, unknown keys {unknown}; a row holds "
+            f"{sorted(_KNOWN)} (row and created_at are optional)"
+        )
+    if not isinstance(row["features"], Mapping):
+        raise StoreError(f"prediction row {i}: features must be a dict of column -> value")
+    created = row.get("created_at") or now
+    if not isinstance(created, datetime) or created.tzinfo is None:
+        raise StoreError(f"prediction row {i}: created_at must be a timezone-aware datetime, got {created!r}")
+    return {
+        "factory_id": _int(row["factory_id"], "factory_id", i),
+        "version": _int(row["version"], "version", i),
+        "request_id": _request_id(row["request_id"], f"prediction row {i}"),
+        "row": _int(row.get("row", 0), "row", i),
+        "created_at": created,
+        "features": dict(row["features"]),
+        "output": row["output"],
+        "label": None,
+        "labelled_at": None,
+    }
+
+
+class PredictionLog(StoreBase):
+    """The ``predictions`` table. Serving writes it in batches; monitoring reads it back."""
+
+    def log_predictions(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert served predictions in ONE transaction; returns how many were written.
+
+        Each row: ``factory_id``, ``version``, ``request_id``, ``features`` (column -> raw value),
+        ``output`` (any JSON value), and optionally ``row`` (position in its request, default 0) and
+        ``created_at`` (aware datetime, default now). Predictions are not decisions: no event is appended.
+        """
+        now = utc_now()
+        values = [_row_values(r, i, now) for i, r in enumerate(rows)]
+        if not values:
+            return 0
+        with self._write(f"log {len(values)} predictions", chain=False) as conn:
+            conn.execute(predictions.insert(), values)
+        return len(values)
+
+    def add_feedback(self, factory_id: int, request_id: str, label: Any, *, row: int | None = None) -> int:
+        """Record the true ``label`` of a request's predictions (of one ``row`` of it when given).
+
+        Returns the number of rows updated; NotFoundError when the factory logged no such request (or row).
+        """
+        _request_id(request_id, "feedback")
+        if row is not None:
+            _int(row, "row", 0)
+        where = [predictions.c.factory_id == factory_id, predictions.c.request_id == request_id]
+        if row is not None:
+            where.append(predictions.c.row == row)
+        with self._write(f"record feedback for request {request_id!r}", chain=False) as conn:
+            done = conn.execute(predictions.update().where(*where).values(label=label, labelled_at=utc_now()))
+            if done.rowcount == 0:
+                which = f"row {row} of request" if row is not None else "request"
+                raise NotFoundError(
+                    f"no logged prediction for {which} {request_id!r} of factory id {factory_id} in the store at "
+                    f"{self._shown}; fix: use the request_id a prediction response returned"
+                )
+            return done.rowcount
+
+    def list_predictions(
+        self,
+        factory_id: int,
+        *,
+        request_id: str | None = None,
+        version: int | None = None,
+        labelled: bool | None = None,
+        limit: int | None = None,
+    ) -> list[PredictionRecord]:
+        """Logged predictions oldest first; with ``limit``, the newest ``limit`` of them (still oldest first)."""
+        query = sa.select(predictions).where(predictions.c.factory_id == factory_id)
+        if request_id is not None:
+            query = query.where(predictions.c.request_id == request_id)
+        if version is not None:
+            query = query.where(predictions.c.version == version)
+        if labelled is not None:
+            query = query.where(
+                predictions.c.labelled_at.is_not(None) if labelled else predictions.c.labelled_at.is_(None)
+            )
+        newest_first = limit is not None
+        query = query.order_by(predictions.c.id.desc() if newest_first else predictions.c.id).limit(limit)
+        with self._read("list predictions") as conn:
+            found = [PredictionRecord(**r._mapping) for r in conn.execute(query)]
+        if newest_first:
+            found.reverse()
+        return found

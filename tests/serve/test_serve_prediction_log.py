@@ -1,0 +1,193 @@
+"""The prediction log: the store's methods (SQLite and PostgreSQL) and the batching writer thread."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from darkfab.errors import NotFoundError, StoreError
+from darkfab.serve import PredictionLogger, ServeMetrics
+from darkfab.store import Store
+
+from .conftest import Built, copy_store
+from .test_serve_http import records
+
+PG_ADMIN_URL = os.environ.get("DARKFAB_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        with Store(f"sqlite:///{tmp_path / 'log.db'}") as st:
+            yield st
+        return
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            name = f"darkfab_serve_{os.getpid()}_{time.monotonic_ns() % 10**8}"
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as err:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL is not reachable ({err.orig})")
+    try:
+        with Store(sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)) as st:
+            yield st
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _rows(fid: int, request_id: str, n: int, version: int = 1) -> list[dict]:
+    return [
+        {
+            "factory_id": fid,
+            "version": version,
+            "request_id": request_id,
+            "row": i,
+            "features": {"x": i, "colour": "red"},
+            "output": {"prediction": "good", "probabilities": [0.2, 0.8]},
+        }
+        for i in range(n)
+    ]
+
+
+def test_log_predictions_and_feedback(store: Store) -> None:
+    fid = store.ensure_factory("f", {"name": "f"}).id
+    events = len(store.list_events())
+    assert store.log_predictions(_rows(fid, "a", 3) + _rows(fid, "b", 1, version=2)) == 4
+    assert store.log_predictions([]) == 0
+    assert len(store.list_events()) == events  # no audit event per prediction
+    rows = store.list_predictions(fid)
+    assert [(r.request_id, r.row, r.version) for r in rows] == [("a", 0, 1), ("a", 1, 1), ("a", 2, 1), ("b", 0, 2)]
+    assert rows[0].features == {"x": 0, "colour": "red"} and rows[0].output["probabilities"] == [0.2, 0.8]
+    assert rows[0].created_at.tzinfo is not None and rows[0].label is None and rows[0].labelled_at is None
+    assert [r.request_id for r in store.list_predictions(fid, version=2)] == ["b"]
+    assert len(store.list_predictions(fid, limit=2)) == 2
+
+    assert store.add_feedback(fid, "a", "bad", row=1) == 1
+    assert store.add_feedback(fid, "b", 3.5) == 1
+    assert store.add_feedback(fid, "a", "good") == 3
+    labelled = store.list_predictions(fid, labelled=True)
+    assert [r.label for r in labelled] == ["good", "good", "good", 3.5]
+    assert all(r.labelled_at is not None for r in labelled)
+    assert store.list_predictions(fid, labelled=False) == []
+    with pytest.raises(NotFoundError, match="'zzz'"):
+        store.add_feedback(fid, "zzz", 1)
+    with pytest.raises(NotFoundError, match="row 9"):
+        store.add_feedback(fid, "a", 1, row=9)
+    other = store.ensure_factory("g", {"name": "g"}).id
+    with pytest.raises(NotFoundError):
+        store.add_feedback(other, "a", 1)  # request ids belong to their factory
+
+
+@pytest.mark.parametrize(
+    ("row", "match"),
+    [
+        ({"factory_id": 1}, "missing keys"),
+        ({"version": "1"}, "version must be an integer"),
+        ({"request_id": ""}, "request_id"),
+        ({"features": [1, 2]}, "features must be a dict"),
+        ({"created_at": datetime(2026, 1, 1)}, "timezone-aware"),
+        ({"colour": 1}, "unknown keys"),
+    ],
+)
+def test_bad_rows_are_refused_whole(tmp_path: Path, row: dict, match: str) -> None:
+    with Store(f"sqlite:///{tmp_path / 'b.db'}") as store:
+        fid = store.ensure_factory("f", {"name": "f"}).id
+        good = _rows(fid, "a", 1)[0]
+        bad = {**good, **row} if "factory_id" not in row else {"factory_id": 1}
+        with pytest.raises(StoreError, match=match):
+            store.log_predictions([good, bad])
+        assert store.list_predictions(fid) == []
+        when = datetime(2026, 1, 2, tzinfo=timezone.utc)
+        store.log_predictions([{**good, "created_at": when}])
+        assert store.list_predictions(fid)[0].created_at == when
+
+
+def test_logger_batches_flushes_and_drains_on_close(tmp_path: Path) -> None:
+    with Store(f"sqlite:///{tmp_path / 'q.db'}") as store:
+        fid = store.ensure_factory("f", {"name": "f"}).id
+        metrics = ServeMetrics()
+        logger = PredictionLogger(store, metrics, interval_s=0.05, batch_rows=7, capacity_rows=50)
+        for i in range(10):
+            assert logger.submit(_rows(fid, f"r{i}", 3))
+        assert logger.flush()
+        assert len(store.list_predictions(fid)) == 30
+        assert not logger.submit(_rows(fid, "huge", 51))  # over capacity: dropped, never blocks
+        assert logger.submit(_rows(fid, "last", 2))
+        logger.close()
+        logger.close()
+        assert len(store.list_predictions(fid)) == 32
+        assert not logger.submit(_rows(fid, "after", 1))
+        text = metrics.render().decode()
+        assert "darkfab_prediction_log_written_total 32.0" in text
+        assert "darkfab_prediction_log_dropped_total 52.0" in text
+
+
+def test_a_failing_store_never_stops_the_logger(tmp_path: Path) -> None:
+    with Store(f"sqlite:///{tmp_path / 'e.db'}") as store:
+        metrics = ServeMetrics()
+        logger = PredictionLogger(store, metrics, interval_s=0.02)
+        logger.submit([{"factory_id": 1}])  # refused by the store
+        assert logger.flush()
+        fid = store.ensure_factory("f", {"name": "f"}).id
+        logger.submit(_rows(fid, "ok", 1))
+        logger.close()
+        assert len(store.list_predictions(fid)) == 1
+        assert "darkfab_prediction_log_errors_total 1.0" in metrics.render().decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_command_writes_queued_predictions_on_shutdown(built: Built, tmp_path: Path) -> None:
+    url = copy_store(built, tmp_path / "cmd")
+    port = _free_port()
+    script = "import typer\nfrom darkfab.cli_serve import register\napp = typer.Typer()\nregister(app)\napp()\n"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, "serve", "kinds", "--store", url, "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.1)
+        ids = [httpx.post(f"{base}/v1/models/kinds/predict", json=records(2)).json()["request_id"] for _ in range(5)]
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out
+        assert "admin token in" in out and "serve-token" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with Store(url) as store:
+        fid = store.get_factory("kinds").id
+        logged = {r.request_id for r in store.list_predictions(fid)}
+        assert set(ids) <= logged
