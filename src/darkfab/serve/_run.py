@@ -46,14 +46,14 @@ def serve(
 
     own = not isinstance(store, Store)
     st = Store(store) if own else store
+    app = None
     try:
         name = resolve_factory(st, factory)
         app = create_app(store=st, factory=name, **options)
         log.info("serving %r v%s; admin token in %s", name, app.state.service.current.version, app.state.token_file)
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
     finally:
-        app_state = locals().get("app")
-        if app_state is not None:
-            app_state.state.service.close()
+        if app is not None:
+            app.state.service.close()
         if own:
             st.close()
