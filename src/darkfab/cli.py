@@ -26,6 +26,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="darkfab: a l
 audit_app = typer.Typer(help="Check the append-only event log.")
 app.add_typer(audit_app, name="audit")
 
+
+def _register_extensions() -> None:
+    from .cli_serve import register as register_serve
+
+    register_serve(app)
+
+
 err = Console(stderr=True)
 out = Console()
 
@@ -477,6 +484,9 @@ def db_upgrade(store: StoreOpt = None) -> None:
 def version() -> None:
     """Print darkfab's version."""
     out.print(__version__)
+
+
+_register_extensions()
 
 
 def main() -> None:
