@@ -219,6 +219,8 @@ def _print_summary(r: RunResult, console: Console) -> None:
     else:
         s = c.metrics.get("sealed_test", {})
         how = "new champion" if c.promoted_now else "champion unchanged"
+        if c.alias == "challenger":
+            how = "new challenger (served beside the champion before promotion)"
         lines.append(
             f"[bold green]{how}[/]: version {c.version}, {c.trainer} "
             f"({TrialRow(0, 0, '', c.trainer, c.params, '').params_summary(70)})"

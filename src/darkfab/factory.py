@@ -328,6 +328,7 @@ class Factory:
             "gate": {k: vjson[k] for k in ("reason", "delta", "p_better")},
         }
         sealed = {"metric": metric, **_ci(verdict.candidate)}
+        alias = "champion" if current is None or spec.deploy.mode == "direct" else "challenger"
         version = registry.register(
             spec.name,
             cand_bytes,
@@ -336,8 +337,9 @@ class Factory:
             params=cand.params,
             metrics={"valid": cand.metrics, "sealed_test": sealed},
             lineage=lineage,
-            aliases=("champion",),
-            reason=f"passed the gate: {verdict.reason}",
+            aliases=(alias,),
+            reason=f"passed the gate: {verdict.reason}"
+            + ("" if alias == "champion" else f"; {spec.deploy.mode} against the champion before promotion"),
         )
         return vjson, ChampionSummary(
             version=version.version,
@@ -345,7 +347,8 @@ class Factory:
             params=cand.params,
             trial_id=cand.id,
             metrics={"valid": cand.metrics, "sealed_test": sealed},
-            promoted_now=True,
+            promoted_now=alias == "champion",
+            alias=alias,
         )
 
     def _champion_summary(

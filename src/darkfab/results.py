@@ -60,6 +60,7 @@ class ChampionSummary:
     trial_id: int | None
     metrics: dict[str, Any]  # {"valid": {...}, "sealed_test": {metric, score, low, high}}
     promoted_now: bool
+    alias: str = "champion"  # "challenger" when deploy.mode puts the winner through a canary or shadow first
 
 
 @dataclass(frozen=True)

@@ -255,6 +255,37 @@ class GateSpec(_Model):
     bootstrap: int = Field(1000, ge=100, le=100_000)
 
 
+class DeploySpec(_Model):
+    """How a gate winner reaches traffic once a champion is being served."""
+
+    mode: Literal["direct", "canary", "shadow"] = Field(
+        "direct", description="direct: the winner becomes champion; canary/shadow: it becomes challenger first"
+    )
+    share: float = Field(0.1, gt=0.0, lt=1.0, description="canary: share of requests the challenger answers")
+    min_requests: int = Field(200, ge=10, description="challenger requests seen before promotion is decided")
+    max_error_rate_increase: float = Field(0.01, ge=0.0, description="allowed rise of the error rate over champion")
+    max_latency_ratio: float = Field(1.5, ge=1.0, description="allowed challenger p95 latency / champion p95")
+    max_quality_drop: float = Field(0.0, ge=0.0, description="allowed fall of live quality (labelled rows) vs champion")
+
+
+class MonitorSpec(_Model):
+    """Watching the served model: windows of live traffic, drift tests, live quality, triggers, alerts."""
+
+    window: int = Field(500, ge=20, description="rows per monitoring window")
+    method: Literal["auto", "ks", "chi2", "wasserstein", "jensenshannon", "psi"] = Field(
+        "auto",
+        description="auto picks per column as Evidently does: KS/chi-square for small references, "
+        "normalised Wasserstein/Jensen-Shannon for large ones",
+    )
+    threshold: float | None = Field(None, description="per-feature threshold; the method's default when empty")
+    drift_share: float = Field(0.5, gt=0.0, le=1.0, description="share of drifted features that means dataset drift")
+    quality_drop: float | None = Field(
+        None, ge=0.0, description="live quality this far below the champion's sealed-test score starts a campaign"
+    )
+    retrain: bool = Field(True, description="drift or decay starts a new campaign by itself")
+    webhook: str | None = Field(None, description="URL that receives alerts as JSON POSTs")
+
+
 class FactorySpec(_Model):
     """A whole factory file."""
 
@@ -270,6 +301,8 @@ class FactorySpec(_Model):
     budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(trials=50, time=600.0))
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
+    deploy: DeploySpec = Field(default_factory=DeploySpec)
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec)
 
     @model_validator(mode="after")
     def _unique_trainers(self) -> FactorySpec:
