@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from ..errors import NotFoundError, StoreError
 from ._base import check_name, json_dict, one_of, utc_now, version_ref
+from ._leases import LeaseQueue
 from ._predictions import PredictionLog
 from ._records import (
     CAMPAIGN_STATUSES,
@@ -56,7 +57,7 @@ def _number(x: float | None) -> float | None:
     return None if math.isnan(x) else x
 
 
-class Store(PredictionLog):
+class Store(LeaseQueue, PredictionLog):
     """darkfab's records on SQLite (the default) or PostgreSQL.
 
     Opening a store resolves its URL (:func:`resolve_store_url`), creates the folder of a SQLite file and
@@ -407,11 +408,13 @@ class Store(PredictionLog):
         intermediate: dict[int, float] | None = None,
         artifact_path: str | None = None,
         reason: str = "",
+        lease_owner: str | None = None,
     ) -> None:
         """End a trial: its row, its evaluation (when any figure is given) and an event named after the state.
 
         ``completed`` and ``pruned`` need a running trial; ``failed`` and ``cancelled`` also end a queued one.
-        Finishing a trial that is already finished raises StoreError.
+        Finishing a trial that is already finished raises StoreError. With ``lease_owner``, the trial must still
+        be leased to that owner (a worker whose lease was reclaimed cannot finish the trial afterwards).
         """
         one_of(state, FINISHED_STATES, "the state of a finished trial")
         evaluated = any(x is not None for x in (value, metrics, reward, feasible, breakdown))
@@ -445,6 +448,12 @@ class Store(PredictionLog):
             row = self._trial_state(conn, trial_id)
             if row.state in FINISHED_STATES:
                 raise self._already_finished(trial_id, row, f"finish ({state})")
+            if lease_owner is not None and (row.state != "running" or row.lease_owner != lease_owner):
+                raise StoreError(
+                    f"cannot finish trial {trial_id} for {lease_owner!r}: its lease now belongs to "
+                    f"{row.lease_owner or 'nobody'!r} (state {row.state}); the trial was reclaimed after a silence "
+                    "longer than the lease, and its new holder will finish it"
+                )
             if state in ("completed", "pruned") and row.state != "running":
                 raise StoreError(
                     f"trial {trial_id} is {row.state}; only a running trial can end {state}; "
@@ -473,17 +482,24 @@ class Store(PredictionLog):
                 },
             )
 
-    def requeue_interrupted(self, campaign_id: int, *, reason: str) -> list[TrialRecord]:
+    def requeue_interrupted(
+        self, campaign_id: int, *, reason: str, only: tuple[int, ...] | None = None
+    ) -> list[TrialRecord]:
         """Put the campaign's ``running`` trials (left by a process that died) back to ``queued``.
 
         Their attempt count is kept; each gets an event ``requeued``. Returns them as they are now.
+        With ``only``, just those trials, and only while their lease is still expired (checked in the same
+        transaction, so a heartbeat that arrived meanwhile keeps the trial with its worker).
         """
         now = utc_now()
         with self._write(f"requeue the trials of campaign {campaign_id}") as conn:
             campaign = self._campaign_row(conn, campaign_id)
+            where = [trials.c.campaign_id == campaign_id, trials.c.state == "running"]
+            if only is not None:
+                where += [trials.c.id.in_(only), trials.c.lease_expires_at < now]
             running = conn.execute(
                 sa.select(trials.c.id, trials.c.number, trials.c.attempt, trials.c.worker)
-                .where(trials.c.campaign_id == campaign_id, trials.c.state == "running")
+                .where(*where)
                 .order_by(trials.c.id)
             ).all()
             if not running:

@@ -1,0 +1,54 @@
+"""Several worker processes sharing one campaign: claim queued trials under a lease, reclaim silent ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import StoreError
+from ._base import utc_now
+from ._records import TrialRecord
+from ._schema import trials
+
+
+class LeaseQueue:
+    """Mixed into Store. Claims go through ``start_trial``, whose write lock makes each claim exclusive."""
+
+    def claim_trial(self, campaign_id: int, *, worker: str, lease_s: float) -> TrialRecord | None:
+        """Lease the oldest queued trial of a campaign to ``worker``; None when none is queued."""
+        store: Any = self
+        query = (
+            sa.select(trials.c.id)
+            .where(trials.c.campaign_id == campaign_id, trials.c.state == "queued")
+            .order_by(trials.c.id)
+            .limit(8)
+        )
+        with store._read(f"list queued trials of campaign {campaign_id}") as conn:
+            ids = [r[0] for r in conn.execute(query)]
+        for trial_id in ids:
+            try:
+                store.start_trial(trial_id, worker=worker, lease_owner=worker, lease_s=lease_s)
+            except StoreError:  # another worker claimed it first
+                continue
+            record = store.get_trial(trial_id)
+            if record.lease_owner == worker:
+                return record
+        return None
+
+    def reclaim_expired(self, campaign_id: int, *, reason: str) -> list[int]:
+        """Running trials whose lease ran out (their worker went silent) go back to the queue."""
+        store: Any = self
+        now = utc_now()
+        query = sa.select(trials.c.id).where(
+            trials.c.campaign_id == campaign_id,
+            trials.c.state == "running",
+            trials.c.lease_expires_at.is_not(None),
+            trials.c.lease_expires_at < now,
+        )
+        with store._read(f"find expired leases of campaign {campaign_id}") as conn:
+            expired = [r[0] for r in conn.execute(query)]
+        if not expired:
+            return []
+        requeued = store.requeue_interrupted(campaign_id, reason=reason, only=tuple(expired))
+        return [t.id for t in requeued]
