@@ -1,0 +1,972 @@
+"""The Ray executor: a warm pool of Ray actors, on this machine or across a cluster.
+
+Ray is an optional extra: this module imports it only when an executor starts, so ``import darkfab.execute``
+never pays for it. The training data is put in Ray's object store once (``ray.put``) and every actor,
+replacements included, reads it from there and calls ``train.prepare`` on it once; then it runs job after
+job, like a worker of the local pool.
+
+Each actor runs its jobs on its main thread (trial code may install signal handlers). Intermediate reports
+therefore travel through a small mailbox actor, kept on the driver's node: the trial's ``report`` call
+hands its predictions to the mailbox and waits there for :meth:`RayExecutor.answer`, while the executor
+long-polls the mailbox from :meth:`RayExecutor.poll`.
+
+Failures, and what the pool does about them (as the local pool does):
+
+- the job raises: ``exception`` (``MemoryError``: ``memory``), never retried; the actor stays;
+- the job runs past ``limits.timeout_s``: ``timeout``; the actor is killed (``ray.kill``) and replaced;
+- the actor's private resident memory, plus its children's, passes ``limits.memory_mb``: ``memory``. A
+  watchdog thread inside the actor measures it (so it works on any node), leaves its verdict with the
+  mailbox and kills its own process; Ray's own memory monitor killing the actor also counts as ``memory``;
+- the actor dies unasked (segfault, ``os._exit``, its node lost): an infrastructure fault; the actor is
+  replaced and the job retried ``limits.retries`` times, then ``crash``. An actor found dead only when a
+  job is handed to it also costs that job an attempt (Ray does not tell an idle death apart);
+- :meth:`RayExecutor.cancel`: ``cancelled``; a running job's actor is killed and replaced.
+
+What the local pool does and this one does not: no address-space backstop (each Ray worker maps the object
+store, so its address space says nothing about its memory), so an allocation faster than the watchdog's
+period (``memory_check_s``) can overshoot the limit before the kill. Memory shared with the object store
+(the payload) is not counted against the limit. The ``memory`` resource given to Ray is a reservation for
+scheduling only; the limit is the watchdog's.
+
+Each actor's stdout and stderr (file descriptors 1 and 2, so C code and subprocesses too) go to a log file
+on its node, emptied at the start of every job; a finished job returns its tail, and the executor reads the
+tail of a killed or dead actor's log itself, or through a small Ray task on that node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import re
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+import weakref
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any
+
+import numpy as np
+import psutil
+
+from ..errors import ExecutorError, SpecError, TrialPruned
+from ..train import TrialOutput, WorkerPayload, predict, prepare, run_trial
+from ._base import Event, Executor, FailureKind, Job, JobDone, JobReport, Limits, PredictJob, TrainJob
+from ._process import read_tail
+from ._worker import THREAD_VARS, _Output, _redirect_output, describe
+
+TRAIN = "train"
+PREDICT = "predict"
+_TAKE_S = 10.0  # the longest one long-poll of the mailbox waits before the executor asks again
+_GET_S = 10.0  # the longest the executor waits on Ray for a verdict, a log tail or a clean-up
+_MAX_START_FAILURES = 3  # replacement actors that die before they are ready, in a row, before giving up
+_KIDS_EVERY_S = 1.0
+_FATAL = {  # faulthandler's words for the signal that ended a process
+    "Segmentation fault": "SIGSEGV",
+    "Bus error": "SIGBUS",
+    "Floating-point exception": "SIGFPE",
+    "Floating point exception": "SIGFPE",
+    "Aborted": "SIGABRT",
+    "Illegal instruction": "SIGILL",
+}
+_INSTALL = "fix: pip install 'darkfab[ray]'"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the names in its messages
+
+
+def import_ray() -> Any:
+    """Ray, or a SpecError that says how to install it."""
+    try:
+        import ray
+    except ImportError as err:
+        raise SpecError(f"execution.backend 'ray' needs Ray, which is not installed ({err}); {_INSTALL}") from err
+    return ray
+
+
+# -- inside the cluster: the mailbox, the worker actor, the log reader -------------------------------------
+
+
+class _Mailbox:
+    """Carries intermediate reports and their answers, and the verdict of a watchdog that killed its actor.
+
+    An async Ray actor; every message names the attempt's token, unique per job attempt.
+    """
+
+    def __init__(self) -> None:
+        self._reports: list[tuple[str, int, np.ndarray]] = []
+        self._waiting: dict[str, asyncio.Future[bool]] = {}
+        self._notes: dict[str, tuple[str, float]] = {}
+        self._ended: set[str] = set()
+        self._wake: asyncio.Event | None = None
+
+    def _event(self) -> asyncio.Event:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        return self._wake
+
+    async def report(self, token: str, step: int, predictions: np.ndarray) -> bool:
+        """Called by a trial; returns the executor's answer: True to stop."""
+        if token in self._ended:
+            return True
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = future
+        self._reports.append((token, step, predictions))
+        self._event().set()
+        return await future
+
+    async def take(self, timeout: float) -> list[tuple[str, int, np.ndarray]]:
+        """The reports waiting for an answer, as soon as there is one, or an empty list after ``timeout``."""
+        if not self._reports:
+            wake = self._event()
+            wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout)
+        reports, self._reports = self._reports, []
+        return reports
+
+    async def answer(self, token: str, stop: bool) -> None:
+        future = self._waiting.pop(token, None)
+        if future is not None and not future.done():
+            future.set_result(bool(stop))
+
+    async def note(self, token: str, error: str, peak_rss_mb: float) -> None:
+        """A watchdog is about to kill its actor over the memory limit."""
+        self._notes[token] = (error, peak_rss_mb)
+
+    async def end(self, token: str) -> tuple[str, float] | None:
+        """The attempt is over (killed or dead): release its report, return its watchdog verdict if any."""
+        self._ended.add(token)
+        self._reports = [r for r in self._reports if r[0] != token]
+        await self.answer(token, True)
+        return self._notes.pop(token, None)
+
+
+def _private_rss_mb(proc: psutil.Process) -> float:
+    """Resident memory less what is shared with the object store (RssShmem), in MB."""
+    rss = proc.memory_info().rss
+    with contextlib.suppress(OSError, ValueError), open(f"/proc/{proc.pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"RssShmem:"):
+                rss -= int(line.split()[1]) * 1024
+                break
+    return max(0, rss) / 2**20
+
+
+class _Watchdog:
+    """Kills its own actor when a job's memory passes the limit; the mailbox learns why first."""
+
+    def __init__(self, mailbox: Any, limit_mb: int, every_s: float) -> None:
+        self.mailbox = mailbox
+        self.limit_mb = limit_mb
+        self.every_s = every_s
+        self.me = psutil.Process()
+        self.token: str | None = None
+        self.peak_mb = 0.0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._watch, name="darkfab-memory-watch", daemon=True).start()
+
+    def begin(self, token: str) -> None:
+        with self._lock:
+            self.token, self.peak_mb = token, 0.0
+
+    def end(self) -> float:
+        with self._lock:
+            self.token = None
+            return self.peak_mb
+
+    def _watch(self) -> None:
+        kids: list[psutil.Process] = []
+        kids_checked = 0.0
+        while True:
+            time.sleep(self.every_s)
+            if self.token is None:
+                continue
+            now = time.monotonic()
+            if now - kids_checked >= _KIDS_EVERY_S:
+                kids_checked = now
+                with contextlib.suppress(psutil.Error):
+                    kids = self.me.children(recursive=True)
+            rss = _private_rss_mb(self.me)
+            for kid in kids:
+                with contextlib.suppress(psutil.Error):
+                    rss += kid.memory_info().rss / 2**20
+            with self._lock:
+                token = self.token
+                if token is None:
+                    continue
+                self.peak_mb = max(self.peak_mb, rss)
+            if rss > self.limit_mb:
+                self._kill(token, rss, kids)
+
+    def _kill(self, token: str, rss: float, kids: list[psutil.Process]) -> None:
+        import ray
+
+        error = (
+            f"memory: resident memory reached {rss:.0f} MB, past the limit of {self.limit_mb} MB "
+            "(limits.memory_mb); the worker was killed"
+        )
+        print(f"darkfab: {error}", file=sys.stderr, flush=True)
+        with contextlib.suppress(Exception):
+            ray.get(self.mailbox.note.remote(token, error, rss), timeout=_GET_S)
+        for kid in kids:
+            with contextlib.suppress(psutil.Error):
+                kid.kill()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _RayWorker:
+    """One Ray actor: prepares the payload once, then runs jobs on its main thread, one at a time."""
+
+    def __init__(
+        self,
+        payload: WorkerPayload,
+        *,
+        mailbox: Any,
+        log_dir: str,
+        name: str,
+        sys_path: list[str],
+        memory_mb: int | None,
+        memory_check_s: float,
+        tail_lines: int,
+        tail_bytes: int,
+    ) -> None:
+        os.makedirs(log_dir, exist_ok=True)
+        self.log_path = os.path.join(log_dir, f"{name}.log")
+        _redirect_output(self.log_path)
+        self.log_fd = os.open(self.log_path, os.O_RDONLY)
+        for path in reversed(sys_path):  # the driver's import path, where this node has it (tests.helpers...)
+            if path not in sys.path and os.path.isdir(path):
+                sys.path.insert(0, path)
+        for var in THREAD_VARS:
+            os.environ[var] = str(max(1, int(payload.threads)))
+        self.mailbox = mailbox
+        self.tail = {"max_lines": tail_lines, "max_bytes": tail_bytes}
+        self.memory_note = f" (the memory limit is {memory_mb} MB, limits.memory_mb)" if memory_mb else ""
+        self.output = _Output()
+        self.watchdog = _Watchdog(mailbox, memory_mb, memory_check_s) if memory_mb else None
+        self.failed = ""
+        try:
+            import_module("darkfab.execute._preload")  # what the local pool's fork server imports once for all
+            self.state = prepare(payload)
+        except BaseException as err:  # told by ready(), with the traceback from the log
+            self.failed = describe(err)
+            traceback.print_exc()
+
+    def ready(self) -> tuple[str, int, str, str, float, float]:
+        """(why it failed or '', pid, node id, log path, resident MB at rest, CPU seconds so far)."""
+        import ray
+
+        self.output.flush()
+        node = ray.get_runtime_context().get_node_id()
+        pid, rss, cpu = os.getpid(), _private_rss_mb(psutil.Process()), time.process_time()
+        failed = f"{self.failed}\n{read_tail(self.log_fd, 0, **self.tail)}".rstrip() if self.failed else ""
+        return failed, pid, node, self.log_path, rss, cpu
+
+    def run(self, token: str, kind: str, job_id: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Run one job: (ok, output, failure, error, cpu_seconds, peak_rss_mb, log_tail, cpu_total)."""
+        self.output.flush()
+        os.ftruncate(1, 0)  # this job's output starts here; fd 1 and 2 append to the same file
+        max0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        cpu0 = time.process_time()
+        if self.watchdog is not None:
+            self.watchdog.begin(token)
+        ok, output, failure, error = False, None, None, None
+        try:
+            if kind == TRAIN:
+                output = run_trial(self.state, args[0], self._reporter(token))
+            else:
+                output = predict(self.state, args[0], args[1])
+            ok = True
+        except TrialPruned as err:
+            failure, error = "pruned", describe(err)
+        except MemoryError as err:
+            failure, error = "memory", describe(err) + self.memory_note
+            traceback.print_exc()
+        except BaseException as err:  # the job's own code may raise anything, SystemExit included
+            failure, error = "exception", describe(err)
+            traceback.print_exc()
+        watched = self.watchdog.end() if self.watchdog is not None else 0.0
+        cpu_total = time.process_time()
+        max1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = max1 / 1024.0 if max1 > max0 else _private_rss_mb(psutil.Process())
+        self.output.flush()
+        tail = read_tail(self.log_fd, 0, **self.tail)
+        return ok, output, failure, error, cpu_total - cpu0, max(peak, watched), tail, cpu_total
+
+    def _reporter(self, token: str) -> Any:
+        import ray
+
+        def report(step: int, predictions: np.ndarray) -> bool:
+            self.output.flush()
+            return bool(ray.get(self.mailbox.report.remote(token, int(step), np.asarray(predictions))))
+
+        return report
+
+
+def _read_log(path: str, max_lines: int, max_bytes: int) -> str:
+    """The tail of a log file on this node, which is deleted after (its actor is gone)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return ""
+    try:
+        return read_tail(fd, 0, max_lines=max_lines, max_bytes=max_bytes)
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _remove_dir(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# -- the driver's side -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    job: Job
+    attempts: int
+    token: str
+    deadline: float
+    ref: Any
+    awaiting_answer: bool = False
+
+
+@dataclass
+class _Slot:
+    """One actor, as the executor sees it."""
+
+    name: str
+    actor: Any
+    spawned: float
+    ready_ref: Any = None
+    ready: bool = False
+    pid: int = 0
+    node_id: str = ""
+    log_path: str = ""
+    cpu_total: float = 0.0
+    resting_mb: float = 0.0
+    running: _Run | None = None
+
+
+class _Session:
+    """What must be released even if the executor is never closed: actors, the Ray session we started, logs."""
+
+    def __init__(self, ray: Any, owned: bool, log_dir: str) -> None:
+        self.ray = ray
+        self.owned = owned
+        self.log_dir = log_dir
+        self.actors: list[Any] = []
+        self.nodes: set[str] = set()  # nodes with actors of ours, whose log folder must go
+        self.here = ""
+
+    def shutdown(self) -> None:
+        ray = self.ray
+        for actor in self.actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+        self.actors.clear()
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+        remote = [n for n in self.nodes if n != self.here]
+        with contextlib.suppress(Exception):
+            if remote and ray.is_initialized():
+                refs = [_on_node(ray, _remove_dir, node).remote(self.log_dir) for node in remote]
+                ray.wait(refs, num_returns=len(refs), timeout=_GET_S)
+        if self.owned:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+
+
+def _on_node(ray: Any, fn: Any, node_id: str) -> Any:
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return ray.remote(fn).options(
+        num_cpus=0, max_retries=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+    )
+
+
+class RayExecutor(Executor):
+    """A warm pool of Ray actors with the local pool's limits, retries and log tails.
+
+    Args:
+        address: the Ray cluster: ``"auto"``, ``"ray://host:10001"`` or ``"host:port"``; None starts a Ray
+            on this machine with as many CPUs as the trials need, or uses the Ray this process already joined.
+        cpus_per_trial: CPUs Ray reserves for each actor.
+        gpus_per_trial: GPUs Ray reserves for each actor (fractions share a GPU).
+        memory_mb: memory Ray reserves for each actor when scheduling (the limit itself is ``limits.memory_mb``).
+        runtime_env: passed to ``ray.init`` when this executor connects (code and packages for the nodes).
+        start_timeout_s: how long the actors may take to start and load the payload.
+        memory_check_s: how often each actor measures a running job's memory.
+        log_tail_lines: the most lines of a job's output kept in :attr:`JobDone.log_tail`.
+        log_tail_bytes: the most bytes of a job's output kept in :attr:`JobDone.log_tail`.
+    """
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        cpus_per_trial: float = 1.0,
+        gpus_per_trial: float = 0.0,
+        memory_mb: int | None = None,
+        runtime_env: dict[str, Any] | None = None,
+        start_timeout_s: float = 120.0,
+        memory_check_s: float = 0.15,
+        log_tail_lines: int = 40,
+        log_tail_bytes: int = 4096,
+    ) -> None:
+        if not cpus_per_trial > 0 or gpus_per_trial < 0 or (memory_mb is not None and memory_mb <= 0):
+            raise SpecError(
+                "execution: `cpus_per_trial` must be positive, `gpus_per_trial` 0 or more and `memory_mb` positive "
+                f"or None, got {cpus_per_trial=}, {gpus_per_trial=}, {memory_mb=}"
+            )
+        if start_timeout_s <= 0 or memory_check_s <= 0:
+            raise ValueError(
+                f"`start_timeout_s` and `memory_check_s` must be positive, got {start_timeout_s=}, {memory_check_s=}"
+            )
+        self._ray = import_ray()
+        self._address = address
+        self._cpus = float(cpus_per_trial)
+        self._gpus = float(gpus_per_trial)
+        self._memory_mb = memory_mb
+        self._runtime_env = runtime_env
+        self._start_timeout_s = start_timeout_s
+        self._memory_check_s = memory_check_s
+        self._tail = {"max_lines": log_tail_lines, "max_bytes": log_tail_bytes}
+        self._status = "new"  # new -> started -> closed
+        self._workers = 0
+        self._limits = Limits()
+        self._session: _Session | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._payload_ref: Any = None
+        self._mailbox: Any = None
+        self._take_ref: Any = None
+        self._worker_cls: Any = None
+        self._serial = 0
+        self._queue: collections.deque[tuple[Job, int]] = collections.deque()  # (job, attempt number)
+        self._jobs: dict[str, _Slot | None] = {}  # job id -> its actor, None while queued
+        self._slots: dict[str, _Slot] = {}
+        self._idle: list[_Slot] = []
+        self._refs: dict[Any, _Slot] = {}  # a pending ready() or run() -> its actor
+        self._tokens: dict[str, _Slot] = {}
+        self._events: list[Event] = []
+        self._start_failures = 0
+        self._last_ready = 0.0
+
+    # -- the Executor API ------------------------------------------------------------------------------
+
+    def start(self, payload: WorkerPayload, *, workers: int, limits: Limits) -> None:
+        if self._status != "new":
+            raise ExecutorError(f"this executor was already started (it is {self._status}); make a new one")
+        if workers < 1:
+            raise ValueError(f"`workers` must be at least 1, got {workers}")
+        ray = self._ray
+        self._workers = workers
+        self._limits = limits
+        owned = False
+        if not ray.is_initialized():
+            options: dict[str, Any] = {
+                "log_to_driver": False,
+                "logging_level": logging.ERROR,
+                "runtime_env": self._runtime_env,
+            }
+            if self._address is None:
+                options.update(num_cpus=max(1, math.ceil(workers * self._cpus)), include_dashboard=False)
+            try:
+                ray.init(address=self._address, **options)
+            except Exception as err:
+                raise ExecutorError(f"cannot start or join Ray at {self._address or 'a new local Ray'}: {err}") from err
+            owned = True
+        self._session = _Session(ray, owned, os.path.join(tempfile.gettempdir(), f"darkfab-ray-{uuid.uuid4().hex}"))
+        self._finalizer = weakref.finalize(self, self._session.shutdown)
+        self._status = "started"
+        try:
+            self._session.here = "" if _client_mode() else ray.get_runtime_context().get_node_id()
+            self._payload_ref = ray.put(payload)  # once: every actor and replacement reads this object
+            self._mailbox = self._make_mailbox()
+            self._worker_cls = self._worker_class()
+            for _ in range(workers):
+                self._spawn()
+            deadline = time.monotonic() + self._start_timeout_s
+            while len(self._idle) < workers:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ExecutorError(
+                        f"{workers - len(self._idle)} of {workers} Ray actors did not start and load the payload "
+                        f"within {self._start_timeout_s:g} s (start_timeout_s); {self._resources_note()}"
+                    )
+                self._collect(min(remaining, 1.0), starting=True)
+            self._check_memory_limit()
+        except BaseException:
+            self.close()
+            raise
+
+    def submit(self, job: Job) -> None:
+        self._check_started()
+        if not isinstance(job, (TrainJob, PredictJob)):
+            raise TypeError(f"submit takes a TrainJob or a PredictJob, got {type(job).__name__}")
+        if job.job_id in self._jobs:
+            raise ValueError(f"job id {job.job_id!r} is already in flight; job ids must be unique")
+        self._jobs[job.job_id] = None
+        self._queue.append((job, 1))
+
+    def poll(self, timeout: float) -> list[Event]:
+        self._check_started()
+        deadline = time.monotonic() + max(0.0, timeout)
+        first = True
+        while True:
+            self._dispatch()
+            now = time.monotonic()
+            next_check = self._enforce(now)
+            if self._events:
+                self._collect(0.0)  # also take whatever else is already there
+                self._dispatch()
+                break
+            remaining = deadline - now
+            if remaining <= 0 and not first:
+                break
+            first = False
+            self._collect(max(0.0, min(remaining, next_check - now)))
+        events, self._events = self._events, []
+        return events
+
+    def answer(self, job_id: str, *, stop: bool) -> None:
+        self._check_started()
+        slot = self._jobs.get(job_id)
+        running = slot.running if slot is not None else None
+        if running is None or not running.awaiting_answer:
+            return  # the job has ended (killed, cancelled) since its report: nothing waits for the answer
+        running.awaiting_answer = False
+        self._mailbox.answer.remote(running.token, bool(stop))
+
+    def cancel(self, job_id: str, reason: str) -> None:
+        self._check_started()
+        if job_id not in self._jobs:
+            return  # unknown, or already done
+        slot = self._jobs[job_id]
+        if slot is not None:
+            self._kill(slot, "cancelled", reason)
+            return
+        for i, (job, attempt) in enumerate(self._queue):
+            if job.job_id == job_id:
+                del self._queue[i]
+                del self._jobs[job_id]
+                self._events.append(
+                    JobDone(
+                        job_id=job_id, ok=False, output=None, failure="cancelled", error=reason, attempts=attempt - 1
+                    )
+                )
+                return
+
+    def close(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()  # runs the shutdown once; later calls do nothing
+        self._status = "closed"
+        self._payload_ref = self._mailbox = self._take_ref = None
+        for collection in (self._queue, self._jobs, self._slots, self._idle, self._refs, self._tokens, self._events):
+            collection.clear()
+
+    @property
+    def capacity(self) -> int:
+        return self._workers if self._status == "started" else 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._jobs) + sum(isinstance(e, JobDone) for e in self._events)
+
+    # -- for tests and diagnostics ---------------------------------------------------------------------
+
+    @property
+    def actors(self) -> dict[str, tuple[str, int]]:
+        """The ready actors: name -> (node id, process id)."""
+        return {s.name: (s.node_id, s.pid) for s in self._slots.values() if s.ready}
+
+    @property
+    def running(self) -> dict[str, str]:
+        """The running jobs: job id -> the name of its actor."""
+        return {s.running.job.job_id: s.name for s in self._slots.values() if s.running is not None}
+
+    # -- actors ----------------------------------------------------------------------------------------
+
+    def _check_started(self) -> None:
+        if self._status != "started":
+            what = "call start() first" if self._status == "new" else "it was closed; make a new one"
+            raise ExecutorError(f"the Ray executor is not running: {what}")
+
+    def _make_mailbox(self) -> Any:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        assert self._session is not None
+        options: dict[str, Any] = {"num_cpus": 0, "max_restarts": 0}
+        if self._session.here:  # keep it beside the driver, where losing a node cannot take it
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=self._session.here, soft=True)
+        mailbox = self._ray.remote(_Mailbox).options(**options).remote()
+        self._session.actors.append(mailbox)
+        return mailbox
+
+    def _worker_class(self) -> Any:
+        options: dict[str, Any] = {
+            "num_cpus": self._cpus,
+            "num_gpus": self._gpus,
+            "max_restarts": 0,
+            "max_task_retries": 0,
+        }
+        if self._memory_mb is not None:
+            options["memory"] = self._memory_mb * 2**20
+        return self._ray.remote(_RayWorker).options(**options)
+
+    def _spawn(self) -> None:
+        assert self._session is not None
+        self._serial += 1
+        name = f"ray-{self._serial}"
+        actor = self._worker_cls.remote(
+            self._payload_ref,
+            mailbox=self._mailbox,
+            log_dir=self._session.log_dir,
+            name=name,
+            sys_path=list(sys.path),
+            memory_mb=self._limits.memory_mb,
+            memory_check_s=self._memory_check_s,
+            tail_lines=self._tail["max_lines"],
+            tail_bytes=self._tail["max_bytes"],
+        )
+        self._session.actors.append(actor)
+        slot = _Slot(name=name, actor=actor, spawned=time.monotonic())
+        slot.ready_ref = actor.ready.remote()
+        self._refs[slot.ready_ref] = slot
+        self._slots[name] = slot
+
+    def _retire(self, slot: _Slot, *, kill: bool) -> None:
+        assert self._session is not None
+        if kill:
+            with contextlib.suppress(Exception):
+                self._ray.kill(slot.actor, no_restart=True)
+        with contextlib.suppress(ValueError):
+            self._session.actors.remove(slot.actor)
+        self._slots.pop(slot.name, None)
+        with contextlib.suppress(ValueError):
+            self._idle.remove(slot)
+        for ref in [r for r, s in self._refs.items() if s is slot]:
+            del self._refs[ref]
+        if slot.running is not None:
+            self._tokens.pop(slot.running.token, None)
+
+    def _replace(self, slot: _Slot, *, kill: bool = True) -> None:
+        self._retire(slot, kill=kill)
+        if self._status == "started":
+            self._spawn()
+
+    def _check_memory_limit(self) -> None:
+        """Refuse a memory limit that an actor at rest, payload loaded, already exceeds: every job would fail."""
+        limit = self._limits.memory_mb
+        if limit is None:
+            return
+        resting = max((s.resting_mb for s in self._idle), default=0.0)
+        if resting >= limit:
+            raise SpecError(
+                f"limits: `memory_mb` is {limit} MB, but a Ray actor with the data loaded and no job running "
+                f"already holds {resting:.0f} MB; fix: raise execution.memory_mb above {resting * 1.5:.0f}"
+            )
+
+    def _resources_note(self) -> str:
+        wanted = f"{self._cpus:g} CPU, {self._gpus:g} GPU" + (
+            f", {self._memory_mb} MB memory" if self._memory_mb else ""
+        )
+        try:
+            free = {k: round(v, 2) for k, v in self._ray.available_resources().items() if not k.startswith("node:")}
+        except Exception:  # pragma: no cover - the cluster is gone
+            free = {}
+        return f"each actor needs {wanted}; the cluster has free {free}"
+
+    # -- the loop --------------------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        while self._queue and self._idle:
+            slot = self._idle.pop()
+            job, attempt = self._queue.popleft()
+            token = f"{slot.name}/{job.job_id}/{attempt}"
+            if isinstance(job, TrainJob):
+                ref = slot.actor.run.remote(token, TRAIN, job.job_id, (job.request,))
+            else:
+                ref = slot.actor.run.remote(token, PREDICT, job.job_id, (job.artifact, job.split))
+            slot.running = _Run(
+                job=job, attempts=attempt, token=token, deadline=time.monotonic() + self._limits.timeout_s, ref=ref
+            )
+            self._refs[ref] = slot
+            self._tokens[token] = slot
+            self._jobs[job.job_id] = slot
+
+    def _enforce(self, now: float) -> float:
+        """Kill jobs past their deadline, give up on a pool that cannot start; return when to check next."""
+        next_check = now + 3600.0
+        pending = [s for s in self._slots.values() if not s.ready]
+        if self._queue and pending and not self._idle and not any(s.running for s in self._slots.values()):
+            waited = now - max(self._last_ready, min(s.spawned for s in pending))
+            if waited > self._start_timeout_s:
+                raise ExecutorError(
+                    f"no Ray actor is running and none started within {self._start_timeout_s:g} s "
+                    f"(start_timeout_s); {self._resources_note()}"
+                )
+        for slot in list(self._slots.values()):
+            running = slot.running
+            if running is None:
+                continue
+            if now >= running.deadline:
+                self._kill(
+                    slot,
+                    "timeout",
+                    f"timeout: the job ran past the limit of {self._limits.timeout_s:g} s (limits.timeout_s) "
+                    "and its worker was killed",
+                )
+                continue
+            next_check = min(next_check, running.deadline)
+        return next_check
+
+    def _collect(self, wait_s: float, *, starting: bool = False) -> None:
+        """Wait up to ``wait_s`` for actors that got ready, jobs that ended and reports; handle them all."""
+        reporting = any(
+            s.running is not None and isinstance(s.running.job, TrainJob) and s.running.job.request.report_every > 0
+            for s in self._slots.values()
+        )
+        if reporting and self._take_ref is None:
+            self._take_ref = self._mailbox.take.remote(_TAKE_S)
+        refs = list(self._refs)
+        if self._take_ref is not None:
+            refs.append(self._take_ref)
+        if not refs:
+            time.sleep(wait_s)
+            return
+        ready, _ = self._ray.wait(refs, num_returns=1, timeout=wait_s)
+        if ready:
+            ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in ready:
+            if ref is self._take_ref:
+                self._take_ref = None
+                self._on_reports(ref)
+                continue
+            slot = self._refs.pop(ref, None)
+            if slot is None:
+                continue
+            if ref is slot.ready_ref:
+                self._on_ready(slot, ref, starting=starting)
+            elif slot.running is not None and ref is slot.running.ref:
+                self._on_done(slot, ref)
+
+    def _on_ready(self, slot: _Slot, ref: Any, *, starting: bool) -> None:
+        ray = self._ray
+        slot.ready_ref = None
+        try:
+            failed, slot.pid, slot.node_id, slot.log_path, resting, slot.cpu_total = ray.get(ref)
+            cause: Exception | None = None
+        except ray.exceptions.RayError as err:  # it died on the way: crashed, or its node was lost
+            failed, cause = f"{_first_lines(err)}\n{self._dead_tail(slot)}".rstrip(), err
+        if failed:
+            self._start_failures += 1
+            self._retire(slot, kill=True)
+            if starting or self._start_failures >= _MAX_START_FAILURES:
+                raise ExecutorError(f"Ray actor {slot.name} could not load the payload: {failed}") from cause
+            self._spawn()
+            return
+        slot.resting_mb = resting
+        slot.ready = True
+        self._start_failures = 0
+        self._last_ready = time.monotonic()
+        assert self._session is not None
+        self._session.nodes.add(slot.node_id)
+        self._idle.append(slot)
+
+    def _on_reports(self, ref: Any) -> None:
+        try:
+            reports = self._ray.get(ref)
+        except self._ray.exceptions.RayError as err:
+            raise ExecutorError(f"the executor's mailbox actor was lost: {_first_lines(err)}") from err
+        for token, step, predictions in reports:
+            slot = self._tokens.get(token)
+            running = slot.running if slot is not None else None
+            if running is None or running.token != token:
+                self._mailbox.answer.remote(token, True)  # an attempt that has ended since
+                continue
+            running.awaiting_answer = True
+            self._events.append(JobReport(job_id=running.job.job_id, step=step, predictions=_writable(predictions)))
+
+    def _on_done(self, slot: _Slot, ref: Any) -> None:
+        ray = self._ray
+        running = slot.running
+        assert running is not None
+        try:
+            ok, output, failure, error, cpu, peak, tail, cpu_total = ray.get(ref)
+        except ray.exceptions.RayTaskError as err:  # the result could not be sent back; the actor stays
+            ok, output, failure, error, cpu, peak, tail, cpu_total = (
+                False,
+                None,
+                "exception",
+                f"cannot send the result back: {_first_lines(err)}",
+                0.0,
+                0.0,
+                "",
+                slot.cpu_total,
+            )
+        except ray.exceptions.RayError as err:
+            self._on_death(slot, err)
+            return
+        slot.running = None
+        slot.cpu_total = cpu_total
+        self._tokens.pop(running.token, None)
+        self._jobs.pop(running.job.job_id, None)
+        self._idle.append(slot)
+        self._events.append(
+            JobDone(
+                job_id=running.job.job_id,
+                ok=ok,
+                output=_writable(output),
+                failure=failure,
+                error=error,
+                log_tail=tail,
+                attempts=running.attempts,
+                worker=slot.name,
+                cpu_seconds=cpu,
+                peak_rss_mb=peak,
+            )
+        )
+
+    def _on_death(self, slot: _Slot, err: Exception) -> None:
+        """An actor ended without being asked: replace it, and retry its job or report why it ended."""
+        ray = self._ray
+        running = slot.running
+        assert running is not None
+        verdict = None
+        with contextlib.suppress(Exception):
+            verdict = ray.get(self._mailbox.end.remote(running.token), timeout=_GET_S)
+        tail = self._dead_tail(slot)
+        self._replace(slot)
+        job_id = running.job.job_id
+        failure: FailureKind
+        if verdict is not None:
+            failure, (error, peak) = "memory", verdict
+        elif isinstance(err, ray.exceptions.OutOfMemoryError):
+            failure, error, peak = "memory", f"memory: Ray's memory monitor killed the worker: {_first_lines(err)}", 0.0
+        elif running.attempts <= self._limits.retries:
+            self._jobs[job_id] = None
+            self._queue.appendleft((running.job, running.attempts + 1))
+            return
+        else:
+            failure, peak = "crash", 0.0
+            error = f"{_death(slot.name, err, tail)} (attempt {running.attempts} of {self._limits.retries + 1})"
+        self._jobs.pop(job_id, None)
+        self._events.append(
+            JobDone(
+                job_id=job_id,
+                ok=False,
+                output=None,
+                failure=failure,
+                error=error,
+                log_tail=tail,
+                attempts=running.attempts,
+                worker=slot.name,
+                peak_rss_mb=peak,
+            )
+        )
+
+    def _kill(self, slot: _Slot, failure: FailureKind, error: str) -> None:
+        """End a running job by killing its actor, report it, and start a replacement."""
+        running = slot.running
+        assert running is not None
+        cpu = self._cpu_seconds(slot)  # read before the kill, while /proc still has it
+        self._ray.kill(slot.actor, no_restart=True)
+        self._mailbox.end.remote(running.token)  # releases a trial that waits for an answer
+        self._gone(slot)
+        tail = self._dead_tail(slot)
+        self._replace(slot, kill=False)
+        self._jobs.pop(running.job.job_id, None)
+        self._events.append(
+            JobDone(
+                job_id=running.job.job_id,
+                ok=False,
+                output=None,
+                failure=failure,
+                error=error,
+                log_tail=tail,
+                attempts=running.attempts,
+                worker=slot.name,
+                cpu_seconds=cpu,
+            )
+        )
+
+    # -- what can be learnt about an actor from outside --------------------------------------------------
+
+    def _local(self, slot: _Slot) -> bool:
+        assert self._session is not None
+        return bool(slot.pid) and bool(self._session.here) and slot.node_id == self._session.here
+
+    def _cpu_seconds(self, slot: _Slot) -> float:
+        if not self._local(slot):
+            return 0.0
+        try:
+            times = psutil.Process(slot.pid).cpu_times()
+        except psutil.Error:
+            return 0.0
+        return max(0.0, times.user + times.system - slot.cpu_total)
+
+    def _gone(self, slot: _Slot, within_s: float = 5.0) -> None:
+        """Wait until a killed actor on this node has stopped writing its log."""
+        if not self._local(slot):
+            return
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(slot.pid).wait(within_s)
+
+    def _dead_tail(self, slot: _Slot) -> str:
+        """The tail of the log of an actor that has ended, read here or on its node; '' when unreachable."""
+        if not slot.log_path:
+            return ""
+        if os.path.exists(slot.log_path):  # this machine (the file name is unique to this executor)
+            return _read_log(slot.log_path, **self._tail)
+        try:
+            ref = _on_node(self._ray, _read_log, slot.node_id).remote(slot.log_path, **self._tail)
+            return str(self._ray.get(ref, timeout=_GET_S))
+        except Exception:  # the node is gone, or does not answer
+            return ""
+
+
+def _client_mode() -> bool:
+    """Connected through Ray Client (``ray://``): this process is on no node of the cluster."""
+    try:
+        from ray.util.client import ray as client
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(client.is_connected())
+
+
+def _first_lines(err: BaseException, lines: int = 2) -> str:
+    text = [line.strip() for line in _ANSI.sub("", str(err)).strip().splitlines() if line.strip()]
+    return " ".join(text[:lines]) or type(err).__name__
+
+
+def _death(name: str, err: Exception, tail: str) -> str:
+    """Why an actor died, in words: the signal when its log shows one, else what Ray says."""
+    for line in tail.splitlines():
+        if line.startswith("Fatal Python error: "):
+            what = line.removeprefix("Fatal Python error: ").strip()
+            sig = _FATAL.get(what)
+            return f"worker {name} died with {sig} ({what})" if sig else f"worker {name} died: {what}"
+    reason = next((line.strip() for line in str(err).splitlines() if "dead because" in line), "")
+    return f"worker {name} died: {reason or _first_lines(err)}"
+
+
+def _writable(value: Any) -> Any:
+    """Arrays read from Ray's object store are read-only views; hand the caller its own, as the local pool does."""
+    if isinstance(value, np.ndarray) and not value.flags.writeable:
+        return value.copy()
+    if isinstance(value, TrialOutput) and not value.valid_predictions.flags.writeable:
+        return dataclasses.replace(value, valid_predictions=value.valid_predictions.copy())
+    return value
