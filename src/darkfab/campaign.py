@@ -6,7 +6,10 @@ happens, so a killed process resumes where it stopped: queued trials run, comple
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset
+from .errors import StoreError
 from .evaluate import Evaluation, RewardModel, compute_metrics
 from .execute import Executor, JobDone, JobReport, Limits, PredictJob, TrainJob
 from .propose import Proposal, Proposer, TrialView
@@ -101,14 +105,19 @@ class CampaignRun:
         store: Store,
         campaign: CampaignRecord,
         dataset: Dataset,
-        proposer: Proposer,
+        proposer: Proposer | None,
         executor: Executor,
         reward: RewardModel,
         budget: Budget,
         artifacts: ArtifactStore,
         on_progress: Callable[[Progress], None] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.spec = spec
+        self.owner = owner or default_owner("run", spec.name)
+        self.lease_s = spec.execution.lease
+        self._last_lease = time.monotonic()
+        self._seen_finished: set[int] = set()
         self.store = store
         self.campaign = campaign
         self.data = dataset
@@ -155,44 +164,81 @@ class CampaignRun:
         report = REPORT_EVERY if self.spec.search.pruner != "none" and len(self.objectives) == 1 else 0
         return TrialRequest(trial_id=t.id, trainer=trainer, params=dict(t.params), seed=t.seed, report_every=report)
 
-    def _submit(self, t: TrialRecord, proposal: Proposal) -> None:
+    def _start(self, t: TrialRecord, proposal: Proposal) -> bool:
+        """Lease a queued trial to this process and hand it to the executor; False if another took it."""
+        if t.state != "running" or t.lease_owner != self.owner:
+            try:
+                self.store.start_trial(t.id, worker=self.owner, lease_owner=self.owner, lease_s=self.lease_s)
+            except StoreError:  # claimed by another worker an instant before
+                return False
         job_id = f"t{t.id}-{uuid.uuid4().hex[:6]}"
-        self.store.start_trial(t.id, worker="local", lease_owner=_OWNER)
         self.running[job_id] = _Running(record=t, proposal=proposal, started=time.monotonic())
         self.executor.submit(TrainJob(job_id=job_id, request=self._request(t)))
         self.board[t.id] = replace(row_of(t), state="running")
+        return True
 
-    # -- the loop ------------------------------------------------------------------------------
-    def run(self) -> str:
-        t0 = time.monotonic()
-        for t in self.store.list_trials(campaign_id=self.campaign.id):
+    def _claim(self, free: int) -> int:
+        """Take queued trials (requeued, or proposed for any worker) for free local slots."""
+        while free > 0:
+            t = self.store.claim_trial(self.campaign.id, worker=self.owner, lease_s=self.lease_s)
+            if t is None:
+                break
+            self._start(t, _proposal_of(t))
+            free -= 1
+        return free
+
+    def _housekeeping(self, now: float) -> None:
+        """Renew our leases, take back those of silent workers, learn what other workers finished."""
+        if now - self._last_lease >= self.lease_s / 3:
+            self._last_lease = now
+            mine = [r.record.id for r in self.running.values()]
+            if mine:
+                self.store.heartbeat(mine, lease_s=self.lease_s)
+            self.store.reclaim_expired(self.campaign.id, reason="its worker went silent past the lease; requeued")
+            if self.proposer is not None:
+                self._observe_others()
+
+    def _observe_others(self) -> None:
+        local = {r.record.id for r in self.running.values()}
+        for t in self.store.list_trials(campaign_id=self.campaign.id, states=FINISHED):
+            if t.id in self._seen_finished or t.id in local:
+                continue
+            self._seen_finished.add(t.id)
             self.board[t.id] = row_of(t)
             if t.state == "completed" and t.artifact_path:
                 self._consider_kept(t)
-        queued = [t for t in self.store.list_trials(campaign_id=self.campaign.id, states=("queued",))]
+            if self.proposer is not None:
+                self.proposer.observe(_proposal_of(t), trial_view(t, self.objectives))
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> str:
+        assert self.proposer is not None, "a campaign run needs a proposer"
+        t0 = time.monotonic()
+        for t in self.store.list_trials(campaign_id=self.campaign.id):
+            self.board[t.id] = row_of(t)
+            if t.state in FINISHED:
+                self._seen_finished.add(t.id)
+            if t.state == "completed" and t.artifact_path:
+                self._consider_kept(t)
         self._emit("campaign_started", f"campaign {self.campaign.number} of {self.spec.name}", t0)
         last_save = time.monotonic()
         while True:
-            cpu = self.budget.spent_cpu_s
-            reason = self.budget.exhausted_by(self._elapsed(t0), cpu)
+            reason = self.budget.exhausted_by(self._elapsed(t0), self.budget.spent_cpu_s)
             if reason:
                 self._stop_all(reason, t0)
                 self.stopped_because = reason
                 break
+            free = self._claim(self.executor.capacity - self.executor.in_flight)
             counts = self._counts()
             finished = sum(counts.get(s, 0) for s in FINISHED)
-            planned = finished + counts.get("queued", 0) + counts.get("running", 0)
-            free = self.executor.capacity - self.executor.in_flight
-            while free > 0 and queued:
-                t = queued.pop(0)
-                self._submit(
-                    t, Proposal(proposer=t.proposer, trainer=t.trainer, params=dict(t.params), reason=t.reason, key="")
-                )
-                free -= 1
-            if free > 0 and (self.budget.trials is None or planned < self.budget.trials):
-                n = free if self.budget.trials is None else min(free, self.budget.trials - planned)
+            queued, running = counts.get("queued", 0), counts.get("running", 0)
+            planned = finished + queued + running
+            others = running - len(self.running)  # trials other workers are running now
+            want = free + self.spec.execution.queue_ahead + max(0, others) - queued
+            if want > 0 and (self.budget.trials is None or planned < self.budget.trials):
+                n = want if self.budget.trials is None else min(want, self.budget.trials - planned)
                 proposals = self.proposer.propose(n)
-                if not proposals and not self.running and not queued:
+                if not proposals and not running and not queued:
                     self.stopped_because = "the proposer had nothing more to propose"
                     break
                 for proposal in proposals:
@@ -207,13 +253,11 @@ class CampaignRun:
                         seed=self.spec.search.seed * 100_003 + planned,
                     )
                     planned += 1
-                    self._submit(t, proposal)
-                    self._emit("trial_started", f"trial {t.number} started: {t.trainer}", t0, self.board[t.id])
-            if not self.running:
-                if self.budget.trials is not None and finished >= self.budget.trials:
-                    self.stopped_because = f"trial budget of {self.budget.trials} reached"
-                    break
-                if not queued and self.budget.trials is not None and planned >= self.budget.trials:
+                    if free > 0 and self._start(t, proposal):
+                        free -= 1
+                        self._emit("trial_started", f"trial {t.number} started: {t.trainer}", t0, self.board[t.id])
+            if not self.running and not running and not queued:
+                if self.budget.trials is not None and planned >= self.budget.trials:
                     self.stopped_because = f"trial budget of {self.budget.trials} reached"
                     break
             timeout = 0.2
@@ -224,16 +268,51 @@ class CampaignRun:
                     self._on_report(event)
                 else:
                     self._on_done(event, t0)
-            if time.monotonic() - last_save > 1.0:
+            now = time.monotonic()
+            self._housekeeping(now)
+            if now - last_save > 1.0:
                 self.store.update_campaign(self.campaign.id, elapsed_s=self._elapsed(t0), cpu_s=self.budget.spent_cpu_s)
-                last_save = time.monotonic()
+                last_save = now
         self.budget.spent_time_s = self._elapsed(t0)
         self.store.update_campaign(self.campaign.id, elapsed_s=self.budget.spent_time_s, cpu_s=self.budget.spent_cpu_s)
         return self.stopped_because
 
+    def work(self, *, stop_when: Callable[[], bool]) -> int:
+        """Worker mode (`darkfab worker`): claim and run this campaign's queued trials until it finishes."""
+        t0 = time.monotonic()
+        done = 0
+        while True:
+            self._claim(self.executor.capacity - self.executor.in_flight)
+            for event in self.executor.poll(0.2):
+                if isinstance(event, JobReport):
+                    self.executor.answer(event.job_id, stop=False)  # the pruner lives with the proposer
+                elif self._on_done(event, t0):
+                    done += 1
+            now = time.monotonic()
+            self._housekeeping(now)
+            self._drop_lost_leases()
+            if not self.running and stop_when():
+                return done
+
+    def _drop_lost_leases(self) -> None:
+        if not self.running:
+            return
+        ids = {r.record.id: job for job, r in self.running.items()}
+        for t in self.store.list_trials(campaign_id=self.campaign.id):
+            if t.id in ids and (t.state != "running" or t.lease_owner != self.owner):
+                # cancelled by the coordinator, or reclaimed by another worker: stop working on it
+                self.executor.cancel(ids[t.id], f"trial {t.id} is {t.state} under {t.lease_owner or 'nobody'}")
+
     def _stop_all(self, reason: str, t0: float) -> None:
         for job_id in list(self.running):
             self.executor.cancel(job_id, reason)
+        local = {r.record.id for r in self.running.values()}
+        for t in self.store.list_trials(campaign_id=self.campaign.id, states=("queued", "running")):
+            if t.id not in local:  # queued, or running on another worker, which sees the cancel and stops
+                with contextlib.suppress(StoreError):
+                    self.store.finish_trial(
+                        t.id, state="cancelled", error=reason, failure_kind="cancelled", reason=reason
+                    )
         deadline = time.monotonic() + 30
         while self.running and time.monotonic() < deadline:
             for event in self.executor.poll(0.2):
@@ -254,10 +333,23 @@ class CampaignRun:
         stop = bool(np.isfinite(value)) and self.proposer.should_prune(run.proposal, event.step, float(value))
         self.executor.answer(event.job_id, stop=stop)
 
-    def _on_done(self, event: JobDone, t0: float) -> None:
+    def _on_done(self, event: JobDone, t0: float) -> bool:
         run = self.running.pop(event.job_id, None)
         if run is None:
-            return
+            return False
+        try:
+            return self._finish(run, event, t0)
+        except StoreError as err:  # our lease was reclaimed or the trial cancelled meanwhile: its result is not ours
+            self.store.append_event(
+                kind="result_dropped",
+                reason=str(err),
+                factory_id=run.record.factory_id,
+                campaign_id=self.campaign.id,
+                trial_id=run.record.id,
+            )
+            return False
+
+    def _finish(self, run: _Running, event: JobDone, t0: float) -> bool:
         t = run.record
         self.budget.spent_cpu_s += event.cpu_seconds
         resources = {
@@ -284,6 +376,7 @@ class CampaignRun:
                 intermediate=run.intermediate,
                 artifact_path=artifact_path,
                 reason=_completed_reason(self.metric, evaluation),
+                lease_owner=self.owner,
             )
         else:
             state = (
@@ -300,11 +393,15 @@ class CampaignRun:
                 resources=resources,
                 intermediate=run.intermediate,
                 reason=event.error or state,
+                lease_owner=self.owner,
             )
         finished = self.store.get_trial(t.id)
+        self._seen_finished.add(t.id)
         self.board[t.id] = row_of(finished)
-        self.proposer.observe(run.proposal, trial_view(finished, self.objectives))
+        if self.proposer is not None:
+            self.proposer.observe(run.proposal, trial_view(finished, self.objectives))
         self._emit("trial_finished", f"trial {t.number} {state}", t0, self.board[t.id])
+        return True
 
     def _evaluate(self, out: TrialOutput) -> Evaluation:
         metrics = compute_metrics(
@@ -344,7 +441,21 @@ class CampaignRun:
         return digest
 
 
-_OWNER = f"pid-{__import__('os').getpid()}"
+def default_owner(role: str, factory: str) -> str:
+    """Lease owner of this process: a rerun of `darkfab run` on the same host takes its own leases back."""
+    host = socket.gethostname()
+    return f"{role}@{host}/{factory}" if role == "run" else f"{role}@{host}/{os.getpid()}"
+
+
+def _proposal_of(t: TrialRecord) -> Proposal:
+    return Proposal(
+        proposer=t.proposer,
+        trainer=t.trainer,
+        params=dict(t.params),
+        reason=t.reason,
+        key=t.key,
+        parents=tuple(t.parents),
+    )
 
 
 def _board_key(row: TrialRow) -> tuple[float, float, float]:

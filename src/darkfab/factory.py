@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .campaign import Budget, CampaignRun, limits_of, predict_split, row_of, trial_view, worker_payload
+from .campaign import Budget, CampaignRun, default_owner, limits_of, predict_split, row_of, trial_view, worker_payload
 from .data import Dataset, check_features, load_dataset
 from .errors import DataError, IntegrityError, NotFoundError
 from .evaluate import RewardModel, compute_metrics, gate, score_with_ci
@@ -141,7 +141,7 @@ class Factory:
             references=_references(data),
         )
         registry = Registry(store)
-        executor = make_executor(spec.execution.backend)
+        executor = make_executor(spec.execution.backend, **executor_options(spec))
         try:
             executor.start(worker_payload(data, spec), workers=spec.execution.workers, limits=limits_of(spec))
             loop = CampaignRun(
@@ -214,7 +214,17 @@ class Factory:
         budget = spec.budget.model_dump(mode="json")
         if last is not None and last.status == "running":
             if last.data_fingerprint == data.fingerprint:
-                store.requeue_interrupted(last.id, reason="the process running this campaign stopped; resuming")
+                owner = default_owner("run", spec.name)
+                mine = tuple(
+                    t.id
+                    for t in store.list_trials(campaign_id=last.id, states=("running",))
+                    if t.lease_owner in ("", owner)
+                )
+                if mine:
+                    store.requeue_interrupted(
+                        last.id, reason="the process running this campaign stopped; resuming", only=mine
+                    )
+                store.reclaim_expired(last.id, reason="its worker went silent past the lease; requeued")
                 store.append_event(
                     kind="campaign_resumed",
                     reason="an unfinished campaign was found; resuming it",
@@ -457,6 +467,15 @@ def _direction(spec: FactorySpec, data: Dataset, metric: str) -> str:
     if metric == spec.primary_metric(data.task):
         return spec.direction(data.task)
     return METRICS[metric].direction
+
+
+def executor_options(spec: FactorySpec) -> dict[str, Any]:
+    """Keyword options of the executor named by ``execution.backend``."""
+    ex = spec.execution
+    if ex.backend == "ray":
+        return {"address": ex.address, "cpus_per_trial": ex.cpus_per_trial, "gpus_per_trial": ex.gpus_per_trial,
+                "memory_mb": ex.memory_mb}
+    return {}
 
 
 def _references(data: Dataset) -> dict[str, float]:

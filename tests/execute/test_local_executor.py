@@ -76,7 +76,7 @@ def test_make_executor_by_name() -> None:
 
 
 def test_make_executor_lists_the_valid_backends() -> None:
-    with pytest.raises(SpecError, match=r"'nope'.*\['local'\]"):
+    with pytest.raises(SpecError, match=r"'nope'.*\['local', 'ray'\]"):
         make_executor("nope")
 
 

@@ -245,6 +245,10 @@ class ExecutionSpec(_Model):
     retries: int = Field(1, ge=0, le=10, description="retries after an infrastructure fault (never a bug)")
     threads: int = Field(1, ge=1, description="threads each trial may use")
     latency_rows: int = Field(20, ge=0, description="single-row predictions timed per trial")
+    lease: Duration = Field(30.0, description="a trial whose worker sends no heartbeat this long is requeued")
+    queue_ahead: int = Field(
+        0, ge=0, description="proposals kept queued beyond the free local slots, for `darkfab worker` processes"
+    )
 
 
 class GateSpec(_Model):

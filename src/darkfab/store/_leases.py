@@ -50,5 +50,5 @@ class LeaseQueue:
             expired = [r[0] for r in conn.execute(query)]
         if not expired:
             return []
-        requeued = store.requeue_interrupted(campaign_id, reason=reason, only=tuple(expired))
+        requeued = store.requeue_interrupted(campaign_id, reason=reason, only=tuple(expired), expired_only=True)
         return [t.id for t in requeued]

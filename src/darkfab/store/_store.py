@@ -483,20 +483,22 @@ class Store(LeaseQueue, PredictionLog):
             )
 
     def requeue_interrupted(
-        self, campaign_id: int, *, reason: str, only: tuple[int, ...] | None = None
+        self, campaign_id: int, *, reason: str, only: tuple[int, ...] | None = None, expired_only: bool = False
     ) -> list[TrialRecord]:
         """Put the campaign's ``running`` trials (left by a process that died) back to ``queued``.
 
         Their attempt count is kept; each gets an event ``requeued``. Returns them as they are now.
-        With ``only``, just those trials, and only while their lease is still expired (checked in the same
-        transaction, so a heartbeat that arrived meanwhile keeps the trial with its worker).
+        With ``only``, just those trials; with ``expired_only``, only while their lease is expired (checked in the
+        same transaction, so a heartbeat that arrived meanwhile keeps the trial with its worker).
         """
         now = utc_now()
         with self._write(f"requeue the trials of campaign {campaign_id}") as conn:
             campaign = self._campaign_row(conn, campaign_id)
             where = [trials.c.campaign_id == campaign_id, trials.c.state == "running"]
             if only is not None:
-                where += [trials.c.id.in_(only), trials.c.lease_expires_at < now]
+                where.append(trials.c.id.in_(only))
+            if expired_only:
+                where.append(trials.c.lease_expires_at < now)
             running = conn.execute(
                 sa.select(trials.c.id, trials.c.number, trials.c.attempt, trials.c.worker)
                 .where(*where)
