@@ -161,7 +161,8 @@ class CampaignRun:
 
     def _request(self, t: TrialRecord) -> TrialRequest:
         trainer = next(x for x in self.spec.trainers if x.name == t.trainer)
-        report = REPORT_EVERY if self.spec.search.pruner != "none" and len(self.objectives) == 1 else 0
+        prunes = self.proposer is not None and self.spec.search.pruner != "none" and len(self.objectives) == 1
+        report = REPORT_EVERY if prunes else 0
         return TrialRequest(trial_id=t.id, trainer=trainer, params=dict(t.params), seed=t.seed, report_every=report)
 
     def _start(self, t: TrialRecord, proposal: Proposal) -> bool:

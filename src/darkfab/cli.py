@@ -76,7 +76,7 @@ def _is_file_arg(value: str) -> bool:
     return value.endswith((".yaml", ".yml")) or Path(value).is_file()
 
 
-def _factory(ref: str | None, store: str | None):  # noqa: ANN202 - returns darkfab.Factory
+def _factory(ref: str | None, store: str | None, wait_s: float = 0.0):  # noqa: ANN202 - returns darkfab.Factory
     """A factory from a file path, a factory name in the store, or the only factory in the store."""
     from .factory import Factory
     from .spec import default_spec
@@ -86,6 +86,10 @@ def _factory(ref: str | None, store: str | None):  # noqa: ANN202 - returns dark
         return Factory.from_file(ref, store=store)
     st = Store(store)
     names = [f.name for f in st.list_factories()]
+    deadline = time.monotonic() + wait_s
+    while (not names or (ref is not None and ref not in names)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        names = [f.name for f in st.list_factories()]
     if ref is None:
         if len(names) == 1:
             ref = names[0]
@@ -139,6 +143,31 @@ def run(
         _print_json(result.to_json())
     else:
         _print_summary(result, out)
+
+
+@app.command()
+def worker(
+    factory: Annotated[str | None, typer.Argument(help="factory file or name in the store")] = None,
+    store: StoreOpt = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="trials this process runs at once")] = None,
+    wait: Annotated[str, typer.Option("--wait", help="how long to wait for a running campaign")] = "30s",
+    forever: Annotated[bool, typer.Option("--forever", help="keep waiting for the next campaign")] = False,
+) -> None:
+    """Join a factory as an extra worker: claim its queued trials under leases (several machines, one store)."""
+    from .spec import parse_duration
+
+    def go() -> int:
+        try:
+            wait_s = parse_duration(wait)
+        except ValueError as exc:
+            raise SpecError(f"--wait: {exc}") from None
+        f = _factory(factory, store, wait_s=wait_s)
+        n = f.work(workers=workers, wait=wait_s, forever=forever)
+        f.close()
+        return n
+
+    n = _guard(go)
+    err.print(f"worker finished {n} trial(s)")
 
 
 class _LiveView:

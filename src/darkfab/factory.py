@@ -209,6 +209,81 @@ class Factory:
             )
         return result
 
+    def work(
+        self,
+        *,
+        workers: int | None = None,
+        wait: float = 30.0,
+        forever: bool = False,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> int:
+        """Be one of several workers of this factory (`darkfab worker`): claim its queued trials under leases,
+        run them in a local pool, score them here and record them. Returns how many trials it finished.
+
+        Waits up to ``wait`` seconds for the factory and a running campaign to appear; with ``forever`` it
+        keeps waiting for the next campaign.
+        """
+        import time as _time
+
+        spec = with_overrides(self.spec, workers=workers)
+        data = load_dataset(spec)
+        store = self.store
+        metric = spec.primary_metric(data.task)
+        reward = RewardModel(
+            task=data.task,
+            primary=metric,
+            direction=spec.direction(data.task),
+            weights=dict(spec.objective.weights),
+            constraints=list(spec.objective.constraints),
+            references=_references(data),
+        )
+        registry = Registry(store)
+        executor = make_executor(spec.execution.backend, **executor_options(spec))
+        owner = default_owner("worker", spec.name)
+        finished = 0
+        idle_since = _time.monotonic()
+        try:
+            executor.start(worker_payload(data, spec), workers=spec.execution.workers, limits=limits_of(spec))
+            while True:
+                campaign = self._running_campaign(store, spec.name)
+                if campaign is None:
+                    if not forever and _time.monotonic() - idle_since > wait:
+                        return finished
+                    _time.sleep(0.5)
+                    continue
+                if campaign.data_fingerprint != data.fingerprint:
+                    raise DataError(
+                        f"this worker reads different data than campaign {campaign.number} of "
+                        f"{spec.name!r} (fingerprint {data.fingerprint[:12]} vs "
+                        f"{campaign.data_fingerprint[:12]}); fix: point data.source at the same rows"
+                    )
+                loop = CampaignRun(
+                    spec=spec,
+                    store=store,
+                    campaign=campaign,
+                    dataset=data,
+                    proposer=None,
+                    executor=executor,
+                    reward=reward,
+                    budget=Budget(None, None, None),
+                    artifacts=registry.artifacts,
+                    on_progress=on_progress,
+                    owner=owner,
+                )
+                finished += loop.work(stop_when=lambda c=campaign: store.get_campaign(c.id).status != "running")
+                idle_since = _time.monotonic()
+        finally:
+            executor.close()
+
+    @staticmethod
+    def _running_campaign(store: Store, name: str) -> CampaignRecord | None:
+        try:
+            factory_id = store.get_factory(name).id
+        except NotFoundError:
+            return None
+        last = store.latest_campaign(factory_id)
+        return last if last is not None and last.status == "running" else None
+
     def _campaign(self, store: Store, factory_id: int, spec: FactorySpec, data: Dataset) -> tuple[CampaignRecord, bool]:
         last = store.latest_campaign(factory_id)
         budget = spec.budget.model_dump(mode="json")
@@ -473,8 +548,12 @@ def executor_options(spec: FactorySpec) -> dict[str, Any]:
     """Keyword options of the executor named by ``execution.backend``."""
     ex = spec.execution
     if ex.backend == "ray":
-        return {"address": ex.address, "cpus_per_trial": ex.cpus_per_trial, "gpus_per_trial": ex.gpus_per_trial,
-                "memory_mb": ex.memory_mb}
+        return {
+            "address": ex.address,
+            "cpus_per_trial": ex.cpus_per_trial,
+            "gpus_per_trial": ex.gpus_per_trial,
+            "memory_mb": ex.memory_mb,
+        }
     return {}
 
 

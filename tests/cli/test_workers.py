@@ -1,0 +1,95 @@
+"""Several `darkfab worker` processes share one factory through PostgreSQL; one is killed mid-trial."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+
+import psutil
+import psycopg
+import pytest
+
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+SHARED = """\
+name: shared
+data: {source: sklearn:digits}
+trainers:
+  - name: random_forest
+    space:
+      n_estimators: {low: 150, high: 250}
+      max_depth: {low: 6, high: 12}
+search: {proposer: random, pruner: none}
+budget: {trials: 14}
+execution: {workers: 1, lease: 4s, queue_ahead: 3, latency_rows: 2}
+gate: {bootstrap: 200}
+"""
+
+
+@pytest.fixture
+def pg_url():
+    name = f"darkfab_workers_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(f"{PG}/postgres", autocommit=True)
+    except psycopg.OperationalError as err:  # pragma: no cover - CI starts the server
+        pytest.skip(f"PostgreSQL is not reachable at {PG}: {err}")
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", f"{PG}/{name}"
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_three_workers_share_a_campaign_and_a_killed_one_loses_nothing(cli, tmp_path, pg_url):
+    url, plain = pg_url
+    (tmp_path / "factory.yaml").write_text(SHARED)
+    workers = [cli.popen("worker", "factory.yaml", "--store", url, "--wait", "60s") for _ in range(3)]
+    run = cli.popen("run", "factory.yaml", "--store", url, "--json")
+    victim = workers[0]
+    deadline = time.monotonic() + 120
+    killed_trial = None
+    with psycopg.connect(plain, autocommit=True) as con:
+        while time.monotonic() < deadline and killed_trial is None:
+            time.sleep(0.2)
+            try:
+                row = con.execute(
+                    "SELECT id FROM trials WHERE state = 'running' AND lease_owner LIKE %s",
+                    (f"worker@%/{victim.pid}",),
+                ).fetchone()
+            except psycopg.errors.UndefinedTable:
+                continue
+            if row:
+                killed_trial = row[0]
+        assert killed_trial is not None, "the victim never claimed a trial"
+        children = psutil.Process(victim.pid).children(recursive=True)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        for w in workers[1:]:
+            w.wait(timeout=120)
+            assert w.returncode == 0, w.stderr.read()
+        psutil.wait_procs(children, timeout=15)
+        states = dict(con.execute("SELECT state, count(*) FROM trials GROUP BY state").fetchall())
+        per_trial = con.execute(
+            "SELECT trial_id, count(*) FROM events WHERE kind IN ('completed', 'failed', 'pruned') GROUP BY trial_id"
+        ).fetchall()
+        owners = {r[0] for r in con.execute("SELECT DISTINCT worker FROM trials").fetchall()}
+        requeued = con.execute(
+            "SELECT count(*) FROM events WHERE kind = 'requeued' AND trial_id = %s", (killed_trial,)
+        ).fetchone()[0]
+        killed = con.execute("SELECT state, attempt, worker FROM trials WHERE id = %s", (killed_trial,)).fetchone()
+    import json
+
+    result = json.loads(out)
+    assert result["trials"]["completed"] == 14 and result["champion"]["version"] == 1
+    assert states == {"completed": 14}
+    assert len(per_trial) == 14 and all(n == 1 for _, n in per_trial)  # every trial finished exactly once
+    assert requeued == 1 and killed[0] == "completed" and killed[1] == 2 and str(victim.pid) not in killed[2]
+    assert len([o for o in owners if o.startswith("worker@")]) >= 2
+    assert cli("audit", "verify", "--store", url).returncode == 0
