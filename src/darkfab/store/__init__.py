@@ -8,6 +8,7 @@ event, so the log of decisions cannot be edited without :meth:`Store.verify_chai
 from __future__ import annotations
 
 from ._migrate import current_revision, head_revision, upgrade
+from ._monitoring import MonitorWindowRecord
 from ._records import (
     CAMPAIGN_STATUSES,
     FINISHED_STATES,
@@ -35,6 +36,7 @@ __all__ = [
     "EventRecord",
     "FactoryRecord",
     "ModelVersionRecord",
+    "MonitorWindowRecord",
     "PredictionRecord",
     "Store",
     "TrialRecord",

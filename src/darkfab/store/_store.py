@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from ..errors import NotFoundError, StoreError
 from ._base import check_name, json_dict, one_of, utc_now, version_ref
 from ._leases import LeaseQueue
+from ._monitoring import MonitorLog
 from ._predictions import PredictionLog
 from ._records import (
     CAMPAIGN_STATUSES,
@@ -57,7 +58,7 @@ def _number(x: float | None) -> float | None:
     return None if math.isnan(x) else x
 
 
-class Store(LeaseQueue, PredictionLog):
+class Store(LeaseQueue, MonitorLog, PredictionLog):
     """darkfab's records on SQLite (the default) or PostgreSQL.
 
     Opening a store resolves its URL (:func:`resolve_store_url`), creates the folder of a SQLite file and
