@@ -7,6 +7,7 @@ happens, so a killed process resumes where it stopped: queued trials run, comple
 from __future__ import annotations
 
 import contextlib
+import heapq
 import math
 import os
 import socket
@@ -118,6 +119,10 @@ class CampaignRun:
         self.lease_s = spec.execution.lease
         self._last_lease = time.monotonic()
         self._seen_finished: set[int] = set()
+        self._state_counts: dict[str, int] | None = None
+        self._top: tuple[TrialRow, ...] = ()
+        self._board_at = 0.0
+        self._counted_at = 0.0
         self.store = store
         self.campaign = campaign
         self.data = dataset
@@ -140,12 +145,27 @@ class CampaignRun:
         return self.budget.spent_time_s + (time.monotonic() - t0)
 
     def _counts(self) -> dict[str, int]:
-        return self.store.count_trials(self.campaign.id)
+        """Trial states of the campaign: kept in memory, re-read from the store now and then (other workers)."""
+        now = time.monotonic()
+        if self._state_counts is None or now - self._counted_at > 0.5:
+            self._state_counts = dict(self.store.count_trials(self.campaign.id))
+            self._counted_at = now
+        return self._state_counts
+
+    def _moved(self, old: str | None, new: str) -> None:
+        counts = self._counts()
+        if old is not None:
+            counts[old] = counts.get(old, 0) - 1
+        counts[new] = counts.get(new, 0) + 1
 
     def _emit(self, kind: Any, message: str, t0: float, row: TrialRow | None = None) -> None:
         counts = self._counts()
         done = sum(counts.get(s, 0) for s in FINISHED)
-        board = sorted(self.board.values(), key=_board_key, reverse=True)[:10]
+        now = time.monotonic()
+        if now - self._board_at > 0.2 or kind != "trial_started":  # ranking every start would cost O(n) each
+            self._top = tuple(heapq.nlargest(10, self.board.values(), key=_board_key))
+            self._board_at = now
+        board = self._top
         self.on_progress(
             Progress(
                 kind=kind,
@@ -172,6 +192,7 @@ class CampaignRun:
                 self.store.start_trial(t.id, worker=self.owner, lease_owner=self.owner, lease_s=self.lease_s)
             except StoreError:  # claimed by another worker an instant before
                 return False
+            self._moved("queued", "running")
         job_id = f"t{t.id}-{uuid.uuid4().hex[:6]}"
         self.running[job_id] = _Running(record=t, proposal=proposal, started=time.monotonic())
         self.executor.submit(TrainJob(job_id=job_id, request=self._request(t)))
@@ -181,9 +202,13 @@ class CampaignRun:
     def _claim(self, free: int) -> int:
         """Take queued trials (requeued, or proposed for any worker) for free local slots."""
         while free > 0:
+            if self._counts().get("queued", 0) <= 0:
+                break
             t = self.store.claim_trial(self.campaign.id, worker=self.owner, lease_s=self.lease_s)
             if t is None:
+                self._state_counts = None  # what we thought was queued is not: count again
                 break
+            self._moved("queued", "running")
             self._start(t, _proposal_of(t))
             free -= 1
         return free
@@ -252,8 +277,11 @@ class CampaignRun:
                         key=proposal.key,
                         parents=proposal.parents,
                         seed=self.spec.search.seed * 100_003 + planned,
+                        start_as=self.owner if free > 0 else None,  # one transaction when a slot is free
+                        lease_s=self.lease_s,
                     )
                     planned += 1
+                    self._moved(None, t.state)
                     if free > 0 and self._start(t, proposal):
                         free -= 1
                         self._emit("trial_started", f"trial {t.number} started: {t.trainer}", t0, self.board[t.id])
@@ -360,6 +388,8 @@ class CampaignRun:
             "attempts": event.attempts,
             "worker": event.worker,
         }
+        last = run.intermediate[max(run.intermediate)] if run.intermediate else None
+        evaluation: Evaluation | None = None
         if event.ok and isinstance(event.output, TrialOutput):
             evaluation = self._evaluate(event.output)
             artifact_path = self._maybe_keep(t.id, evaluation, event.output.artifact)
@@ -383,7 +413,6 @@ class CampaignRun:
             state = (
                 "pruned" if event.failure == "pruned" else ("cancelled" if event.failure == "cancelled" else "failed")
             )
-            last = run.intermediate[max(run.intermediate)] if run.intermediate else None
             self.store.finish_trial(
                 t.id,
                 state=state,
@@ -396,8 +425,20 @@ class CampaignRun:
                 reason=event.error or state,
                 lease_owner=self.owner,
             )
-        finished = self.store.get_trial(t.id)
+        self._moved("running", state)
         self._seen_finished.add(t.id)
+        value = evaluation.value if state == "completed" else (last if state == "pruned" else None)
+        finished = replace(
+            t,
+            state=state,
+            value=value,
+            attempt=t.attempt + (0 if t.state == "running" else 1),
+            metrics=evaluation.metrics if state == "completed" else {},
+            reward=evaluation.reward if state == "completed" else None,
+            feasible=evaluation.feasible if state == "completed" else None,
+            error=None if state == "completed" else event.error,
+            intermediate=dict(run.intermediate),
+        )
         self.board[t.id] = row_of(finished)
         if self.proposer is not None:
             self.proposer.observe(run.proposal, trial_view(finished, self.objectives))

@@ -9,6 +9,7 @@ import pickle
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
@@ -83,7 +84,8 @@ class WorkerHandle:
             name=f"darkfab-{name}",
         )
         try:
-            self.process.start()
+            with _main_module_hidden():
+                self.process.start()
         finally:
             child.close()
         self.sentinel: int = self.process.sentinel
@@ -234,3 +236,25 @@ def read_tail(fd: int, start: int, *, max_lines: int, max_bytes: int) -> str:
             break
         kept.append(line)
     return "".join(reversed(kept))
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start a worker without it re-importing the caller's ``__main__``.
+
+    multiprocessing re-runs the parent's main script in every non-fork child; a script that calls
+    ``Factory.run`` at top level, without an ``if __name__ == "__main__":`` guard, would then start workers
+    from inside workers. Workers only need importable trainers, so the main module is hidden while one starts.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)

@@ -220,8 +220,14 @@ class Store(LeaseQueue, MonitorLog, PredictionLog):
         key: str = "",
         parents: tuple[int, ...] = (),
         seed: int = 0,
+        start_as: str | None = None,
+        lease_s: float = 0,
     ) -> TrialRecord:
-        """Record a proposal and its trial (``queued``, number N+1 in the campaign); event ``proposed``."""
+        """Record a proposal and its trial (``queued``, number N+1 in the campaign); event ``proposed``.
+
+        With ``start_as`` (a worker that has a free slot) the trial is also started, leased to that worker,
+        in the same transaction, as :meth:`start_trial` would: state ``running``, attempt 1, event ``started``.
+        """
         params = json_dict(params, f"the params proposed by {proposer!r}")
         parent_ids = tuple(parents)
         if not all(isinstance(p, int) and not isinstance(p, bool) for p in parent_ids):
@@ -256,18 +262,21 @@ class Store(LeaseQueue, MonitorLog, PredictionLog):
                     "proposal_id": proposal_id,
                     "campaign_id": campaign_id,
                     "number": number,
-                    "state": "queued",
-                    "attempt": 0,
-                    "worker": "",
+                    "state": "running" if start_as else "queued",
+                    "attempt": 1 if start_as else 0,
+                    "worker": start_as or "",
                     "seed": seed,
                     "created_at": now,
-                    "lease_owner": "",
+                    "started_at": now if start_as else None,
+                    "heartbeat_at": now if start_as else None,
+                    "lease_owner": start_as or "",
+                    "lease_expires_at": now + timedelta(seconds=lease_s) if start_as and lease_s > 0 else None,
                     "log_tail": "",
                     "resources": {},
                     "intermediate": {},
                 },
             ).inserted_primary_key[0]
-            self._event(
+            proposed = self._event(
                 conn,
                 now,
                 kind="proposed",
@@ -285,22 +294,34 @@ class Store(LeaseQueue, MonitorLog, PredictionLog):
                     "parents": list(parent_ids),
                 },
             )
+            if start_as:
+                self._event(
+                    conn,
+                    now,
+                    kind="started",
+                    head=proposed.hash,
+                    reason=f"attempt 1 on worker {start_as!r}",
+                    factory_id=campaign.factory_id,
+                    campaign_id=campaign_id,
+                    trial_id=trial_id,
+                    data={"number": number, "attempt": 1, "worker": start_as, "lease_owner": start_as},
+                )
         return TrialRecord(
             id=trial_id,
             proposal_id=proposal_id,
             campaign_id=campaign_id,
             factory_id=campaign.factory_id,
             number=number,
-            state="queued",
-            attempt=0,
-            worker="",
+            state="running" if start_as else "queued",
+            attempt=1 if start_as else 0,
+            worker=start_as or "",
             seed=seed,
             created_at=now,
-            started_at=None,
+            started_at=now if start_as else None,
             finished_at=None,
-            heartbeat_at=None,
-            lease_owner="",
-            lease_expires_at=None,
+            heartbeat_at=now if start_as else None,
+            lease_owner=start_as or "",
+            lease_expires_at=now + timedelta(seconds=lease_s) if start_as and lease_s > 0 else None,
             error=None,
             failure_kind=None,
             log_tail="",

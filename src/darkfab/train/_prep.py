@@ -49,7 +49,10 @@ class Preprocessor:
         self.categories: dict[str, dict[str, int]] = {}
 
     def _numeric(self, frame: pd.DataFrame) -> np.ndarray:
-        block = frame[self.numeric]
+        if not self.categorical and len(frame.columns) == len(self.numeric) and list(frame.columns) == self.numeric:
+            block = frame  # the rows come in the training layout: no column selection (the single-row hot path)
+        else:
+            block = frame[self.numeric]
         if all(dt.kind in "fiub" for dt in block.dtypes):  # one conversion for the common all-numeric case
             return block.to_numpy(dtype=float, na_value=np.nan)
         return np.column_stack([_as_float(frame[c]) for c in self.numeric])
