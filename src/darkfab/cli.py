@@ -28,9 +28,11 @@ app.add_typer(audit_app, name="audit")
 
 
 def _register_extensions() -> None:
+    from .cli_monitor import register as register_monitor
     from .cli_serve import register as register_serve
 
     register_serve(app)
+    register_monitor(app)
 
 
 err = Console(stderr=True)
