@@ -98,15 +98,20 @@ class Factory:
         workers: int | None = None,
         seed: int | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        trigger: str | None = None,
     ) -> RunResult:
-        """Run (or resume) a campaign to its budget, gate the best candidate and register a winner."""
+        """Run (or resume) a campaign to its budget, gate the best candidate and register a winner.
+
+        ``trigger`` is recorded on a new campaign as what started it (``drift``, ``quality_decay``...);
+        ``first`` or ``warm_start`` when absent.
+        """
         spec = with_overrides(self.spec, trials=trials, time=time, cpu=cpu, workers=workers, seed=seed)
         data = load_dataset(spec)  # data problems surface before anything is written
         metric = spec.primary_metric(data.task)
         spaces = {t.name: resolved_space(t, data.task) for t in spec.trainers}
         store = self.store
         frec = store.ensure_factory(spec.name, spec.model_dump(mode="json"))
-        campaign, resumed = self._campaign(store, frec.id, spec, data)
+        campaign, resumed = self._campaign(store, frec.id, spec, data, trigger)
         history = [t for t in store.list_trials(factory_id=frec.id) if t.state in ("completed", "failed", "pruned")]
         objectives = tuple(spec.search.objectives) or (metric,)
         directions = tuple(_direction(spec, data, m) for m in objectives)
@@ -284,7 +289,9 @@ class Factory:
         last = store.latest_campaign(factory_id)
         return last if last is not None and last.status == "running" else None
 
-    def _campaign(self, store: Store, factory_id: int, spec: FactorySpec, data: Dataset) -> tuple[CampaignRecord, bool]:
+    def _campaign(
+        self, store: Store, factory_id: int, spec: FactorySpec, data: Dataset, trigger: str | None = None
+    ) -> tuple[CampaignRecord, bool]:
         last = store.latest_campaign(factory_id)
         budget = spec.budget.model_dump(mode="json")
         if last is not None and last.status == "running":
@@ -313,7 +320,7 @@ class Factory:
                 summary={},
                 reason="the data changed since this campaign began; starting a new one",
             )
-        trigger = "first" if last is None else "warm_start"
+        trigger = trigger or ("first" if last is None else "warm_start")
         return store.create_campaign(
             factory_id, budget=budget, trigger=trigger, seed=spec.search.seed, data_fingerprint=data.fingerprint
         ), False
