@@ -18,7 +18,7 @@ run: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -m "slow or not slow"
 
 check: install
 	$(BIN)/ruff check .
