@@ -100,7 +100,8 @@ def register(app: typer.Typer) -> None:
         max_body: Annotated[int, typer.Option("--max-body", help="largest request body in bytes")] = 1_000_000,
         no_log: Annotated[bool, typer.Option("--no-log", help="do not log predictions to the store")] = False,
     ) -> None:
-        """Serve a factory's champion: Open Inference Protocol v2 over HTTP, metrics at /metrics."""
+        """Serve a factory's champion (and challenger, by the factory's deploy section): Open Inference Protocol v2
+        over HTTP, routing and live figures at /v1/routing, metrics at /metrics."""
         import logging
 
         from .serve import serve as run_server
@@ -128,7 +129,8 @@ def register(app: typer.Typer) -> None:
         reason: ReasonOpt = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the server's answer as JSON")] = False,
     ) -> None:
-        """Point `champion` at VERSION; the running server swaps to it without dropping a request."""
+        """Point `champion` at VERSION (`challenger` ends a canary or shadow early); the server swaps to it
+        without dropping a request."""
         ref: int | str = version.removeprefix("v")
         ref = int(ref) if ref.isdigit() else version
         body: dict[str, Any] = {"version": ref}
@@ -156,7 +158,9 @@ def register(app: typer.Typer) -> None:
             except DarkfabError as exc:
                 _fail(exc)
                 return
-            if action == "rollback":
+            if action == "rollback" and a.get("dropped") is not None:
+                line = f"{a['model']}: challenger version {a['dropped']} dropped; champion stays version {a['version']}"
+            elif action == "rollback":
                 line = f"{a['model']}: rolled back to version {a['version']} (was {a['previous']})"
             else:
                 line = f"{a['model']}: {'paused' if a['paused'] else 'serving'} ({a['reason']})"
@@ -165,6 +169,10 @@ def register(app: typer.Typer) -> None:
         command.__doc__ = doc
         app.command(action)(command)
 
-    simple("rollback", "Point `champion` back at the version that held it before; the server swaps to it.")
+    simple(
+        "rollback",
+        "Drop the challenger when the server routes one (canary, shadow); otherwise point `champion` back at the "
+        "version that held it before. The server swaps without dropping a request.",
+    )
     simple("pause", "Stop answering predictions (503) and report not ready, until `darkfab resume`.")
     simple("resume", "Answer predictions again after `darkfab pause`.")

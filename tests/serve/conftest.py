@@ -157,3 +157,10 @@ def copy_store(built: Built, dest: Path) -> str:
 def private_store(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     with Store(copy_store(built, tmp_path_factory.mktemp("private"))) as st:
         yield st
+
+
+@pytest.fixture
+def fresh_store(built: Built, tmp_path: Path) -> Iterator[Store]:
+    """A private copy of the built store for one test: kinds v1 champion, v2 challenger (the same bytes)."""
+    with Store(copy_store(built, tmp_path / "fresh")) as st:
+        yield st

@@ -93,7 +93,8 @@ def test_v1_predict_answers_like_the_factory(http: httpx.Client, built: Built, s
     r = http.post("/v1/models/kinds/predict", json=recs)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"model_name", "model_version", "request_id", "predictions", "probabilities", "classes"}
+    assert set(body) == {"model_name", "model_version", "role", "request_id", "predictions", "probabilities", "classes"}
+    assert body["role"] == "champion"
     assert r.headers["x-request-id"] == body["request_id"]
     version = store.get_model_version(store.get_factory("kinds").id, "champion").version
     assert body["model_version"] == version

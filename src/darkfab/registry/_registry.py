@@ -91,6 +91,14 @@ class Registry:
         """Point ``alias`` (e.g. ``champion``) at ``version``; the move is recorded with its reason."""
         self.store.set_alias(self.store.get_factory(factory).id, alias, version, reason=reason)
 
+    def delete_alias(self, factory: str, alias: str, *, reason: str) -> int | None:
+        """Remove ``alias`` (e.g. ``challenger``), recorded with its reason; the version it held, or None."""
+        return self.store.delete_alias(self.store.get_factory(factory).id, alias, reason=reason)
+
+    def aliases(self, factory: str) -> dict[str, int]:
+        """Every alias of ``factory`` and the version it points at."""
+        return self.store.aliases(self.store.get_factory(factory).id)
+
     def get(self, factory: str, ref: int | str = "champion") -> ModelVersionRecord:
         """The version record by number or alias, without reading the artifact."""
         return self.store.get_model_version(self.store.get_factory(factory).id, ref)

@@ -1,9 +1,14 @@
 """The model server: a factory's champion over Open Inference Protocol v2 (HTTP), with a prediction log,
-Prometheus metrics and an admin API (promote, rollback, pause, resume) behind a bearer token."""
+Prometheus metrics and an admin API (promote, rollback, pause, resume) behind a bearer token.
+
+A ``challenger`` gets a canary share of requests or a shadow copy of them (deploy.mode), is judged on
+live figures (error rate, p95 latency, live quality) and promoted or rolled back by the server itself;
+alias moves made elsewhere are picked up by polling the store."""
 
 from __future__ import annotations
 
 from ._app import DEFAULT_MAX_BODY, BodyLimit, create_app
+from ._decide import MIN_LABELLED, Verdict, judge
 from ._errors import (
     BadRequest,
     Conflict,
@@ -15,16 +20,23 @@ from ._errors import (
     Unavailable,
 )
 from ._inputs import FeatureSchema
+from ._live import LiveBook, LiveFigures
 from ._log import PredictionLogger
 from ._metrics import ServeMetrics
+from ._router import Route, Routing
 from ._run import DEFAULT_HOST, DEFAULT_PORT, resolve_factory, serve
-from ._service import Deployment, ModelService, load_deployment
+from ._service import CHALLENGER, CHAMPION, PROMOTED, ROLLED_BACK, Deployment, ModelService, load_deployment
 from ._token import TOKEN_FILE, ensure_token, read_token, token_path
 
 __all__ = [
+    "CHALLENGER",
+    "CHAMPION",
     "DEFAULT_HOST",
     "DEFAULT_MAX_BODY",
     "DEFAULT_PORT",
+    "MIN_LABELLED",
+    "PROMOTED",
+    "ROLLED_BACK",
     "TOKEN_FILE",
     "BadRequest",
     "BodyLimit",
@@ -32,16 +44,22 @@ __all__ = [
     "Deployment",
     "FeatureSchema",
     "InputError",
+    "LiveBook",
+    "LiveFigures",
     "ModelNotFound",
     "ModelService",
     "PayloadTooLarge",
     "PredictionLogger",
+    "Route",
+    "Routing",
     "ServeError",
     "ServeMetrics",
     "Unauthorized",
     "Unavailable",
+    "Verdict",
     "create_app",
     "ensure_token",
+    "judge",
     "load_deployment",
     "read_token",
     "resolve_factory",

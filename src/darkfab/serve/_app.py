@@ -12,9 +12,14 @@ Routes::
                                                  feature is numeric)
     POST /v1/models/{name}/predict               [{feature: value}, ...] or {"records": [...]}
     POST /v1/feedback                            {"request_id", "label", "row"?}: the true answer
-    GET  /metrics                                Prometheus text format
+    GET  /v1/routing                             routing state (champion, challenger, mode, share) and live
+                                                 figures per version, no token: for dashboards
+    GET  /metrics                                Prometheus text format, live figures labelled by version and role
     POST /admin/promote|rollback|pause|resume    bearer token; each recorded as an event with its reason
     GET  /admin/status                           bearer token
+
+Every prediction answer names the version that produced it (``model_version``) and its ``role``
+(``champion`` or ``challenger``: v1 top level, v2 ``parameters``); see ``_router`` for canary and shadow.
 
 Errors are ``{"error": message, "field"?: where}`` with a 4xx status; the server never unpickles what a
 request sends (bodies are JSON), and a body over ``max_body_bytes`` is refused with 413 before it is read.
@@ -38,9 +43,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..errors import DarkfabError
+from ..spec import DeploySpec
 from ..store import Store
+from ._decide import DEFAULT_LATENCY_FLOOR_MS
 from ._errors import BadRequest, InputError, ModelNotFound, PayloadTooLarge, ServeError, Unauthorized, Unavailable
 from ._metrics import CONTENT_TYPE, ServeMetrics
+from ._router import Route
 from ._service import OUTPUTS, Answer, Deployment, ModelService, _class_datatype, reason_of
 from ._token import ensure_token, token_path
 
@@ -190,12 +198,22 @@ def create_app(
     log_predictions: bool = True,
     flush_interval_s: float = 0.2,
     flush_rows: int = 500,
+    deploy: DeploySpec | None = None,
+    poll_interval_s: float = 1.0,
+    seed: int | None = None,
+    latency_floor_ms: float = DEFAULT_LATENCY_FLOOR_MS,
+    shadow_capacity: int = 1000,
 ) -> FastAPI:
-    """The model server of ``factory``'s champion, as an ASGI app (serve it with uvicorn).
+    """The model server of ``factory``'s champion (and challenger), as an ASGI app (serve it with uvicorn).
 
     The champion is loaded now (its artifact's hash verified), so a missing or damaged model fails here,
     not at the first request. The admin token is read from ``token_file`` (default: ``serve-token`` next
     to the store), or made there with mode 0600 when the file does not exist.
+
+    Routing follows ``deploy`` when given, else the deploy section of the factory's stored spec: a
+    ``challenger`` gets a canary share of requests or a shadow copy of them, and is promoted or rolled
+    back after ``deploy.min_requests``. Alias moves made elsewhere are picked up every ``poll_interval_s``.
+    ``seed`` seeds the canary draw; ``latency_floor_ms`` is the p95 below which latencies count as equal.
     """
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
@@ -207,14 +225,18 @@ def create_app(
         log_predictions=log_predictions,
         flush_interval_s=flush_interval_s,
         flush_rows=flush_rows,
+        deploy=deploy,
+        poll_interval_s=poll_interval_s,
+        seed=seed,
+        latency_floor_ms=latency_floor_ms,
+        shadow_capacity=shadow_capacity,
     )
     token_at = Path(token_file) if token_file is not None else token_path(store.artifact_root)
     token = ensure_token(token_at).encode()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if svc.logger is not None:
-            svc.logger.start()
+        svc.start()
         try:
             yield
         finally:
@@ -260,21 +282,24 @@ def create_app(
         version: str | None,
         request: Request,
         endpoint: str,
-        work: Callable[[Deployment, bytes], Awaitable[Response] | Response],
+        work: Callable[[Route, bytes], Awaitable[Response] | Response],
     ) -> Response:
         start = time.perf_counter()
         metrics.in_flight.inc()
         dep: Deployment | None = None
+        answered = ""
         outcome = "error"
         try:
-            dep = svc.deployment(name, version)  # read once: a swap cannot change it under this request
+            route = svc.route(name, version)  # read once: a swap cannot change it under this request
+            dep = route.deployment
             svc.check_serving()
             body = await request.body()
             if len(body) > INLINE_BYTES:
-                result = await run_in_threadpool(work, dep, body)
+                result = await run_in_threadpool(work, route, body)
             else:
-                result = work(dep, body)
+                result = work(route, body)
             response = await result if isinstance(result, Awaitable) else result
+            answered = response.headers.get("x-model-version", "")
             outcome = "ok"
             return response
         except ServeError as err:
@@ -288,19 +313,29 @@ def create_app(
         finally:
             metrics.in_flight.dec()
             label = dep.factory if dep is not None else model_label(f"/v2/models/{name}")
-            metrics.request(label, str(dep.version) if dep else "", endpoint, outcome, time.perf_counter() - start)
+            shown = answered or (str(dep.version) if dep else "")
+            metrics.request(label, shown, endpoint, outcome, time.perf_counter() - start)
 
-    def v1_work(dep: Deployment, body: bytes) -> Response:
-        frame, rows = dep.schema.from_records(parse_json(body))
-        got = svc.predict(dep, frame, rows)
-        out: dict[str, Any] = {"model_name": dep.factory, "model_version": dep.version, "request_id": got.request_id}
+    def headers(got: Answer) -> dict[str, str]:
+        return {"x-request-id": got.request_id, "x-model-version": str(got.deployment.version)}
+
+    def v1_work(route: Route, body: bytes) -> Response:
+        frame, rows = route.deployment.schema.from_records(parse_json(body))
+        got = svc.predict(route, frame, rows)
+        dep = got.deployment
+        out: dict[str, Any] = {
+            "model_name": dep.factory,
+            "model_version": dep.version,
+            "role": got.role,
+            "request_id": got.request_id,
+        }
         out["predictions"] = got.predictions
         if got.probabilities is not None:
             out["probabilities"] = got.probabilities
             out["classes"] = list(dep.classes)
-        return JSONResponse(out, headers={"x-request-id": got.request_id})
+        return JSONResponse(out, headers=headers(got))
 
-    def v2_work(dep: Deployment, body: bytes) -> Response:
+    def v2_work(route: Route, body: bytes) -> Response:
         req = parse_json(body)
         if not isinstance(req, dict):
             raise InputError('body: expected an inference request object {"inputs": [...]}', "body")
@@ -311,8 +346,9 @@ def create_app(
             )
         if "inputs" not in req:
             raise InputError("inputs: required (one tensor per feature)", "inputs")
-        frame, rows = dep.schema.from_tensors(req["inputs"])
-        got = svc.predict(dep, frame, rows)
+        frame, rows = route.deployment.schema.from_tensors(req["inputs"])
+        got = svc.predict(route, frame, rows)
+        dep = got.deployment
         outputs = _infer_outputs(dep, got, req.get("outputs"))
         client_id = req.get("id")
         return JSONResponse(
@@ -320,10 +356,10 @@ def create_app(
                 "model_name": dep.factory,
                 "model_version": str(dep.version),
                 "id": client_id if isinstance(client_id, str) else got.request_id,
-                "parameters": {"request_id": got.request_id},
+                "parameters": {"request_id": got.request_id, "role": got.role},
                 "outputs": outputs,
             },
-            headers={"x-request-id": got.request_id},
+            headers=headers(got),
         )
 
     @app.post("/v1/models/{name}/predict")
@@ -380,6 +416,10 @@ def create_app(
     async def model_version_ready(name: str, version: str) -> JSONResponse:
         svc.deployment(name, version)
         return ready_response(svc.ready())
+
+    @app.get("/v1/routing")
+    async def routing() -> JSONResponse:
+        return JSONResponse(await run_in_threadpool(svc.routing_status))
 
     @app.get("/metrics")
     async def prometheus() -> Response:

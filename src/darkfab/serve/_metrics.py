@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # regression outputs have no known scale: signed powers of ten cover it coarsely
@@ -59,6 +61,28 @@ class ServeMetrics:
             "darkfab_prediction_log_dropped", "Predictions not logged (queue full or store error)", registry=r
         )
         self.log_errors = Counter("darkfab_prediction_log_errors", "Failed writes of the prediction log", registry=r)
+        self.share = Gauge(
+            "darkfab_routing_canary_share",
+            "Share of requests sent to the challenger (0 without a canary)",
+            ["model"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "darkfab_routing_decisions",
+            "Challenger contests decided by the server, by outcome (promoted, rolled_back)",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "darkfab_shadow_dropped", "Requests not shadowed because the shadow queue was full", ["model"], registry=r
+        )
+        self.reload_errors = Counter(
+            "darkfab_reload_errors", "Model versions the server could not load on an alias move", ["model"], registry=r
+        )
+
+    def add_live(self, model: str, source: Callable[[], list[tuple[str, dict[str, Any]]]]) -> None:
+        """Export the live figures that ``source`` returns as (role, LiveFigures.snapshot()) pairs."""
+        self.registry.register(_LiveCollector(model, source))
 
     def request(self, model: str, version: str, endpoint: str, outcome: str, seconds: float | None) -> None:
         self.requests.labels(model, version, endpoint, outcome).inc()
@@ -77,3 +101,48 @@ class ServeMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _LiveCollector(Collector):
+    """Live figures per version and role, read from the service at each scrape."""
+
+    def __init__(self, model: str, source: Callable[[], list[tuple[str, dict[str, Any]]]]) -> None:
+        self.model = model
+        self.source = source
+
+    def describe(self) -> list[Any]:
+        return []  # computed at scrape time; nothing to check at registration
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["model", "version", "role"]
+
+        def family(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=[*labels, *extra])
+
+        requests = family("darkfab_live_requests", "Requests a version predicted since the current routing began")
+        errors = family("darkfab_live_errors", "Requests on which a version's model raised")
+        error_rate = family("darkfab_live_error_rate", "errors / requests of a version")
+        latency = family("darkfab_live_latency_seconds", "Model latency quantiles of a version", ("quantile",))
+        quality = family("darkfab_live_quality", "Live quality on labelled rows (accuracy or rmse)", ("metric",))
+        labelled = family("darkfab_live_labelled_rows", "Rows of a version's predictions with a label")
+        shares = family("darkfab_live_class_share", "Share of predicted rows per class", ("cls",))
+        moments = family("darkfab_live_prediction", "Mean and std of predicted values (regression)", ("stat",))
+        for role, snap in self.source():
+            base = [self.model, str(snap["version"]), role]
+            requests.add_metric(base, snap["requests"])
+            errors.add_metric(base, snap["errors"])
+            error_rate.add_metric(base, snap["error_rate"])
+            for q, key in (("0.5", "latency_p50_ms"), ("0.95", "latency_p95_ms")):
+                if snap[key] is not None:
+                    latency.add_metric([*base, q], snap[key] / 1000.0)
+            q_snap = snap["quality"]
+            labelled.add_metric(base, q_snap["labelled_rows"])
+            if q_snap["value"] is not None:
+                quality.add_metric([*base, q_snap["metric"]], q_snap["value"])
+            dist = snap["distribution"]
+            for cls, share in dist.get("classes", {}).items():
+                shares.add_metric([*base, cls], share)
+            for stat in ("mean", "std"):
+                if dist.get(stat) is not None:
+                    moments.add_metric([*base, stat], dist[stat])
+        yield from (requests, errors, error_rate, latency, quality, labelled, shares, moments)
