@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..spec import ParamSpec, TrainerSpec
+from ..spec import LLMSpec, ParamSpec, TrainerSpec
 
 TrialState = Literal["queued", "running", "completed", "failed", "pruned", "cancelled"]
 
@@ -39,6 +39,8 @@ class TrialView:
     reward: float | None = None
     feasible: bool | None = None
     error: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # validation metrics of a completed trial
+    seconds: float | None = None  # wall seconds the trial ran, when known
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,10 @@ class SearchContext:
     seed: int = 0
     startup_trials: int = 10
     pruner: str = "none"
+    description: str = ""  # objective.description, free text for LLM proposers
+    constraints: tuple[str, ...] = ()  # objective.constraints as text, e.g. "latency_p95_ms <= 20"
+    llm: LLMSpec | None = None  # search.llm: the endpoint of LLM proposers
+    portfolio: tuple[str, ...] = ()  # search.portfolio: members of the portfolio proposer
 
 
 class Proposer(abc.ABC):

@@ -6,6 +6,7 @@ from ._defaults import DEFAULT_FACTORY, STARTER, default_spec
 from ._load import format_validation_error, json_schema, load_spec, spec_from_dict, with_overrides
 from ._metrics import DEFAULT_PRIMARY, METRICS, Direction, MetricInfo, TaskKind, metric_names
 from ._models import (
+    PORTFOLIO_MEMBERS,
     BudgetSpec,
     Constraint,
     DataSpec,
@@ -13,6 +14,8 @@ from ._models import (
     ExecutionSpec,
     FactorySpec,
     GateSpec,
+    LLMPrices,
+    LLMSpec,
     MonitorSpec,
     ObjectiveSpec,
     ParamSpec,
@@ -35,9 +38,12 @@ __all__ = [
     "ExecutionSpec",
     "FactorySpec",
     "GateSpec",
+    "LLMPrices",
+    "LLMSpec",
     "MetricInfo",
     "MonitorSpec",
     "ObjectiveSpec",
+    "PORTFOLIO_MEMBERS",
     "ParamSpec",
     "SearchSpec",
     "SplitSpec",

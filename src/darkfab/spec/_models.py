@@ -113,11 +113,16 @@ SpaceEntry = Annotated[ParamSpec | Any, BeforeValidator(_coerce_param)]
 
 
 class TrainerSpec(_Model):
-    """A trainer by built-in name, or any scikit-learn estimator by import path."""
+    """A trainer by built-in name, any scikit-learn estimator by import path, or a training script."""
 
     name: str = Field(description="built-in name (lightgbm, random_forest, ...) or your own label")
     estimator: str | None = Field(
         None, description="import path of a scikit-learn compatible estimator, `package.module:Class`"
+    )
+    script: str | None = Field(
+        None,
+        description="path of a training script defining `train(X, y, X_valid, params, report)`, relative to "
+        "the factory file; its `# darkfab: editable NAME` blocks are open to code edits",
     )
     space: dict[str, SpaceEntry] | None = Field(
         None, description="search space; replaces the built-in default space when given"
@@ -130,6 +135,12 @@ class TrainerSpec(_Model):
         if value is not None and not re.match(r"^[A-Za-z_][\w.]*[:.][A-Za-z_]\w*$", value):
             raise ValueError(f"{value!r} is not an import path; write `package.module:ClassName`")
         return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TrainerSpec:
+        if self.estimator is not None and self.script is not None:
+            raise ValueError("give either `estimator` or `script`, not both")
+        return self
 
 
 def _coerce_trainer(value: Any) -> Any:
@@ -202,14 +213,79 @@ class ObjectiveSpec(_Model):
         return self
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PORTFOLIO_MEMBERS = ("tpe", "random", "cmaes", "qmc", "nsga2", "llm")
+"""Proposers a portfolio may share its budget between."""
+
+
+class LLMPrices(_Model):
+    """What the endpoint charges, per 1,000 tokens, in whatever currency ``max_cost`` is written in."""
+
+    input_per_1k: float = Field(0.0, ge=0.0, description="price of 1,000 prompt tokens")
+    output_per_1k: float = Field(0.0, ge=0.0, description="price of 1,000 completion tokens")
+
+
+class LLMSpec(_Model):
+    """An OpenAI-compatible chat-completions endpoint that proposes configurations."""
+
+    base_url: str = Field(
+        description="the API root, for example https://api.openai.com/v1 or http://localhost:11434/v1; "
+        "darkfab POSTs to <base_url>/chat/completions"
+    )
+    model: str = Field(min_length=1, description="model name as the endpoint knows it, e.g. gpt-4o-mini")
+    api_key_env: str = Field(
+        "", description="NAME of the environment variable holding the key (never the key); empty: no key"
+    )
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(2048, ge=16, description="most completion tokens per answer")
+    timeout: Duration = Field(60.0, description="a request without an answer this long is abandoned and retried")
+    retries: int = Field(3, ge=0, le=10, description="retries after a 429, a 5xx, a timeout or a dropped connection")
+    max_tokens_total: int | None = Field(
+        None, ge=1, description="token budget of a campaign (prompt + completion); reached, the LLM stops proposing"
+    )
+    max_cost: float | None = Field(
+        None, gt=0.0, description="money budget of a campaign, priced by `prices`; reached, the LLM stops proposing"
+    )
+    prices: LLMPrices = Field(default_factory=LLMPrices)
+    max_repairs: int = Field(2, ge=0, le=10, description="times an invalid or duplicate proposal is sent back")
+    history: int = Field(20, ge=1, le=500, description="best and most recent trials shown to the model")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL; write e.g. http://localhost:11434/v1")
+        return value.rstrip("/")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _env_name(cls, data: Any) -> Any:
+        # checked on the whole section so that the error never echoes a pasted key back into a log
+        value = data.get("api_key_env") if isinstance(data, dict) else None
+        if isinstance(value, str) and value and not _ENV_NAME.match(value):
+            raise ValueError(
+                "search.llm.api_key_env must be the NAME of an environment variable (like OPENAI_API_KEY), never "
+                f"the key itself; got a value of {len(value)} characters that is not a variable name"
+            )
+        return data
+
+
+_LLM_EXAMPLE = "search:\n  llm:\n    base_url: http://localhost:11434/v1\n    model: llama3.1"
+
+
 class SearchSpec(_Model):
-    proposer: Literal["tpe", "random", "cmaes", "qmc", "nsga2"] = "tpe"
+    proposer: Literal["tpe", "random", "cmaes", "qmc", "nsga2", "llm", "portfolio"] = "tpe"
     pruner: Literal["none", "median", "successive_halving", "hyperband"] = "median"
     startup_trials: int = Field(10, ge=0, description="random trials before the model-based sampler starts")
     seed: int = Field(0, description="seed of the proposer and of every trial's trainer")
     objectives: list[str] = Field(
         default_factory=list,
         description="metrics for multi-objective search (nsga2); primary metric if empty",
+    )
+    llm: LLMSpec | None = Field(None, description="the endpoint of the `llm` proposer (alone or in a portfolio)")
+    portfolio: list[Literal["tpe", "random", "cmaes", "qmc", "nsga2", "llm"]] = Field(
+        default_factory=list,
+        description="members of the `portfolio` proposer; empty: tpe and random, and llm when `llm` is set",
     )
 
     @field_validator("objectives")
@@ -218,6 +294,34 @@ class SearchSpec(_Model):
         for name in value:
             _check_metric(name, "search.objectives")
         return value
+
+    @model_validator(mode="after")
+    def _llm_configured(self) -> SearchSpec:
+        if len(set(self.portfolio)) != len(self.portfolio):
+            raise ValueError(f"search.portfolio lists a member twice: {self.portfolio}; name each proposer once")
+        if self.portfolio and self.proposer != "portfolio":
+            raise ValueError(
+                f"search.portfolio is set but search.proposer is {self.proposer!r}; "
+                "set `proposer: portfolio` or remove `portfolio`"
+            )
+        if self.llm is None:
+            if self.proposer == "llm":
+                raise ValueError(
+                    "search.proposer is 'llm' but there is no `search.llm` section; add the endpoint, "
+                    f"for example:\n{_LLM_EXAMPLE}"
+                )
+            if "llm" in self.portfolio:
+                raise ValueError(
+                    "search.portfolio lists 'llm' but there is no `search.llm` section; add the endpoint, "
+                    f"for example:\n{_LLM_EXAMPLE}"
+                )
+        return self
+
+    def portfolio_members(self) -> list[str]:
+        """The portfolio's members: as listed, or tpe and random (and llm when an endpoint is set)."""
+        if self.portfolio:
+            return list(self.portfolio)
+        return ["tpe", "random", "llm"] if self.llm is not None else ["tpe", "random"]
 
 
 class BudgetSpec(_Model):
