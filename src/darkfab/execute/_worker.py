@@ -33,6 +33,7 @@ import numpy as np
 
 from ..errors import TrialPruned
 from ..train import WorkerState, predict, prepare, run_trial
+from . import _sandbox
 
 TRAIN = "train"
 PREDICT = "predict"
@@ -174,8 +175,12 @@ class _Worker:
         cpu0 = time.process_time()
         ok, output, failure, error = False, None, None, None
         try:
-            if kind == TRAIN:
+            if kind == TRAIN and _sandbox.is_script_request(message[2]):
+                output = _sandbox.sandboxed_trial(self.state, message[2], self._reporter(job_id))
+            elif kind == TRAIN:
                 output = run_trial(self.state, message[2], self._reporter(job_id))
+            elif _sandbox.is_script_artifact(message[2]):  # loading it runs generated code
+                output = _sandbox.sandboxed_predict(self.state, message[2], message[3])
             else:
                 output = predict(self.state, message[2], message[3])
             ok = True

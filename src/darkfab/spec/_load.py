@@ -83,7 +83,15 @@ def load_spec(path: str | Path) -> FactorySpec:
 
 
 def _resolve_paths(spec: FactorySpec, base: Path) -> FactorySpec:
-    """Relative data paths are relative to the factory file, as a user expects."""
+    """Relative data and script paths are relative to the factory file, as a user expects."""
+    trainers = [
+        t.model_copy(update={"script": str((base / t.script).resolve())})
+        if t.script is not None and not Path(t.script).is_absolute()
+        else t
+        for t in spec.trainers
+    ]
+    if trainers != spec.trainers:
+        spec = spec.model_copy(update={"trainers": trainers})
     src = spec.data.source
     if ":" in src.split("/")[0] or Path(src).is_absolute():
         return spec

@@ -6,6 +6,18 @@ from ._harness import WorkerState, predict, prepare, run_trial
 from ._model import DarkfabModel, load_model
 from ._prep import Flavour, Preprocessor
 from ._records import Split, TrialOutput, TrialRequest, WorkerPayload
+from ._script import (
+    ScriptError,
+    ScriptEstimator,
+    ScriptTrainer,
+    UntrustedCodeError,
+    apply_edits,
+    block_texts,
+    code_trusted,
+    editable_blocks,
+    trust_script_code,
+    unified_diff,
+)
 from ._trainers import (
     BUILTINS,
     EstimatorTrainer,
@@ -25,12 +37,20 @@ __all__ = [
     "Flavour",
     "Preprocessor",
     "Report",
+    "ScriptError",
+    "ScriptEstimator",
+    "ScriptTrainer",
     "Split",
     "Trainer",
     "TrialOutput",
     "TrialRequest",
+    "UntrustedCodeError",
     "WorkerPayload",
     "WorkerState",
+    "apply_edits",
+    "block_texts",
+    "code_trusted",
+    "editable_blocks",
     "import_object",
     "load_model",
     "predict",
@@ -38,4 +58,6 @@ __all__ = [
     "resolve_trainer",
     "resolved_space",
     "run_trial",
+    "trust_script_code",
+    "unified_diff",
 ]

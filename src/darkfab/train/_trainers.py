@@ -305,6 +305,10 @@ def import_object(path: str, what: str) -> Any:
 
 def resolve_trainer(spec: TrainerSpec, task: TaskKind) -> Trainer:
     """The trainer a factory file's entry names. Raises SpecError listing the valid names."""
+    if getattr(spec, "script", None):
+        from ._script import ScriptTrainer  # the script module imports this one
+
+        return ScriptTrainer(spec.name, str(spec.script))
     if spec.estimator:
         cls = import_object(spec.estimator, f"trainers[{spec.name}].estimator")
         path = f"{cls.__module__}:{cls.__qualname__}"
@@ -312,7 +316,7 @@ def resolve_trainer(spec: TrainerSpec, task: TaskKind) -> Trainer:
     if spec.name not in BUILTINS:
         raise SpecError(
             f"trainers: unknown trainer {spec.name!r}; fix: use one of {', '.join(BUILTINS)}, "
-            "or give `estimator: package.module:Class` for your own"
+            "or give `estimator: package.module:Class` or `script: train.py` for your own"
         )
     trainer = BUILTINS[spec.name]()
     if task not in trainer.tasks:
