@@ -30,7 +30,8 @@ from .spec import FactorySpec
 from .store import CampaignRecord, Store, TrialRecord
 from .train import TrialOutput, TrialRequest, WorkerPayload
 
-KEEP_ARTIFACTS = 3  # best candidates whose artifacts are kept for the gate
+KEEP_ARTIFACTS = 3
+BOARD_KEEP = 50  # leaderboard rows kept in memory  # best candidates whose artifacts are kept for the gate
 REPORT_EVERY = 25  # boosting rounds between intermediate scores, when a pruner is on
 FINISHED = ("completed", "failed", "pruned")
 
@@ -165,6 +166,9 @@ class CampaignRun:
         if now - self._board_at > 0.2 or kind != "trial_started":  # ranking every start would cost O(n) each
             self._top = tuple(heapq.nlargest(10, self.board.values(), key=_board_key))
             self._board_at = now
+            if len(self.board) > 4 * BOARD_KEEP:  # the store has every trial; memory keeps the leaders only
+                keep = {r.trial_id for r in heapq.nlargest(BOARD_KEEP, self.board.values(), key=_board_key)}
+                self.board = {k: r for k, r in self.board.items() if k in keep or r.state == "running"}
         board = self._top
         self.on_progress(
             Progress(
