@@ -1,7 +1,8 @@
 """Proposers: turn the objective and the history into experiments.
 
-``OptunaProposer`` is imported on first use (Optuna takes a while to import); ``make_proposer`` builds any
-registered proposer by name.
+``OptunaProposer``, ``LLMProposer`` and ``PortfolioProposer`` are imported on first use (Optuna takes a while
+to import); ``make_proposer`` builds any registered proposer by name. ``ChatClient`` talks to any
+OpenAI-compatible chat-completions endpoint (see ``_llm_client``), for every proposer that asks a model.
 """
 
 from __future__ import annotations
@@ -9,14 +10,30 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._base import Proposal, Proposer, SearchContext, TrialState, TrialView
+from ._llm_client import Attempt, ChatClient, ChatResult
 from ._registry import PROPOSERS, make_proposer, proposer_names
 
 if TYPE_CHECKING:
+    from ._llm import LLMCall, LLMProposer
     from ._optuna import OptunaProposer
+    from ._portfolio import PortfolioProposer
+
+_LAZY = {
+    "LLMCall": "._llm",
+    "LLMProposer": "._llm",
+    "OptunaProposer": "._optuna",
+    "PortfolioProposer": "._portfolio",
+}
 
 __all__ = [
     "PROPOSERS",
+    "Attempt",
+    "ChatClient",
+    "ChatResult",
+    "LLMCall",
+    "LLMProposer",
     "OptunaProposer",
+    "PortfolioProposer",
     "Proposal",
     "Proposer",
     "SearchContext",
@@ -28,8 +45,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "OptunaProposer":
-        from ._optuna import OptunaProposer
+    if name in _LAZY:
+        import importlib
 
-        return OptunaProposer
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,6 +7,7 @@ event, so the log of decisions cannot be edited without :meth:`Store.verify_chai
 
 from __future__ import annotations
 
+from ._llm_calls import LLM_CALL_STATUSES, LLMCallRecord
 from ._migrate import current_revision, head_revision, upgrade
 from ._monitoring import MonitorWindowRecord
 from ._records import (
@@ -29,12 +30,14 @@ from ._url import resolve_store_url
 __all__ = [
     "CAMPAIGN_STATUSES",
     "FINISHED_STATES",
+    "LLM_CALL_STATUSES",
     "TRIAL_STATES",
     "CampaignRecord",
     "CampaignStatus",
     "ChainReport",
     "EventRecord",
     "FactoryRecord",
+    "LLMCallRecord",
     "ModelVersionRecord",
     "MonitorWindowRecord",
     "PredictionRecord",
