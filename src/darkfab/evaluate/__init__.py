@@ -23,6 +23,13 @@ from ._metrics import (
     predicted_labels,
 )
 from ._reward import DEFAULT_REFERENCES, MISSING_PENALTY, Evaluation, RewardModel
+from ._suspicion import (
+    Suspicion,
+    leaky_features,
+    suspicions,
+    too_good_on_validation,
+    validation_far_above_test,
+)
 
 __all__ = [
     "DEFAULT_REFERENCES",
@@ -33,6 +40,7 @@ __all__ = [
     "GroupCodes",
     "RewardModel",
     "ScoreCI",
+    "Suspicion",
     "as_probabilities",
     "baseline_predictions",
     "bootstrap_indices",
@@ -40,6 +48,10 @@ __all__ = [
     "compute_metrics",
     "encode_groups",
     "gate",
+    "leaky_features",
     "predicted_labels",
     "score_with_ci",
+    "suspicions",
+    "too_good_on_validation",
+    "validation_far_above_test",
 ]

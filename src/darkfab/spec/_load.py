@@ -79,10 +79,10 @@ def load_spec(path: str | Path) -> FactorySpec:
     except UnicodeDecodeError:
         raise SpecError(f"{p}: not a UTF-8 text file; fix: save it as UTF-8 YAML") from None
     spec = spec_from_dict(raw, str(p))
-    return _resolve_paths(spec, p.parent)
+    return _resolve_paths(spec, p.parent, p)
 
 
-def _resolve_paths(spec: FactorySpec, base: Path) -> FactorySpec:
+def _resolve_paths(spec: FactorySpec, base: Path, file: Path | None = None) -> FactorySpec:
     """Relative data and script paths are relative to the factory file, as a user expects."""
     trainers = [
         t.model_copy(update={"script": str((base / t.script).resolve())})
@@ -90,6 +90,12 @@ def _resolve_paths(spec: FactorySpec, base: Path) -> FactorySpec:
         else t
         for t in spec.trainers
     ]
+    for t in trainers:
+        if t.script is not None and not Path(t.script).is_file():
+            raise SpecError(
+                f"{file or base}: field `trainers[{t.name}].script`: no such file {t.script!r}; fix: give "
+                "the training script's path, relative to the factory file"
+            )
     if trainers != spec.trainers:
         spec = spec.model_copy(update={"trainers": trainers})
     src = spec.data.source

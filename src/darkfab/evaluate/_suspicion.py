@@ -1,0 +1,192 @@
+"""Reward-hacking defences beyond the sealed labels: leaked features, too-good validation, overfit to it.
+
+Pure functions over arrays the factory already holds. Each finding is a :class:`Suspicion` whose ``reason``
+is written for the audit log. A flagged candidate is kept out of the gate; the factory tries the next one.
+
+- :func:`leaky_features`: a training column that equals the target, or determines it (each value of the
+  column maps to one target value while the column is not an ID), or is a near-exact monotone function of a
+  numeric target.
+- :func:`too_good_on_validation`: validation predictions that match the labels perfectly while a reference
+  (the best plain trainer of the campaign, or the baseline) is far from perfect.
+- :func:`validation_far_above_test`: the validation score beats the sealed-test score by more than chance.
+- :func:`suspicions`: the candidate-level checks together, for the gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ..spec import TaskKind
+from ._gate import ScoreCI
+from ._metrics import predicted_labels
+
+SuspicionKind = Literal["leaked_feature", "too_good_on_validation", "validation_far_above_test"]
+Direction = Literal["maximize", "minimize"]
+
+
+@dataclass(frozen=True)
+class Suspicion:
+    kind: SuspicionKind
+    reason: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "reason": self.reason, **self.detail}
+
+
+def _numeric(col: pd.Series) -> np.ndarray | None:
+    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+        values = col.to_numpy(dtype=float, na_value=np.nan)
+        return values if np.isfinite(values).all() else None
+    return None
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    if ra.std() == 0 or rb.std() == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def leaky_features(
+    X: pd.DataFrame, y: Any, *, task: TaskKind, max_unique_share: float = 0.5, min_rank_corr: float = 0.9999
+) -> list[Suspicion]:
+    """Columns of the training rows that give the target away. ``y``: the training labels (or values).
+
+    A column determines a class target when every one of its values goes with one class, there are at least
+    two values, and it is not an ID (distinct values at most ``max_unique_share`` of the rows). A numeric target
+    is leaked by a column equal to it or whose rank correlation with it reaches ``min_rank_corr``.
+    """
+    target = np.asarray(y)
+    n = len(target)
+    found: list[Suspicion] = []
+    if n < 2:
+        return found
+    for name in X.columns:
+        col = X[name]
+        values = _numeric(col)
+        if values is not None and task == "regression":
+            yv = target.astype(float)
+            if np.allclose(values, yv, equal_nan=False):
+                found.append(Suspicion("leaked_feature", f"feature {name!r} equals the target", {"feature": name}))
+                continue
+            rho = _spearman(values, yv)
+            if abs(rho) >= min_rank_corr:
+                found.append(
+                    Suspicion(
+                        "leaked_feature",
+                        f"feature {name!r} is a monotone function of the target (rank correlation {rho:.5f})",
+                        {"feature": name, "rank_correlation": rho},
+                    )
+                )
+            continue
+        if task != "classification":
+            continue
+        frame = pd.DataFrame({"x": col.astype(object).where(col.notna(), "\0missing").to_numpy(), "y": target})
+        distinct = frame["x"].nunique()
+        if distinct < 2 or distinct > max_unique_share * n or len(np.unique(target)) < 2:
+            continue
+        if (frame.groupby("x")["y"].nunique() == 1).all():
+            same = values is not None and np.array_equal(values, target.astype(float))
+            what = "equals the target" if same else "determines the target (each of its values goes with one class)"
+            found.append(Suspicion("leaked_feature", f"feature {name!r} {what}", {"feature": name}))
+    return found
+
+
+def _better(a: float, b: float, direction: Direction) -> float:
+    """How much better ``a`` is than ``b`` (positive: better), in metric units."""
+    return a - b if direction == "maximize" else b - a
+
+
+def too_good_on_validation(
+    *,
+    task: TaskKind,
+    y_valid: Any,
+    predictions: Any,
+    score: float,
+    reference_score: float | None,
+    direction: Direction,
+    min_gap: float = 0.05,
+) -> Suspicion | None:
+    """Perfect validation predictions that a reference trained the honest way cannot explain.
+
+    ``reference_score``: the same metric for the best plain (non-generated) candidate, or the baseline.
+    Flagged when the candidate is perfect on every validation row and beats the reference by more than
+    ``min_gap`` (in metric units, relative to the reference's magnitude when that is above 1).
+    """
+    y = np.asarray(y_valid)
+    if task == "classification":
+        perfect = bool(np.array_equal(predicted_labels(task, predictions), y.astype(int)))
+    else:
+        perfect = bool(np.allclose(np.asarray(predictions, dtype=float).reshape(-1), y.astype(float), atol=1e-9))
+    if not perfect or reference_score is None:
+        return None
+    gap = _better(score, reference_score, direction)
+    if gap <= min_gap * max(1.0, abs(reference_score)):
+        return None
+    return Suspicion(
+        "too_good_on_validation",
+        f"predicts every validation row exactly, {gap:.4g} better than the reference ({reference_score:.4g}); "
+        "a leak or an exploit is more likely than skill",
+        {"score": score, "reference_score": reference_score},
+    )
+
+
+def validation_far_above_test(
+    *,
+    valid_score: float,
+    test: ScoreCI | float,
+    direction: Direction,
+    min_gap: float = 0.05,
+    relative: float = 0.1,
+) -> Suspicion | None:
+    """The validation score beats the sealed-test score by more than the test's own uncertainty allows.
+
+    The allowed gap is the largest of ``min_gap``, ``relative`` times the test score's magnitude, and the
+    width of the test score's bootstrap interval (when ``test`` is the gate's ScoreCI).
+    """
+    ci = test if isinstance(test, ScoreCI) else None
+    test_score = ci.score if ci is not None else float(test)
+    allowed = max(min_gap, relative * abs(test_score), (ci.high - ci.low) if ci is not None else 0.0)
+    gap = _better(valid_score, test_score, direction)
+    if gap <= allowed:
+        return None
+    return Suspicion(
+        "validation_far_above_test",
+        f"validation score {valid_score:.4g} is {gap:.4g} better than the sealed-test score {test_score:.4g} "
+        f"(allowed {allowed:.4g}); the candidate fits the validation rows, not the task",
+        {"valid_score": valid_score, "test_score": test_score, "gap": gap, "allowed": allowed},
+    )
+
+
+def suspicions(
+    *,
+    task: TaskKind,
+    direction: Direction,
+    y_valid: Any,
+    valid_predictions: Any,
+    valid_score: float,
+    test: ScoreCI | float | None = None,
+    reference_score: float | None = None,
+) -> list[Suspicion]:
+    """The candidate-level checks the gate runs before it compares a candidate with the champion."""
+    found: list[Suspicion] = []
+    too_good = too_good_on_validation(
+        task=task,
+        y_valid=y_valid,
+        predictions=valid_predictions,
+        score=valid_score,
+        reference_score=reference_score,
+        direction=direction,
+    )
+    if too_good is not None:
+        found.append(too_good)
+    if test is not None:
+        far = validation_far_above_test(valid_score=valid_score, test=test, direction=direction)
+        if far is not None:
+            found.append(far)
+    return found
