@@ -213,3 +213,65 @@ def test_losing_a_node_mid_trial_retries_its_trials_and_loses_nothing(cluster: C
     assert sorted(finished) == sorted(done)
     started = [p.name.split("-")[0] for p in markers.glob("*.started")]
     assert sorted(started) == sorted([*done, *on_worker])
+
+
+FACTORY = """\
+name: onray
+data: {{source: sklearn:digits}}
+trainers:
+  - name: sleep
+    estimator: tests.helpers.slow:Sleep
+    params: {{seconds: {seconds}, marker_dir: "{markers}"}}
+    space: {{trial: {{choices: [t0, t1, t2, t3, t4, t5]}}}}
+search: {{proposer: random, pruner: none}}
+budget: {{trials: {trials}}}
+execution: {{backend: ray, address: "{address}", workers: 3, memory_mb: 512, retries: 1, latency_rows: 1}}
+gate: {{bootstrap: 200}}
+"""
+
+
+def test_a_factory_on_the_cluster_survives_losing_a_node(cluster: Cluster, tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    (tmp_path / "factory.yaml").write_text(
+        FACTORY.format(seconds=3, markers=markers, trials=JOBS, address=cluster.address)
+    )
+    env = {**cluster.env, "DARKFAB_STORE": f"sqlite:///{tmp_path / 'store.db'}"}
+    command = [sys.executable, "-m", "darkfab", "run", "factory.yaml", "--json"]
+    with subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as run:
+        try:
+            deadline = time.monotonic() + 120
+            on_node: set[str] = set()
+            while not on_node:  # mid-trial on the worker node: started there, not finished
+                assert time.monotonic() < deadline and run.poll() is None, "no trial started on the worker node"
+                node_pids = {p.pid for p in cluster.processes("worker")}
+                on_node = {
+                    m.name.split("-")[0]
+                    for m in markers.glob("*.started")
+                    if int(m.name.split("-")[1].split(".")[0]) in node_pids
+                }
+                time.sleep(0.05)
+            cluster.kill("worker")
+            out, err = run.communicate(timeout=300)
+        finally:
+            if run.poll() is None:
+                run.kill()
+    assert run.returncode == 0, err[-3000:]
+    result = json.loads(out)
+    assert result["trials"]["completed"] == JOBS and result["gate"]["reason"]  # priors: the gate keeps none
+    listed = subprocess.run(
+        [sys.executable, "-m", "darkfab", "trials", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    trials = {t["params"]["trial"]: t for t in json.loads(listed.stdout)}
+    assert len(trials) == JOBS and all(t["state"] == "completed" for t in trials.values())
+    retried = [name for name in on_node if trials[name]["resources"]["attempts"] == 2]
+    assert retried, (on_node, trials)  # the trial running on the lost node ran again elsewhere, once
+    done = [p.name.split("-")[0] for p in markers.glob("*.done")]
+    assert sorted(done) == sorted(trials), "every trial finished exactly once"
