@@ -9,22 +9,16 @@ import platform
 import sys
 import threading
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).resolve().parent / "out"
-PACKAGES = ("darkfab", "numpy", "pandas", "scikit-learn", "lightgbm", "optuna", "flaml", "psutil")
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+    from darkfab.factory import package_versions
+
+    return package_versions(extra=("flaml", "psutil", "ray"))
 
 
 def cpu_model() -> str:

@@ -32,9 +32,10 @@ from .train import DarkfabModel, load_model, resolved_space
 PACKAGES = ("darkfab", "numpy", "pandas", "scikit-learn", "lightgbm", "xgboost", "optuna", "scipy")
 
 
-def _versions() -> dict[str, str]:
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Python and the installed versions of the packages a model depends on (for lineage and benchmarks)."""
     out = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in PACKAGES + extra:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -416,7 +417,7 @@ class Factory:
             "features": list(data.features),
             "target": data.target,
             "task": data.task,
-            "packages": _versions(),
+            "packages": package_versions(),
             "gate": {k: vjson[k] for k in ("reason", "delta", "p_better")},
         }
         sealed = {"metric": metric, **_ci(verdict.candidate)}
