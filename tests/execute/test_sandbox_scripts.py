@@ -8,7 +8,6 @@ level the machine offers, in a forked child of the test process.
 from __future__ import annotations
 
 import socket
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -106,9 +105,7 @@ def _good(tmp_path: Path, trial_id: int = 99) -> TrainJob:
     return TrainJob(f"good{trial_id}", TrialRequest(trial_id, spec, {"_patch": patch}))
 
 
-def test_a_script_trial_runs_sandboxed_and_records_its_diff(
-    pool: Callable[..., LocalExecutor], tmp_path: Path
-) -> None:
+def test_a_script_trial_runs_sandboxed_and_records_its_diff(pool: Callable[..., LocalExecutor], tmp_path: Path) -> None:
     ex = pool()
     done = drain(ex)
     ex.submit(_good(tmp_path))

@@ -18,9 +18,10 @@ PROPOSERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "nsga2": ("darkfab.propose._optuna", "OptunaProposer", {"sampler": "nsga2"}),
     "llm": ("darkfab.propose._llm", "LLMProposer", {}),
     "portfolio": ("darkfab.propose._portfolio", "PortfolioProposer", {}),
+    "llm_code": ("darkfab.propose._llm_code", "LLMCodeProposer", {}),
 }
 
-LLM_AWARE: frozenset[str] = frozenset({"llm", "portfolio"})
+LLM_AWARE: frozenset[str] = frozenset({"llm", "portfolio", "llm_code"})
 """Proposers that talk to an LLM: :func:`make_proposer` hands them ``on_llm_call`` and ``llm_spent``."""
 
 

@@ -1,0 +1,89 @@
+"""Reward-hacking flags: leaked features, perfect validation without an explanation, validation far above test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from darkfab.evaluate import (
+    ScoreCI,
+    leaky_features,
+    suspicions,
+    too_good_on_validation,
+    validation_far_above_test,
+)
+
+RNG = np.random.default_rng(0)
+
+
+def test_a_copy_of_a_class_target_is_flagged() -> None:
+    y = RNG.integers(0, 3, 200)
+    X = pd.DataFrame({"noise": RNG.normal(size=200), "leak": y, "ok": RNG.integers(0, 5, 200)})
+    found = leaky_features(X, y, task="classification")
+    assert [s.detail["feature"] for s in found] == ["leak"]
+    assert "equals the target" in found[0].reason
+
+
+def test_a_relabelled_target_and_a_monotone_function_are_flagged() -> None:
+    y = RNG.integers(0, 2, 200)
+    X = pd.DataFrame({"word": np.where(y == 1, "yes", "no"), "id": np.arange(200)})
+    found = leaky_features(X, y, task="classification")
+    assert [s.detail["feature"] for s in found] == ["word"]  # an ID determines every row but is no leak
+    assert "determines the target" in found[0].reason
+    t = RNG.normal(size=300)
+    X = pd.DataFrame({"exp": np.exp(t), "noisy": t + RNG.normal(size=300)})
+    assert [s.detail["feature"] for s in leaky_features(X, t, task="regression")] == ["exp"]
+
+
+def test_honest_features_are_not_flagged() -> None:
+    y = RNG.integers(0, 2, 300)
+    X = pd.DataFrame({"a": y + RNG.normal(scale=0.3, size=300), "b": RNG.integers(0, 4, 300)})
+    assert leaky_features(X, y, task="classification") == []
+
+
+def test_perfect_validation_is_flagged_only_when_the_reference_cannot_explain_it() -> None:
+    y = RNG.integers(0, 3, 100)
+    perfect = np.eye(3)[y]
+    flagged = too_good_on_validation(
+        task="classification", y_valid=y, predictions=perfect, score=1.0, reference_score=0.7, direction="maximize"
+    )
+    assert flagged is not None and flagged.kind == "too_good_on_validation"
+    easy = too_good_on_validation(
+        task="classification", y_valid=y, predictions=perfect, score=1.0, reference_score=0.98, direction="maximize"
+    )
+    assert easy is None
+    wrong = perfect.copy()
+    wrong[0] = np.roll(wrong[0], 1)
+    assert (
+        too_good_on_validation(
+            task="classification", y_valid=y, predictions=wrong, score=0.99, reference_score=0.5, direction="maximize"
+        )
+        is None
+    )
+    values = RNG.normal(size=50)
+    assert too_good_on_validation(
+        task="regression", y_valid=values, predictions=values, score=0.0, reference_score=1.0, direction="minimize"
+    )
+
+
+def test_validation_far_above_the_sealed_test_is_flagged_in_either_direction() -> None:
+    far = validation_far_above_test(valid_score=0.99, test=ScoreCI(0.70, 0.66, 0.74), direction="maximize")
+    assert far is not None and "sealed-test score 0.7" in far.reason
+    assert validation_far_above_test(valid_score=0.93, test=ScoreCI(0.90, 0.85, 0.95), direction="maximize") is None
+    assert validation_far_above_test(valid_score=1.0, test=3.0, direction="minimize") is not None
+    assert validation_far_above_test(valid_score=2.9, test=3.0, direction="minimize") is None
+
+
+def test_suspicions_gathers_the_candidate_checks() -> None:
+    y = RNG.integers(0, 2, 80)
+    found = suspicions(
+        task="classification",
+        direction="maximize",
+        y_valid=y,
+        valid_predictions=np.eye(2)[y],
+        valid_score=1.0,
+        test=ScoreCI(0.6, 0.5, 0.7),
+        reference_score=0.6,
+    )
+    assert [s.kind for s in found] == ["too_good_on_validation", "validation_far_above_test"]
+    assert all(s.as_json()["reason"] for s in found)

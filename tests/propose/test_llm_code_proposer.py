@@ -1,0 +1,196 @@
+"""The LLM code proposer against a fake OpenAI-compatible server on loopback, and the torch example end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from darkfab.errors import SpecError
+from darkfab.execute import Limits, LocalExecutor, TrainJob
+from darkfab.propose import SearchContext, TrialView, make_proposer
+from darkfab.propose._llm_code import LLMCodeProposer, parse_answer
+from darkfab.spec import LLMSpec, ParamSpec, TrainerSpec, load_spec
+from darkfab.testing.executor_contract import digits_payload, drain
+from darkfab.train import ScriptError, TrialRequest, apply_edits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/propose is not a package: reach tests.helpers
+from tests.helpers.fake_llm import FakeLLM, ok  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "torch_digits"
+SCRIPT = """\
+import numpy as np
+
+# darkfab: editable prior
+SHIFT = 1.0
+# darkfab: end prior
+
+
+class Prior:
+    def __init__(self, p):
+        self.p = p
+
+    def predict_proba(self, X):
+        return np.tile(self.p, (len(X), 1))
+
+
+def train(X, y, X_valid, params, report):
+    p = np.bincount(y, minlength=params["n_classes"]) + SHIFT * params["scale"]
+    return Prior(p / p.sum())
+"""
+
+
+def answer(edits: list[dict[str, str]], reason: str = "try it", **params: object) -> str:
+    return "```json\n" + json.dumps({"edits": edits, "params": params, "reason": reason}) + "\n```"
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLLM]:
+    with FakeLLM() as server:
+        yield server
+
+
+def context(llm: FakeLLM, script: Path, **llm_fields: object) -> SearchContext:
+    trainer = TrainerSpec(name="prior", script=str(script))
+    fields = {"base_url": llm.base_url, "model": "fake", "retries": 0, "timeout": 5.0, **llm_fields}
+    return SearchContext(
+        trainers=[trainer],
+        spaces={"prior": {"scale": ParamSpec(low=0.5, high=2.0)}},
+        directions=("maximize",),
+        objective_names=("accuracy",),
+        llm=LLMSpec.model_validate(fields),
+        description="digits",
+    )
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    path = tmp_path / "train.py"
+    path.write_text(SCRIPT)
+    return path
+
+
+def view(proposal: object, trial_id: int, value: float | None, state: str = "completed") -> TrialView:
+    return TrialView(trial_id, "llm_code", proposal.trainer, proposal.params, state, value)  # type: ignore[attr-defined]
+
+
+def test_the_unedited_script_comes_first_then_edits_with_diff_and_parent(llm: FakeLLM, script: Path) -> None:
+    calls: list[object] = []
+    proposer = make_proposer("llm_code", context(llm, script), on_llm_call=calls.append)
+    assert isinstance(proposer, LLMCodeProposer)
+    (first,) = proposer.propose(1)
+    assert first.params["_patch"] == [] and first.params["_diff"] == "" and first.params["scale"] == 1.25
+    assert llm.count == 0
+    proposer.observe(first, view(first, 1, 0.5))
+    llm.script(ok(answer([{"block": "prior", "search": "1.0", "replace": "0.25"}], "less smoothing", scale=2.0)))
+    (second,) = proposer.propose(1)
+    assert second.params["_patch"] == [{"block": "prior", "search": "1.0", "replace": "0.25"}]
+    assert "+SHIFT = 0.25" in second.params["_diff"] and second.params["scale"] == 2.0
+    assert second.reason == "less smoothing" and second.parents == (1,)
+    assert len(calls) == 1
+    prompt = llm.requests[0]["body"]["messages"][1]["content"]
+    assert "--- block prior ---\nSHIFT = 1.0\n--- end prior ---" in prompt and "trial 1" in prompt
+
+
+def test_a_bad_answer_is_sent_back_with_its_error(llm: FakeLLM, script: Path) -> None:
+    proposer = LLMCodeProposer(context(llm, script, max_repairs=2))
+    proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {"_patch": []}, "completed", 0.5))
+    llm.script(
+        ok("no json here"),
+        ok(answer([{"block": "prior", "search": "class Prior", "replace": "x"}])),
+        ok(answer([{"block": "prior", "search": "SHIFT = 1.0", "replace": "SHIFT = 3.0"}])),
+    )
+    (proposal,) = proposer.propose(1)
+    assert "SHIFT = 3.0" in apply_edits(SCRIPT, proposal.params["_patch"])
+    followups = [r["body"]["messages"][-1]["content"] for r in llm.requests[1:]]
+    assert "no JSON object" in followups[0] and "occurs outside the block" in followups[1]
+    assert [c.status for c in proposer.records] == ["invalid", "invalid", "ok"]
+    assert proposer.records[-1].proposal_keys == (proposal.key,)
+
+
+def test_it_runs_dry_when_repairs_or_the_endpoint_fail(llm: FakeLLM, script: Path) -> None:
+    proposer = LLMCodeProposer(context(llm, script, max_repairs=1))
+    proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {"_patch": []}, "completed", 0.5))
+    llm.script(ok("{}"), ok(answer([{"block": "nope", "search": "a", "replace": "b"}])))
+    assert proposer.propose(2) == []
+    assert "no editable block 'nope'" in proposer.last_error
+    assert proposer.propose(1) == []  # nothing scripted: HTTP 500
+    assert "endpoint failed" in proposer.last_error
+
+
+def test_a_repeat_of_tried_code_is_refused(llm: FakeLLM, script: Path) -> None:
+    proposer = LLMCodeProposer(context(llm, script, max_repairs=1))
+    first = proposer.propose(1)[0]
+    proposer.observe(first, view(first, 1, 0.5))
+    llm.script(ok(answer([])), ok(answer([], scale=1.25)))
+    assert proposer.propose(1) == [] and "tried already" in proposer.last_error
+    assert "changes nothing" in llm.requests[1]["body"]["messages"][-1]["content"]
+
+
+def test_it_needs_an_endpoint_and_a_script_trainer(llm: FakeLLM, script: Path) -> None:
+    ctx = context(llm, script)
+    with pytest.raises(SpecError, match="needs `search.llm`"):
+        LLMCodeProposer(SearchContext(ctx.trainers, ctx.spaces, ctx.directions, ctx.objective_names))
+    with pytest.raises(SpecError, match="no trainer has `script`"):
+        LLMCodeProposer(SearchContext([TrainerSpec(name="lightgbm")], {}, ("maximize",), ("accuracy",), llm=ctx.llm))
+
+
+def test_parse_answer_names_what_is_wrong() -> None:
+    with pytest.raises(ScriptError, match="not valid JSON"):
+        parse_answer("{edits: }")
+    with pytest.raises(ScriptError, match="`edits` list"):
+        parse_answer('{"reason": "x"}')
+
+
+def _torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _torch(), reason="torch is not installed (the torch extra)")
+def test_the_torch_example_runs_end_to_end_against_the_fake_llm(llm: FakeLLM, tmp_path: Path) -> None:
+    raw = (EXAMPLE / "factory.yaml").read_text().replace("search: {proposer: llm_code}", "")
+    (tmp_path / "factory.yaml").write_text(raw)
+    (tmp_path / "train.py").write_text((EXAMPLE / "train.py").read_text())
+    spec = load_spec(tmp_path / "factory.yaml")
+    trainer = spec.trainers[0]
+    space = {k: v for k, v in (trainer.space or {}).items()}
+    ctx = SearchContext(
+        trainers=[trainer],
+        spaces={trainer.name: space},
+        directions=("maximize",),
+        objective_names=("accuracy",),
+        llm=LLMSpec(base_url=llm.base_url, model="fake", retries=0, timeout=5.0),
+    )
+    proposer = LLMCodeProposer(ctx)
+    llm.script(
+        ok(answer([{"block": "model", "search": "nn.ReLU()", "replace": "nn.Tanh()"}], "smoother activation")),
+        ok(answer([{"block": "loss", "search": "target)", "replace": "target, label_smoothing=0.1)"}], "smooth")),
+    )
+    ex = LocalExecutor()
+    ex.start(digits_payload(rows=600), workers=2, limits=Limits(timeout_s=120.0, memory_mb=None))
+    try:
+        seen = []
+        for round_ in range(3):
+            (proposal,) = proposer.propose(1)
+            request = TrialRequest(round_, trainer, {**proposal.params, "epochs": 10}, seed=0)
+            ex.submit(TrainJob(f"t{round_}", request))
+            done = drain(ex, within_s=120.0)[f"t{round_}"]
+            assert done.ok, (done.error, done.log_tail)
+            assert done.output.info["diff"] == proposal.params["_diff"]
+            y = digits_payload(rows=600).y_train  # the factory scores; here a stand-in score keeps the loop going
+            value = float(done.output.valid_predictions.argmax(1).mean() >= 0) * (0.5 + round_ / 10)
+            proposer.observe(proposal, view(proposal, round_ + 1, value))
+            seen.append(proposal)
+            assert len(y)
+        assert seen[0].params["_patch"] == []
+        assert "+        nn.Tanh()," in seen[1].params["_diff"]
+        assert seen[2].params["_patch"][0]["replace"] == "nn.Tanh()"  # built on the best trial so far
+        assert "label_smoothing=0.1" in seen[2].params["_diff"]
+    finally:
+        ex.close()
