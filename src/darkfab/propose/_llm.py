@@ -307,7 +307,7 @@ class LLMProposer(Proposer):
             ]
         proposals = [p for p, _ in accepted]
         for p, signature in accepted:
-            self._seen[signature] = f"proposal {p.key}"
+            self._seen[signature] = f"an earlier proposal ({p.reason[:60]})"
             self._asked[p.key] = p
             if proposals:
                 self._cost_of[p.key] = (money / len(proposals), seconds / len(proposals))
@@ -339,13 +339,13 @@ class LLMProposer(Proposer):
         if self.spec is None or self.exhausted:
             return
         total, max_cost = self.spec.max_tokens_total, self.spec.max_cost
-        if total is not None and self.tokens_used + need >= total:
-            self.exhausted = f"LLM token budget reached: {self.tokens_used} of {total} tokens spent"
-        elif max_cost is not None and self._client is not None and self.cost_used >= max_cost:
-            self.exhausted = f"LLM money budget reached: {self.cost_used:.4g} of {max_cost:g} spent"
-        elif need:
-            what = f"{self.cost_used:.4g} of {max_cost:g}" if max_cost is not None else f"{self.tokens_used} tokens"
-            self.exhausted = f"LLM budget reached: {what} spent, the next request cannot be paid for"
+        tokens_short = total is not None and self.tokens_used + need >= total
+        money_short = max_cost is not None and (self.cost_used >= max_cost or (need > 0 and not tokens_short))
+        later = "; the next request cannot be paid for" if need else ""
+        if tokens_short:
+            self.exhausted = f"LLM token budget reached: {self.tokens_used} of {total} tokens spent{later}"
+        elif money_short:
+            self.exhausted = f"LLM money budget reached: {self.cost_used:.4g} of {max_cost:g} spent{later}"
         if self.exhausted:
             logger.info("%s; the LLM proposer stops", self.exhausted)
 
@@ -574,7 +574,7 @@ class LLMProposer(Proposer):
                 break  # the space looks exhausted
             self._fallbacks += 1
             key = f"llm-random-{self._token}-{self._fallbacks}"
-            self._seen[encoded[2]] = f"proposal {key}"
+            self._seen[encoded[2]] = "an earlier random proposal"
             out.append(Proposal(self.name, trainer, params, reason, key=key))
         for p in out:
             self._cost_of[p.key] = (money / len(out), seconds / len(out))
@@ -597,11 +597,16 @@ def _finite(x: Any) -> bool:
 
 def _plain(dim: Dim, value: Any) -> Any:
     """``value`` as the trainer gets it (an int as int, a choice as given in the space), or None if outside."""
+    d = dim.distribution
+    if isinstance(d, FloatDistribution) and d.step is not None and isinstance(value, (int, float)):
+        k = (float(value) - d.low) / d.step
+        if abs(k - round(k)) > 1e-6:  # off the grid: say so rather than round it to a value not asked for
+            return None
     try:
         encoded = dim.encode(value)
     except (ValueError, TypeError):
         return None
-    if isinstance(dim.distribution, CategoricalDistribution):
+    if isinstance(d, CategoricalDistribution):
         return dim.choices[encoded] if dim.choices is not None else encoded
     return encoded
 

@@ -37,8 +37,9 @@ import httpx
 from ..spec import LLMSpec
 
 ChatStatus = Literal["ok", "error", "429", "timeout"]
-CHARS_PER_TOKEN = 4
-"""Token estimate (characters per token) where a server's answer carries no ``usage``, and for budgets."""
+CHARS_PER_TOKEN = 3
+"""Token estimate (characters per token; on the high side for JSON-heavy prompts) where a server's answer
+carries no ``usage``, and for keeping a request within the budgets."""
 MAX_WAIT_S = 60.0
 """Longest pause between two attempts, whatever ``Retry-After`` asks for."""
 _RETRY_STATUS = frozenset({408, 409, 500, 502, 503, 504})
@@ -81,7 +82,7 @@ class ChatResult:
 
 
 def estimate_tokens(text: str) -> int:
-    """A rough token count of ``text`` (about four characters a token)."""
+    """A rough token count of ``text`` (about three characters a token)."""
     return max(1, -(-len(text) // CHARS_PER_TOKEN))
 
 
@@ -140,16 +141,7 @@ class ChatClient:
         self._max_wait = max(0.0, max_wait_s)
         self._sleep = sleep
         self._rng = random.Random(seed)
-        self._http = httpx.Client(timeout=httpx.Timeout(spec.timeout), transport=transport)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> ChatClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._transport = transport
 
     def cost_of(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The price of a request, from ``spec.prices``."""
@@ -175,10 +167,17 @@ class ChatClient:
             "temperature": self.spec.temperature,
             "max_tokens": int(max_tokens if max_tokens is not None else self.spec.max_tokens),
         }
+        # a connection pool per call: nothing is left open between calls (a proposer has no close())
+        with httpx.Client(timeout=httpx.Timeout(self.spec.timeout), transport=self._transport) as http:
+            return self._attempts(http, payload, headers, t0)
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _attempts(self, http: httpx.Client, payload: dict[str, Any], headers: dict[str, str], t0: float) -> ChatResult:
         attempts: list[Attempt] = []
         for i in range(self.spec.retries + 1):
             start = time.monotonic()
-            status, error, http_status, wait, body = self._post(payload, headers)
+            status, error, http_status, wait, body = self._post(http, payload, headers)
             latency = time.monotonic() - start
             last = i == self.spec.retries
             if status == "ok" and body is not None:
@@ -197,14 +196,12 @@ class ChatClient:
         tried = f" after {len(attempts)} attempts" if len(attempts) > 1 else ""
         return self._failed(final.status, f"{final.error}{tried}", t0, tuple(attempts))
 
-    # -- internals ---------------------------------------------------------------------------------
-
     def _post(
-        self, payload: dict[str, Any], headers: dict[str, str]
+        self, http: httpx.Client, payload: dict[str, Any], headers: dict[str, str]
     ) -> tuple[ChatStatus, str, int | None, float | None, dict[str, Any] | None]:
         """(status, error, HTTP status, wait before a retry or None when not worth retrying, parsed body)."""
         try:
-            response = self._http.post(self.url, json=payload, headers=headers)
+            response = http.post(self.url, json=payload, headers=headers)
         except httpx.TimeoutException as exc:
             return "timeout", f"no answer within {self.spec.timeout:g}s ({type(exc).__name__})", None, 0.0, None
         except httpx.TransportError as exc:
