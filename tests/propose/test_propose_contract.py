@@ -22,6 +22,7 @@ def _available(name: str) -> bool:
     params=[
         pytest.param(n, marks=pytest.mark.skipif(not _available(n), reason="the cmaes package is not installed"))
         for n in proposer_names()
+        if n != "llm_code"  # edits training scripts, not a space: tests/propose/test_llm_code_proposer.py
     ]
 )
 def proposer_name(request: pytest.FixtureRequest) -> str:
