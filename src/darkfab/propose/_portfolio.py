@@ -3,8 +3,9 @@
 The bandit is UCB1 over the members. A member's pay-off for one trial is the improvement it brought to the
 best reward seen so far (scaled by the spread of rewards, so it lies in [0, 1]) divided by what the trial
 cost relative to the average trial: its wall seconds, plus for LLM proposals the seconds the model took and
-its price (a unit of money weighs ``seconds_per_dollar`` seconds). The member with the highest
-``mean gain / relative cost + sqrt(2 ln N / n)`` gets the next slot; proposals handed out and not yet
+its price (a unit of money weighs ``seconds_per_dollar`` seconds). Each member's mean gain per unit of
+relative cost is scaled so that the best member's is 1, and the member with the highest
+``scaled rate + sqrt(2 ln N / n)`` gets the next slot; proposals handed out and not yet
 finished count as trials that earned nothing, so a batch is spread instead of going to one member. Each
 proposal's reason starts with why its member was chosen, and :attr:`PortfolioProposer.decisions` keeps
 every choice with the scores behind it.
@@ -175,24 +176,32 @@ class PortfolioProposer(Proposer):
 
     def scores(self) -> dict[str, float]:
         """Each active member's UCB1 score now (inf for one not tried yet)."""
-        return {a.name: self._ucb(a, self._total_pulls()) for a in self.arms.values() if not a.retired}
+        return self._scores([a for a in self.arms.values() if not a.retired])
 
     def _total_pulls(self) -> int:
         return sum(a.pulls for a in self.arms.values() if not a.retired)
 
     def _rate(self, arm: Arm) -> float:
+        """Mean gain per trial over relative cost; proposals still pending count as trials that earned nothing."""
         if arm.trials == 0:
             return 0.0
         mean_cost = sum(self._costs) / len(self._costs) if self._costs else 1.0
         relative = (arm.cost / arm.trials) / mean_cost if mean_cost > 0 else 1.0
-        return (arm.gain / arm.trials) / max(relative, 1e-6)
+        return (arm.gain / arm.pulls) / max(relative, 1e-6)
 
-    def _ucb(self, arm: Arm, total: int) -> float:
-        if arm.pulls == 0:
-            return math.inf
-        # pending proposals count as trials that earned nothing yet
-        rate = self._rate(arm) * arm.trials / arm.pulls
-        return rate + math.sqrt(2.0 * math.log(max(total, 1)) / arm.pulls)
+    def _scores(self, active: list[Arm]) -> dict[str, float]:
+        # rates are scaled so the best member's is 1: UCB1's exploration term then weighs against [0, 1] pay-offs
+        rates = {a.name: self._rate(a) for a in active}
+        top = max(rates.values(), default=0.0)
+        total = self._total_pulls()
+        out = {}
+        for a in active:
+            if a.pulls == 0:
+                out[a.name] = math.inf
+                continue
+            scaled = rates[a.name] / top if top > 0 else 0.0
+            out[a.name] = scaled + math.sqrt(2.0 * math.log(max(total, 1)) / a.pulls)
+        return out
 
     def _plan(self, n: int, dry: set[str]) -> dict[str, tuple[int, str]]:
         """How many of ``n`` slots each member gets, and why; members in ``dry`` sit out."""
@@ -201,8 +210,7 @@ class PortfolioProposer(Proposer):
             return {}
         plan: dict[str, tuple[int, str]] = {}
         for _ in range(n):
-            total = self._total_pulls()
-            scores = {a.name: self._ucb(a, total) for a in active}
+            scores = self._scores(active)
             pick = max(active, key=lambda a: scores[a.name])  # ties: the first listed
             why = self._why(pick, scores)
             self.decisions.append({"member": pick.name, "scores": scores, "why": why})
@@ -217,12 +225,12 @@ class PortfolioProposer(Proposer):
         if pick.pulls == 0:
             text = f"portfolio chose {pick.name}: its first turn"
         else:
-            rate = self._rate(pick) * pick.trials / pick.pulls
+            bonus = math.sqrt(2.0 * math.log(max(self._total_pulls(), 1)) / pick.pulls)
             others = ", ".join(f"{k} {_num(v)}" for k, v in scores.items() if k != pick.name)
             text = (
-                f"portfolio chose {pick.name}: UCB1 {_num(scores[pick.name])} = gain/cost {rate:.3g} + exploration "
-                f"{scores[pick.name] - rate:.3g} over {pick.trials} finished and {pick.pending} pending"
-                + (f"; others {others}" if others else "")
+                f"portfolio chose {pick.name}: UCB1 {_num(scores[pick.name])} = scaled gain/cost "
+                f"{scores[pick.name] - bonus:.3g} (raw {self._rate(pick):.3g}) + exploration {bonus:.3g} over "
+                f"{pick.trials} finished and {pick.pending} pending" + (f"; others {others}" if others else "")
             )
         if self._news:
             text += "; " + "; ".join(self._news)

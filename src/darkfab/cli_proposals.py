@@ -1,0 +1,219 @@
+"""`darkfab proposals`: every proposal of a factory with its proposer, reason and state, and every LLM call.
+
+An LLM proposal is joined to the request that produced it by its key (``llm_calls.proposal_keys``), so each
+shows that call's tokens, cost and status; calls that produced nothing (a 429, a timeout, an invalid answer)
+are listed too. cli.py calls :func:`register` to add the command to `darkfab`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import DarkfabError, DataError, SpecError
+
+err = Console(stderr=True)
+
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="store URL (default: $DARKFAB_STORE or ./.darkfab/darkfab.db)")
+]
+
+
+def _fail(exc: BaseException) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(2 if isinstance(exc, (SpecError, DataError)) else 1)
+
+
+def _factory_name(ref: str | None, names: list[str], url: str) -> str:
+    if ref is not None and (ref.endswith((".yaml", ".yml")) or Path(ref).is_file()):
+        from .spec import load_spec
+
+        ref = load_spec(ref).name
+    if ref is None:
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise SpecError(f"the store {url} holds no factory yet; fix: run `darkfab run` first")
+        raise SpecError(f"the store holds several factories ({', '.join(names)}); fix: name one, e.g. `{names[0]}`")
+    if ref not in names:
+        raise SpecError(f"no factory {ref!r} in the store {url}; fix: use one of {', '.join(names) or '(none yet)'}")
+    return ref
+
+
+def call_json(c: Any, *, full: bool = False) -> dict[str, Any]:
+    """A stored LLM call as `darkfab proposals --json` prints it (``request`` only with ``full``)."""
+    out = {
+        "id": c.id,
+        "call_id": c.call_id,
+        "campaign_id": c.campaign_id,
+        "proposer": c.proposer,
+        "model": c.model,
+        "status": c.status,
+        "error": c.error,
+        "prompt_tokens": c.prompt_tokens,
+        "completion_tokens": c.completion_tokens,
+        "tokens": c.prompt_tokens + c.completion_tokens,
+        "cost": c.cost,
+        "latency_s": round(c.latency_s, 4),
+        "created_at": c.created_at.isoformat(),
+        "proposal_keys": list(c.proposal_keys),
+        "response": c.response,
+    }
+    if full:
+        out["request"] = c.request
+    return out
+
+
+def proposals_json(trials: list[Any], calls: list[Any], *, full: bool = False) -> dict[str, Any]:
+    """Proposals (one per trial) joined with the LLM calls that made them, the calls, and their totals."""
+    by_key: dict[tuple[int | None, str], Any] = {}
+    for c in calls:
+        for key in c.proposal_keys:
+            by_key[(c.campaign_id, key)] = c
+    proposals = []
+    for t in trials:
+        call = by_key.get((t.campaign_id, t.key))
+        member = t.key.partition(":")[0] if t.proposer == "portfolio" and ":" in t.key else None
+        proposals.append(
+            {
+                "trial_id": t.id,
+                "campaign_id": t.campaign_id,
+                "number": t.number,
+                "proposer": t.proposer,
+                "member": member,
+                "key": t.key,
+                "trainer": t.trainer,
+                "params": t.params,
+                "reason": t.reason,
+                "state": t.state,
+                "value": t.value,
+                "reward": t.reward,
+                "llm": None
+                if call is None
+                else {
+                    "call_id": call.call_id,
+                    "status": call.status,
+                    "model": call.model,
+                    "prompt_tokens": call.prompt_tokens,
+                    "completion_tokens": call.completion_tokens,
+                    "cost": call.cost,
+                },
+            }
+        )
+    statuses: dict[str, int] = {}
+    for c in calls:
+        statuses[c.status] = statuses.get(c.status, 0) + 1
+    totals = {
+        "calls": len(calls),
+        "statuses": statuses,
+        "prompt_tokens": sum(c.prompt_tokens for c in calls),
+        "completion_tokens": sum(c.completion_tokens for c in calls),
+        "cost": sum(c.cost for c in calls),
+    }
+    return {"proposals": proposals, "llm_calls": [call_json(c, full=full) for c in calls], "llm_totals": totals}
+
+
+def _text(doc: dict[str, Any], name: str) -> None:
+    out = Console()
+    t = Table(title=f"proposals of {name}")
+    for col in ("trial", "campaign", "state", "proposer", "trainer", "params", "reason", "llm call"):
+        t.add_column(col, overflow="fold")
+    for p in doc["proposals"]:
+        params = ", ".join(f"{k}={v}" for k, v in p["params"].items())
+        who = p["proposer"] + (f"/{p['member']}" if p["member"] else "")
+        llm = p["llm"]
+        call = (
+            ""
+            if llm is None
+            else f"{llm['status']} {llm['prompt_tokens']}+{llm['completion_tokens']} tok {llm['cost']:.4g}"
+        )
+        t.add_row(
+            str(p["trial_id"]),
+            str(p["campaign_id"]),
+            p["state"],
+            who,
+            p["trainer"],
+            params[:60],
+            p["reason"][:90],
+            call,
+        )
+    out.print(t)
+    if doc["llm_calls"]:
+        c = Table(title="LLM calls")
+        for col in (
+            "id",
+            "campaign",
+            "proposer",
+            "model",
+            "status",
+            "tokens",
+            "cost",
+            "latency s",
+            "proposals",
+            "error",
+        ):
+            c.add_column(col, overflow="fold")
+        for x in doc["llm_calls"]:
+            c.add_row(
+                str(x["id"]),
+                str(x["campaign_id"]),
+                x["proposer"],
+                x["model"],
+                x["status"],
+                f"{x['prompt_tokens']}+{x['completion_tokens']}",
+                f"{x['cost']:.4g}",
+                f"{x['latency_s']:.2f}",
+                str(len(x["proposal_keys"])),
+                x["error"][:80],
+            )
+        out.print(c)
+        tot = doc["llm_totals"]
+        out.print(
+            f"{tot['calls']} LLM calls ({', '.join(f'{k} {v}' for k, v in sorted(tot['statuses'].items()))}), "
+            f"{tot['prompt_tokens'] + tot['completion_tokens']} tokens, cost {tot['cost']:.4g}",
+            highlight=False,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add `darkfab proposals` to ``app``."""
+
+    @app.command()
+    def proposals(
+        factory: Annotated[str | None, typer.Argument(help="factory name or file; the only one when omitted")] = None,
+        store: StoreOpt = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")] = False,
+        campaign: Annotated[int | None, typer.Option("--campaign", help="only this campaign number")] = None,
+        full: Annotated[bool, typer.Option("--full", help="with --json: include each LLM request's messages")] = False,
+    ) -> None:
+        """Every proposal with its proposer, reason and state; LLM proposals with their call's tokens, cost, status."""
+        from .store import Store
+
+        try:
+            with Store(store) as st:
+                name = _factory_name(factory, [f.name for f in st.list_factories()], st.url)
+                fid = st.get_factory(name).id
+                campaign_id = None
+                if campaign is not None:
+                    found = [c for c in st.list_campaigns(fid) if c.number == campaign]
+                    if not found:
+                        raise SpecError(f"factory {name!r} has no campaign {campaign}; fix: see `darkfab status`")
+                    campaign_id = found[0].id
+                trials = st.list_trials(factory_id=fid)
+                if campaign_id is not None:
+                    trials = [t for t in trials if t.campaign_id == campaign_id]
+                calls = st.list_llm_calls(factory_id=fid, campaign_id=campaign_id)
+        except DarkfabError as exc:
+            _fail(exc)
+            return
+        doc = proposals_json(sorted(trials, key=lambda t: t.id), calls, full=full)
+        if as_json:
+            sys.stdout.write(json.dumps({"factory": name, **doc}, indent=2, default=str) + "\n")
+            return
+        _text(doc, name)
