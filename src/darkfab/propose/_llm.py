@@ -23,7 +23,8 @@ answer was invalid), it proposes random valid configurations instead, each with 
 proposals only) for 2, 4, ... up to 16 rounds before asking the model again. The token budget
 (``max_tokens_total``) and the money budget (``max_cost``) are hard: a request is sent only when what is left
 can pay for its prompt and a minimal answer (``max_tokens`` is lowered to what is left); once either is
-spent, :attr:`LLMProposer.exhausted` says why and :meth:`propose` returns nothing.
+spent, or cannot pay for another prompt as long as the last one, :attr:`LLMProposer.exhausted` says why and
+:meth:`propose` returns nothing more.
 """
 
 from __future__ import annotations
@@ -305,6 +306,8 @@ class LLMProposer(Proposer):
                 {"role": "assistant", "content": result.text},
                 {"role": "user", "content": self._repair_prompt(problems, n - len(accepted))},
             ]
+        # the next exchange's prompt will be at least as long as this one's: stop now if it cannot be paid for
+        self._check_budget(messages_tokens(messages[:2]) + MIN_COMPLETION_TOKENS)
         proposals = [p for p, _ in accepted]
         for p, signature in accepted:
             self._seen[signature] = f"an earlier proposal ({p.reason[:60]})"
@@ -331,6 +334,8 @@ class LLMProposer(Proposer):
                 max_tokens = 0
         if max_tokens < MIN_COMPLETION_TOKENS:
             self._check_budget(prompt + MIN_COMPLETION_TOKENS)
+            if not self.exhausted:  # pragma: no cover - the checks above agree with _check_budget
+                self.exhausted = "LLM budget reached: the next request cannot be paid for"
             return None
         return max_tokens
 
@@ -339,8 +344,16 @@ class LLMProposer(Proposer):
         if self.spec is None or self.exhausted:
             return
         total, max_cost = self.spec.max_tokens_total, self.spec.max_cost
-        tokens_short = total is not None and self.tokens_used + need >= total
-        money_short = max_cost is not None and (self.cost_used >= max_cost or (need > 0 and not tokens_short))
+        tokens_short = total is not None and (self.tokens_used >= total or self.tokens_used + need > total)
+        money_short = max_cost is not None and (
+            self.cost_used >= max_cost
+            or (
+                need > 0
+                and self._client is not None
+                and self.cost_used + self._client.cost_of(max(0, need - MIN_COMPLETION_TOKENS), MIN_COMPLETION_TOKENS)
+                > max_cost
+            )
+        )
         later = "; the next request cannot be paid for" if need else ""
         if tokens_short:
             self.exhausted = f"LLM token budget reached: {self.tokens_used} of {total} tokens spent{later}"
