@@ -29,10 +29,12 @@ app.add_typer(audit_app, name="audit")
 
 def _register_extensions() -> None:
     from .cli_monitor import register as register_monitor
+    from .cli_proposals import register as register_proposals
     from .cli_serve import register as register_serve
 
     register_serve(app)
     register_monitor(app)
+    register_proposals(app)
 
 
 err = Console(stderr=True)

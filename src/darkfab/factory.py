@@ -126,7 +126,15 @@ class Factory:
                 seed=spec.search.seed + campaign.number - 1,
                 startup_trials=spec.search.startup_trials,
                 pruner=spec.search.pruner,
+                description=spec.objective.description or "",
+                constraints=tuple(str(c) for c in spec.objective.constraints),
+                llm=spec.search.llm,
+                portfolio=tuple(spec.search.portfolio_members()),
             ),
+            on_llm_call=lambda call: store.add_llm_call(
+                factory_id=frec.id, campaign_id=campaign.id, **call.as_record()
+            ),
+            llm_spent=store.llm_usage(campaign.id),
         )
         proposer.replay([trial_view(t, objectives) for t in history])
         warm = sum(1 for t in history if t.campaign_id != campaign.id)
