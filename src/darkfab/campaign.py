@@ -79,6 +79,8 @@ def trial_view(t: TrialRecord, objective_names: tuple[str, ...]) -> TrialView:
         reward=t.reward,
         feasible=t.feasible,
         error=t.error,
+        metrics=dict(t.metrics or {}),
+        seconds=(t.resources or {}).get("wall_seconds"),
     )
 
 
@@ -442,6 +444,7 @@ class CampaignRun:
             feasible=evaluation.feasible if state == "completed" else None,
             error=None if state == "completed" else event.error,
             intermediate=dict(run.intermediate),
+            resources=resources,
         )
         self.board[t.id] = row_of(finished)
         if self.proposer is not None:

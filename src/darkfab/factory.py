@@ -20,7 +20,7 @@ import pandas as pd
 from .campaign import Budget, CampaignRun, default_owner, limits_of, predict_split, row_of, trial_view, worker_payload
 from .data import Dataset, check_features, load_dataset
 from .errors import DataError, IntegrityError, NotFoundError
-from .evaluate import RewardModel, compute_metrics, gate, score_with_ci
+from .evaluate import RewardModel, compute_metrics, gate, leaky_features, score_with_ci, suspicions
 from .execute import Executor, make_executor
 from .propose import SearchContext, make_proposer
 from .registry import Registry
@@ -113,6 +113,15 @@ class Factory:
         store = self.store
         frec = store.ensure_factory(spec.name, spec.model_dump(mode="json"))
         campaign, resumed = self._campaign(store, frec.id, spec, data, trigger)
+        if not resumed:
+            for leak in leaky_features(data.X_train, data.y_train, task=data.task):
+                store.append_event(
+                    kind="leaked_feature",
+                    reason=leak.reason,
+                    factory_id=frec.id,
+                    campaign_id=campaign.id,
+                    data=leak.as_json(),
+                )
         history = [t for t in store.list_trials(factory_id=frec.id) if t.state in ("completed", "failed", "pruned")]
         objectives = tuple(spec.search.objectives) or (metric,)
         directions = tuple(_direction(spec, data, m) for m in objectives)
@@ -349,16 +358,21 @@ class Factory:
         done = [t for t in store.list_trials(campaign_id=campaign.id, states=("completed",)) if t.artifact_path]
         done.sort(key=lambda t: (bool(t.feasible), t.reward if t.reward is not None else -math.inf), reverse=True)
         current = _current_champion(registry, spec.name)
-        cand = done[0] if done and done[0].feasible else None
-        if cand is None:
-            reason = "no feasible candidate in this campaign" if done else "no completed candidate in this campaign"
+        feasible = [t for t in done if t.feasible]
+        picked = self._first_unsuspicious(spec, store, registry, executor, campaign, data, metric, feasible)
+        if picked is None:
+            if feasible:
+                reason = "every feasible candidate was flagged as suspicious (see the candidate_flagged events)"
+            elif done:
+                reason = "no feasible candidate in this campaign"
+            else:
+                reason = "no completed candidate in this campaign"
             store.append_event(
                 kind="gate_verdict", reason=reason, factory_id=fid, campaign_id=campaign.id, data={"passed": False}
             )
             champ = self._champion_summary(current, executor, data, metric, spec, promoted=False) if current else None
             return {"passed": False, "reason": reason}, champ
-        cand_bytes = registry.artifacts.get(cand.artifact_path)
-        cand_pred = predict_split(executor, cand_bytes, "test")
+        cand, cand_bytes, cand_pred = picked
         champ_pred: np.ndarray | None = None
         beat: dict[str, Any]
         if current is not None:
@@ -451,6 +465,62 @@ class Factory:
             promoted_now=alias == "champion",
             alias=alias,
         )
+
+    def _first_unsuspicious(
+        self,
+        spec: FactorySpec,
+        store: Store,
+        registry: Registry,
+        executor: Executor,
+        campaign: CampaignRecord,
+        data: Dataset,
+        metric: str,
+        candidates: list[TrialRecord],
+    ) -> tuple[TrialRecord, bytes, np.ndarray] | None:
+        """The best candidate that raises no suspicion (leak, exploit, validation far above the sealed test).
+
+        A flagged candidate is kept out of the gate with the reason on record, and the next one is tried.
+        """
+        direction = spec.direction(data.task)
+        plain = [
+            t.value
+            for t in store.list_trials(campaign_id=campaign.id, states=("completed",))
+            if t.value is not None and not _is_script(spec, t.trainer)
+        ]
+        if plain:
+            reference = max(plain) if direction == "maximize" else min(plain)
+        else:
+            base = data.baseline_predictions(len(data.y_valid))
+            reference = compute_metrics(data.task, data.y_valid, base, n_classes=data.n_classes).get(metric)
+        for cand in candidates:
+            if cand.value is None:
+                continue
+            blob = registry.artifacts.get(cand.artifact_path or "")
+            test_pred = predict_split(executor, blob, "test")
+            valid_pred = predict_split(executor, blob, "valid")
+            ci = score_with_ci(
+                data.task, metric, data.y_test, test_pred, n_boot=spec.gate.bootstrap, seed=spec.search.seed
+            )
+            found = suspicions(
+                task=data.task,
+                direction=direction,
+                y_valid=data.y_valid,
+                valid_predictions=valid_pred,
+                valid_score=float(cand.value),
+                test=ci,
+                reference_score=reference,
+            )
+            if not found:
+                return cand, blob, test_pred
+            store.append_event(
+                kind="candidate_flagged",
+                reason="; ".join(f.reason for f in found),
+                factory_id=cand.factory_id,
+                campaign_id=campaign.id,
+                trial_id=cand.id,
+                data={"suspicions": [f.as_json() for f in found]},
+            )
+        return None
 
     def _champion_summary(
         self,
@@ -571,6 +641,10 @@ def executor_options(spec: FactorySpec) -> dict[str, Any]:
             "memory_mb": ex.memory_mb,
         }
     return {}
+
+
+def _is_script(spec: FactorySpec, trainer: str) -> bool:
+    return any(t.name == trainer and t.script for t in spec.trainers)
 
 
 def _references(data: Dataset) -> dict[str, float]:

@@ -169,3 +169,32 @@ def test_db_upgrade_migrates_an_older_store_in_place(cli, tmp_path):
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head_revision()
     assert head_revision() in cli("db", "upgrade", "--store", f"sqlite:///{db}").stdout
+
+
+def test_leaks_and_candidates_far_better_on_validation_are_kept_out_of_the_gate(cli, tmp_path):
+    rng = np.random.default_rng(3)
+    n = 400
+    x = rng.normal(size=n)
+    y = (x > 0).astype(int)
+    y[-80:] = 1 - y[-80:]  # the newest rows (the sealed test) follow the opposite rule
+    df = pd.DataFrame({"when": np.arange(n), "x": x, "noise": rng.normal(size=n), "copy": y, "y": y})
+    df.loc[: n - 81, "copy"] = y[: n - 80]
+    df.to_csv(tmp_path / "rows.csv", index=False)
+    (tmp_path / "factory.yaml").write_text(
+        "name: leaky\ndata: {source: rows.csv, target: y, time: when, exclude: [copy]}\n"
+        "trainers: [logistic_regression]\nbudget: {trials: 3}\nexecution: {latency_rows: 2}\n"
+    )
+    result = cli.json("run", "factory.yaml")
+    assert result["champion"] is None
+    assert "flagged" in result["gate"]["reason"]
+    with sqlite3.connect(tmp_path / ".darkfab" / "darkfab.db") as con:
+        flagged = con.execute("SELECT reason FROM events WHERE kind = 'candidate_flagged'").fetchall()
+    assert flagged and all("sealed-test" in r for (r,) in flagged)
+    (tmp_path / "factory.yaml").write_text(
+        "name: leaky2\ndata: {source: rows.csv, target: y}\n"
+        "trainers: [logistic_regression]\nbudget: {trials: 2}\nexecution: {latency_rows: 2}\n"
+    )
+    cli.json("run", "factory.yaml")
+    with sqlite3.connect(tmp_path / ".darkfab" / "darkfab.db") as con:
+        leaks = con.execute("SELECT reason FROM events WHERE kind = 'leaked_feature'").fetchall()
+    assert any("'copy'" in r for (r,) in leaks), leaks

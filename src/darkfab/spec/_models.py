@@ -274,7 +274,7 @@ _LLM_EXAMPLE = "search:\n  llm:\n    base_url: http://localhost:11434/v1\n    mo
 
 
 class SearchSpec(_Model):
-    proposer: Literal["tpe", "random", "cmaes", "qmc", "nsga2", "llm", "portfolio"] = "tpe"
+    proposer: Literal["tpe", "random", "cmaes", "qmc", "nsga2", "llm", "llm_code", "portfolio"] = "tpe"
     pruner: Literal["none", "median", "successive_halving", "hyperband"] = "median"
     startup_trials: int = Field(10, ge=0, description="random trials before the model-based sampler starts")
     seed: int = Field(0, description="seed of the proposer and of every trial's trainer")
@@ -305,9 +305,9 @@ class SearchSpec(_Model):
                 "set `proposer: portfolio` or remove `portfolio`"
             )
         if self.llm is None:
-            if self.proposer == "llm":
+            if self.proposer in ("llm", "llm_code"):
                 raise ValueError(
-                    "search.proposer is 'llm' but there is no `search.llm` section; add the endpoint, "
+                    f"search.proposer is {self.proposer!r} but there is no `search.llm` section; add the endpoint, "
                     f"for example:\n{_LLM_EXAMPLE}"
                 )
             if "llm" in self.portfolio:
