@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,6 +62,23 @@ def _guard(fn: Callable[[], Any]) -> Any:
     except KeyboardInterrupt:
         err.print("interrupted; run the same command again to resume")
         raise typer.Exit(130) from None
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """Send everything written to file descriptor 1 to 2 meanwhile, so stdout carries only the JSON."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _print_json(obj: Any) -> None:
@@ -128,23 +147,78 @@ def run(
     seed: Annotated[int | None, typer.Option("--seed", help="seed of the search")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
+    no_loop: Annotated[
+        bool, typer.Option("--no-loop", help="built-in factory: stop after the campaign, skip the demo of the loop")
+    ] = False,
+    forever: Annotated[
+        bool,
+        typer.Option("--forever", help="after the campaign, serve, watch and retrain until SIGINT/SIGTERM"),
+    ] = False,
+    host: Annotated[str, typer.Option("--host", help="address the model server listens on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port of the model server; 0 picks a free one")] = 0,
 ) -> None:
-    """Run the factory: resume its unfinished campaign or start a new one, gate and register the winner."""
-    from .factory import Factory
+    """Run the factory: resume its unfinished campaign or start a new one, gate and register the winner.
 
-    def go() -> RunResult:
-        f = Factory.from_file(factory, store=store) if factory else Factory.default(store=store)
+    With no file (and no --no-loop) it then shows the whole loop: serve the champion, replay traffic,
+    inject a drift, detect it, retrain, canary, promote, and print the timeline. --forever keeps the
+    factory running as a service (a restart resumes it).
+    """
+    from .cli_loop import demo, run_if_needed, serve_forever, timeline_table
+    from .factory import Factory
+    from .loop import last_event_id
+
+    lifecycle: Any = None  # the demo's DemoResult
+
+    def campaign(f: Factory, trigger: str | None = None) -> RunResult:
         view = _LiveView(err)
         with view:
-            result = f.run(
-                trials=trials, time=time_budget, cpu=cpu, workers=workers, seed=seed, on_progress=view.update
+            return f.run(
+                trials=trials,
+                time=time_budget,
+                cpu=cpu,
+                workers=workers,
+                seed=seed,
+                on_progress=view.update,
+                trigger=trigger,
             )
-        f.close()
-        return result
 
-    result = _guard(go)
+    def go() -> RunResult | None:
+        nonlocal lifecycle
+        f = Factory.from_file(factory, store=store) if factory else Factory.default(store=store)
+        try:
+            if forever:
+                result = run_if_needed(f, campaign)
+                if result is not None:
+                    _print_summary(result, err)
+                serve_forever(f, host=host, port=port, err=err)
+                return result
+            loop = factory is None and not no_loop
+            mark = last_event_id(f.store) if loop else 0  # the store is opened only when the data is sure
+            result = campaign(f)
+            if loop and result.champion is not None:
+                if not as_json:
+                    _print_summary(result, out)
+                lifecycle = demo(f, after_event=mark, host=host, port=port, err=err)
+            return result
+        finally:
+            f.close()
+
+    with _stdout_to_stderr(as_json):  # libraries (Ray, C code) that print must not break the JSON
+        result = _guard(go)
+    if forever:
+        return
     if as_json:
-        _print_json(result.to_json())
+        doc = result.to_json()
+        if lifecycle is not None:
+            doc["lifecycle"] = lifecycle.to_json()
+        _print_json(doc)
+    elif lifecycle is not None:
+        out.print(timeline_table(lifecycle.steps))
+        out.print(
+            f"{lifecycle.requests} requests served at {lifecycle.url} (drifted from request {lifecycle.drift_at} "
+            f"on); champion now: version {lifecycle.champion}",
+            highlight=False,
+        )
     else:
         _print_summary(result, out)
 
@@ -460,8 +534,15 @@ def predict(
     output: Annotated[Path, typer.Option("-o", "--output", help="where to write the predictions (CSV)")],
     version: Annotated[str, typer.Option("--version", help="model version or alias")] = "champion",
     store: StoreOpt = None,
+    trust_code: Annotated[
+        bool, typer.Option("--trust-code", help="allow a model trained by a script to run its code in this process")
+    ] = False,
 ) -> None:
     """Score a file with the champion (or --version), as `mlflow models predict` does."""
+    if trust_code:
+        from .train import trust_script_code
+
+        trust_script_code()
     if not 1 <= len(args) <= 2:
         _fail(SpecError("predict takes [FACTORY] INPUT; fix: e.g. `darkfab predict rows.csv -o out.csv`"))
     ref, source = (args[0], args[1]) if len(args) == 2 else (None, args[0])

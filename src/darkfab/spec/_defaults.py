@@ -14,6 +14,10 @@ DEFAULT_FACTORY: dict = {
     "budget": {"trials": 100, "time": "120s"},
     "execution": {"workers": 2, "trial_timeout": "60s"},
     "gate": {"min_improvement": 0.0, "confidence": 0.9},
+    # the demo of `darkfab run` (no file): a winner goes to canary once a champion serves; windows small
+    # enough to see a drift within a few hundred requests
+    "deploy": {"mode": "canary", "share": 0.3, "min_requests": 60, "max_latency_ratio": 3.0},
+    "monitor": {"window": 150, "drift_share": 0.7, "quality_drop": 0.1},
 }
 
 
@@ -73,4 +77,14 @@ execution:
 gate:
   min_improvement: 0.0           # margin over the champion on the sealed test
   confidence: 0.9                # bootstrap probability that the margin holds
+
+deploy:                          # how a gate winner reaches traffic once a champion is served
+  mode: direct                   # direct: it becomes champion; canary or shadow: challenger first
+  # share: 0.1                   # canary: share of requests the challenger answers
+  # min_requests: 200            # challenger requests before it is promoted or rolled back
+
+monitor:                         # `darkfab run factory.yaml --forever` serves, watches and retrains
+  window: 500                    # rows of live traffic per drift test
+  # quality_drop: 0.05           # live quality this far below the sealed-test score starts a campaign
+  # webhook: https://hooks.example.com/darkfab   # alerts (drift, rollback, budget, failure) as JSON POSTs
 """

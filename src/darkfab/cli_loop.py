@@ -1,0 +1,130 @@
+"""The lifecycle half of `darkfab run`: the default factory's demo of the whole loop, and `--forever`.
+
+cli.py's `run` command calls :func:`demo` after the first campaign of the built-in factory, and
+:func:`serve_forever` for `darkfab run FACTORY --forever`.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .demo import DemoResult, run_demo
+from .errors import NotFoundError
+from .factory import Factory
+from .loop import Lifecycle, Step
+from .results import RunResult
+from .spec import spec_from_dict
+
+_SHOWN = 160  # characters of a reason shown on a live line
+
+
+def step_line(step: Step) -> str:
+    """One timeline step as a plain line: time, kind, campaign, reason."""
+    campaign = f" [campaign {step.campaign}]" if step.campaign is not None else ""
+    reason = step.reason if len(step.reason) <= _SHOWN else step.reason[: _SHOWN - 3] + "..."
+    return f"{step.at.strftime('%H:%M:%S')} {step.kind}{campaign}: {reason}"
+
+
+def timeline_table(steps: list[Step], title: str = "what happened, and why") -> Table:
+    t = Table(title=title, expand=False, show_lines=False)
+    t.add_column("time", no_wrap=True)
+    t.add_column("step", no_wrap=True)
+    t.add_column("campaign", justify="right")
+    t.add_column("why", overflow="fold")
+    previous = ""
+    for s in steps:
+        if s.reason == previous:  # an alias move recorded with the decision it carries out
+            continue
+        previous = s.reason
+        reason = s.reason if len(s.reason) <= 2 * _SHOWN else s.reason[: 2 * _SHOWN - 3] + "..."
+        t.add_row(s.at.strftime("%H:%M:%S"), s.kind, "" if s.campaign is None else str(s.campaign), reason)
+    return t
+
+
+def demo(f: Factory, *, after_event: int, host: str, port: int, err: Console, retrain_trials: int = 30) -> DemoResult:
+    """Run the demo of the whole loop on ``f`` (the built-in digits factory)."""
+
+    err.print(
+        "[bold]the whole loop[/]: serving the champion on loopback, replaying held-out digits, then a drift",
+        highlight=False,
+    )
+    result = run_demo(
+        f,
+        host=host,
+        port=port,
+        retrain_trials=retrain_trials,
+        after_event=after_event,
+        on_step=lambda s: err.print(step_line(s), highlight=False, markup=False),
+    )
+    return result
+
+
+def _resume_spec(f: Factory) -> Factory:
+    """The factory to resume with: a retraining campaign left running resumes on its own data file."""
+    store = f.store
+    try:
+        fid = store.get_factory(f.name).id
+    except NotFoundError:
+        return f
+    last = store.latest_campaign(fid)
+    if last is None or last.status != "running" or last.trigger in ("first", "warm_start"):
+        return f
+    stored = spec_from_dict(store.get_factory(f.name).spec, f"factory {f.name!r} as stored")
+    return Factory(stored, store=store) if stored.data.source != f.spec.data.source else f
+
+
+def needs_campaign(f: Factory) -> bool:
+    """True when the factory has no champion yet, or a campaign to finish."""
+    store = f.store
+    try:
+        fid = store.get_factory(f.name).id
+    except NotFoundError:
+        return True
+    last = store.latest_campaign(fid)
+    if last is not None and last.status == "running":
+        return True
+    try:
+        store.get_model_version(fid, "champion")
+    except NotFoundError:
+        return True
+    return False
+
+
+def run_if_needed(f: Factory, run: Any) -> RunResult | None:
+    """Run (or resume) the campaign when :func:`needs_campaign`; ``run(factory, trigger)`` does the work."""
+    if not needs_campaign(f):
+        return None
+    target = _resume_spec(f)
+    last = None
+    try:
+        last = f.store.latest_campaign(f.store.get_factory(f.name).id)
+    except NotFoundError:
+        pass
+    trigger = last.trigger if target is not f and last is not None else None
+    return run(target, trigger)
+
+
+def serve_forever(f: Factory, *, host: str, port: int, err: Console, on_progress: Any = None) -> None:
+    """Serve, watch and retrain ``f`` until SIGINT or SIGTERM; then flush the prediction log and stop."""
+    stop = threading.Event()
+
+    def ask_stop(signum: int, _frame: Any) -> None:
+        err.print(f"{signal.Signals(signum).name}: stopping (the prediction log is flushed first)", highlight=False)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, ask_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        lc = Lifecycle(
+            f, host=host, port=port, cooldown_s=300.0, on_step=lambda s: err.print(step_line(s), markup=False)
+        )
+        lc.start()
+        err.print(f"serving {f.name!r} at {lc.url} (Ctrl-C or SIGTERM stops it; running it again resumes)")
+        lc.run_until(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
