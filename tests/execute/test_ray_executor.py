@@ -191,3 +191,20 @@ def test_an_executor_that_started_ray_shuts_it_down(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.splitlines() == ["ok True", "after close False"], out.stdout
+
+
+def test_script_trainers_are_refused_because_ray_does_not_sandbox_them(
+    started: Callable[..., RayExecutor], tmp_path: Path
+) -> None:
+    from darkfab.spec import TrainerSpec
+    from darkfab.train import TrialRequest
+
+    script = tmp_path / "train.py"
+    script.write_text("def train(X, y, X_valid, params, report):\n    raise SystemExit\n")
+    executor = started()
+    spec = TrainerSpec(name="mine", script=str(script))
+    executor.submit(TrainJob("s1", TrialRequest(trial_id=1, trainer=spec, params={})))
+    executor.submit(probe(2))
+    done = drain(executor)
+    assert not done["s1"].ok and "sandboxed" in (done["s1"].error or "") and done["s1"].attempts == 0
+    assert done["probe2"].ok
