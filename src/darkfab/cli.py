@@ -20,7 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__
-from .errors import DarkfabError, DataError, SpecError
+from ._cli_common import StoreOpt, err
+from ._cli_common import fail as _fail
+from .errors import DarkfabError, SpecError
 from .results import Progress as RunProgress
 from .results import RunResult, TrialRow
 
@@ -39,19 +41,8 @@ def _register_extensions() -> None:
     register_proposals(app)
 
 
-err = Console(stderr=True)
 out = Console()
-
-StoreOpt = Annotated[
-    str | None, typer.Option("--store", help="store URL (default: $DARKFAB_STORE or ./.darkfab/darkfab.db)")
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
-
-
-def _fail(exc: BaseException) -> None:
-    code = 2 if isinstance(exc, (SpecError, DataError)) else 1
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _guard(fn: Callable[[], Any]) -> Any:

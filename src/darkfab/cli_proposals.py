@@ -9,41 +9,16 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import DarkfabError, DataError, SpecError
-
-err = Console(stderr=True)
-
-StoreOpt = Annotated[
-    str | None, typer.Option("--store", help="store URL (default: $DARKFAB_STORE or ./.darkfab/darkfab.db)")
-]
-
-
-def _fail(exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(2 if isinstance(exc, (SpecError, DataError)) else 1)
-
-
-def _factory_name(ref: str | None, names: list[str], url: str) -> str:
-    if ref is not None and (ref.endswith((".yaml", ".yml")) or Path(ref).is_file()):
-        from .spec import load_spec
-
-        ref = load_spec(ref).name
-    if ref is None:
-        if len(names) == 1:
-            return names[0]
-        if not names:
-            raise SpecError(f"the store {url} holds no factory yet; fix: run `darkfab run` first")
-        raise SpecError(f"the store holds several factories ({', '.join(names)}); fix: name one, e.g. `{names[0]}`")
-    if ref not in names:
-        raise SpecError(f"no factory {ref!r} in the store {url}; fix: use one of {', '.join(names) or '(none yet)'}")
-    return ref
+from ._cli_common import StoreOpt
+from ._cli_common import factory_name as _factory_name
+from ._cli_common import fail as _fail
+from .errors import DarkfabError, SpecError
 
 
 def call_json(c: Any, *, full: bool = False) -> dict[str, Any]:

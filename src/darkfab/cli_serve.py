@@ -11,15 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from .errors import DarkfabError, SpecError
+from ._cli_common import StoreOpt, err
+from ._cli_common import fail as _fail
+from .errors import DarkfabError
 
-err = Console(stderr=True)
-
-StoreOpt = Annotated[
-    str | None, typer.Option("--store", help="store URL (default: $DARKFAB_STORE or ./.darkfab/darkfab.db)")
-]
 UrlOpt = Annotated[str, typer.Option("--url", help="the model server's address")]
 TokenOpt = Annotated[
     str | None,
@@ -29,11 +25,6 @@ TokenOpt = Annotated[
 ]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="why; recorded in the event log")]
 DEFAULT_URL = "http://127.0.0.1:8000"
-
-
-def _fail(exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
-    raise typer.Exit(2 if isinstance(exc, SpecError) else 1)
 
 
 def _factory_name(ref: str | None) -> str | None:

@@ -155,14 +155,7 @@ class Factory:
             spent_time_s=campaign.elapsed_s or 0.0,
             spent_cpu_s=campaign.cpu_s or 0.0,
         )
-        reward = RewardModel(
-            task=data.task,
-            primary=metric,
-            direction=spec.direction(data.task),
-            weights=dict(spec.objective.weights),
-            constraints=list(spec.objective.constraints),
-            references=_references(data),
-        )
+        reward = reward_model(spec, data)
         registry = Registry(store)
         executor = make_executor(spec.execution.backend, **executor_options(spec))
         try:
@@ -251,15 +244,7 @@ class Factory:
         spec = with_overrides(self.spec, workers=workers)
         data = load_dataset(spec)
         store = self.store
-        metric = spec.primary_metric(data.task)
-        reward = RewardModel(
-            task=data.task,
-            primary=metric,
-            direction=spec.direction(data.task),
-            weights=dict(spec.objective.weights),
-            constraints=list(spec.objective.constraints),
-            references=_references(data),
-        )
+        reward = reward_model(spec, data)
         registry = Registry(store)
         executor = make_executor(spec.execution.backend, **executor_options(spec))
         owner = default_owner("worker", spec.name)
@@ -641,6 +626,18 @@ def executor_options(spec: FactorySpec) -> dict[str, Any]:
             "memory_mb": ex.memory_mb,
         }
     return {}
+
+
+def reward_model(spec: FactorySpec, data: Dataset) -> RewardModel:
+    """The reward model a factory file declares, for the data's task."""
+    return RewardModel(
+        task=data.task,
+        primary=spec.primary_metric(data.task),
+        direction=spec.direction(data.task),
+        weights=dict(spec.objective.weights),
+        constraints=list(spec.objective.constraints),
+        references=_references(data),
+    )
 
 
 def _is_script(spec: FactorySpec, trainer: str) -> bool:
