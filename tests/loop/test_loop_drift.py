@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 from darkfab import Factory
 from darkfab.loop import Lifecycle, retraining_frame
 
@@ -39,6 +41,8 @@ def test_a_drift_leads_by_itself_to_a_new_champion(factory_file: Path, tmp_path:
                 traffic.send(drifted.iloc[at : at + 20])
                 at += 20
             assert lc.retraining or lc.results, "the drift never started a campaign"
+            scraped = httpx.get(f"{lc.url}/metrics", timeout=10).text  # the drift scores are on /metrics too
+            assert "darkfab_dataset_drift{" in scraped and 'darkfab_drift_statistic{feature="x1"' in scraped
             traffic.send(drifted.iloc[at : at + 100])  # fresh labels the retrain waits for
             assert lc.wait(lambda: bool(lc.results or lc.failures), timeout=120)
             assert not lc.failures

@@ -146,3 +146,53 @@ class _LiveCollector(Collector):
                 if dist.get(stat) is not None:
                     moments.add_metric([*base, stat], dist[stat])
         yield from (requests, errors, error_rate, latency, quality, labelled, shares, moments)
+
+
+class DriftCollector(Collector):
+    """The newest monitor window's figures, read from the store at each scrape (any process may run the monitor)."""
+
+    def __init__(self, model: str, source: Callable[[], Any]) -> None:
+        self.model = model
+        self.source = source  # returns the newest MonitorWindowRecord, or None
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            window = self.source()
+        except Exception:  # a scrape must not fail because the store is busy; the next one retries
+            window = None
+        if window is None:
+            return
+        m = [self.model]
+        number = GaugeMetricFamily("darkfab_drift_window", "Number of the newest monitor window", labels=["model"])
+        number.add_metric(m, window.number)
+        share = GaugeMetricFamily(
+            "darkfab_drift_share", "Share of features that drifted in the newest window", labels=["model"]
+        )
+        share.add_metric(m, window.share_drifted)
+        dataset = GaugeMetricFamily(
+            "darkfab_dataset_drift", "1 when the newest window showed dataset drift", labels=["model"]
+        )
+        dataset.add_metric(m, 1.0 if window.dataset_drift else 0.0)
+        prediction = GaugeMetricFamily(
+            "darkfab_prediction_drift", "1 when the newest window's predictions drifted", labels=["model"]
+        )
+        prediction.add_metric(m, 1.0 if window.prediction_drift else 0.0)
+        feature = GaugeMetricFamily(
+            "darkfab_drift_statistic",
+            "Per-feature drift statistic of the newest window (a p-value for ks/chi2, a distance otherwise)",
+            labels=["model", "feature", "method"],
+        )
+        for col in (window.drift or {}).get("columns", []):
+            if col.get("statistic") is not None:
+                feature.add_metric([self.model, str(col["column"]), str(col["method"])], float(col["statistic"]))
+        yield from (number, share, dataset, prediction, feature)
+        value = (window.quality or {}).get("value")
+        if value is not None:
+            quality = GaugeMetricFamily(
+                "darkfab_window_quality", "Live quality of the newest window", labels=["model", "metric"]
+            )
+            quality.add_metric([self.model, str(window.quality.get("metric", ""))], float(value))
+            yield quality

@@ -42,7 +42,7 @@ from ._deployment import CHALLENGER, CHAMPION, OUTPUTS, Answer, Deployment, _cla
 from ._errors import BadRequest, Conflict, InputError, ModelNotFound, Unavailable
 from ._live import LiveBook, LiveFigures
 from ._log import PredictionLogger
-from ._metrics import ServeMetrics
+from ._metrics import DriftCollector, ServeMetrics
 from ._router import Route, Routing, ShadowJob, ShadowWorker, Watcher, choose
 
 __all__ = [
@@ -119,6 +119,7 @@ class ModelService:
         self.shadow = ShadowWorker(self._shadow_work, capacity=shadow_capacity, on_drop=self._shadow_dropped)
         self.watcher = Watcher(self.tick, poll_interval_s)
         self.metrics.add_live(self.factory, self.live_rows)
+        self.metrics.registry.register(DriftCollector(self.factory, lambda: store.last_monitor_window(self.factory_id)))
         self.metrics.paused.labels(factory).set(1 if self.paused else 0)
         self._show(self.routing)
         with self._admin:
