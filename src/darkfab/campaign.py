@@ -229,6 +229,8 @@ class CampaignRun:
             self.store.reclaim_expired(self.campaign.id, reason="its worker went silent past the lease; requeued")
             if self.proposer is not None:
                 self._observe_others()
+            else:  # a worker: stop trials the coordinator cancelled or another worker took over
+                self._drop_lost_leases()
 
     def _observe_others(self) -> None:
         local = {r.record.id for r in self.running.values()}
@@ -325,7 +327,6 @@ class CampaignRun:
                     done += 1
             now = time.monotonic()
             self._housekeeping(now)
-            self._drop_lost_leases()
             if not self.running and stop_when():
                 return done
 

@@ -405,7 +405,8 @@ class Factory:
             data=vjson,
         )
         if not verdict.passed:
-            champ = self._champion_summary(current, executor, data, metric, spec, promoted=False) if current else None
+            scored = verdict.champion if beat["kind"] == "champion" else None  # the gate scored it just now
+            champ = self._champion_summary(current, executor, data, metric, spec, promoted=False, scored=scored)
             return vjson, champ
         lineage = {
             "proposal": {
@@ -515,14 +516,19 @@ class Factory:
         metric: str,
         spec: FactorySpec,
         promoted: bool,
+        scored: Any = None,
     ) -> ChampionSummary | None:
+        """The current champion, with its sealed-test score on this campaign's data (``scored`` if the gate has it)."""
         if current is None:
             return None
         rec, blob = current
         try:
-            pred = predict_split(executor, blob, "test")
-            ci = score_with_ci(data.task, metric, data.y_test, pred, n_boot=spec.gate.bootstrap, seed=spec.search.seed)
-            sealed: dict[str, Any] = {"metric": metric, **_ci(ci)}
+            if scored is None:
+                pred = predict_split(executor, blob, "test")
+                scored = score_with_ci(
+                    data.task, metric, data.y_test, pred, n_boot=spec.gate.bootstrap, seed=spec.search.seed
+                )
+            sealed: dict[str, Any] = {"metric": metric, **_ci(scored)}
         except RuntimeError:
             sealed = dict(rec.metrics.get("sealed_test", {}))
         return ChampionSummary(

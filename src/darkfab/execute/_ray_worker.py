@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import psutil
 
-from ..errors import SpecError, TrialPruned
+from ..errors import SpecError
 from ..train import WorkerPayload, predict, prepare, run_trial
 from ._process import read_tail
-from ._worker import THREAD_VARS, _Output, _redirect_output, describe
+from ._worker import THREAD_VARS, _Output, _redirect_output, describe, run_guarded
 
 TRAIN = "train"
 PREDICT = "predict"
@@ -238,21 +238,13 @@ class _RayWorker:
         cpu0 = time.process_time()
         if self.watchdog is not None:
             self.watchdog.begin(token)
-        ok, output, failure, error = False, None, None, None
-        try:
+
+        def work() -> Any:
             if kind == TRAIN:
-                output = run_trial(self.state, args[0], self._reporter(token))
-            else:
-                output = predict(self.state, args[0], args[1])
-            ok = True
-        except TrialPruned as err:
-            failure, error = "pruned", describe(err)
-        except MemoryError as err:
-            failure, error = "memory", describe(err) + self.memory_note
-            traceback.print_exc()
-        except BaseException as err:  # the job's own code may raise anything, SystemExit included
-            failure, error = "exception", describe(err)
-            traceback.print_exc()
+                return run_trial(self.state, args[0], self._reporter(token))
+            return predict(self.state, args[0], args[1])
+
+        ok, output, failure, error = run_guarded(work, self.memory_note)
         watched = self.watchdog.end() if self.watchdog is not None else 0.0
         cpu_total = time.process_time()
         max1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -57,6 +58,20 @@ _MAX_ERROR = 500
 
 def dumps(message: tuple[Any, ...]) -> bytes:
     return pickle.dumps(message, protocol=5)
+
+
+def run_guarded(work: Callable[[], Any], memory_note: str = "") -> tuple[bool, Any, str | None, str | None]:
+    """Run one job's code: (ok, output, failure, error). Failures are classified; the traceback goes to the log."""
+    try:
+        return True, work(), None, None
+    except TrialPruned as err:
+        return False, None, "pruned", describe(err)
+    except MemoryError as err:
+        traceback.print_exc()
+        return False, None, "memory", describe(err) + memory_note
+    except BaseException as err:  # the job's own code may raise anything, SystemExit included
+        traceback.print_exc()
+        return False, None, "exception", describe(err)
 
 
 def describe(err: BaseException) -> str:
@@ -173,25 +188,17 @@ class _Worker:
         kind, job_id = message[0], message[1]
         max0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         cpu0 = time.process_time()
-        ok, output, failure, error = False, None, None, None
-        try:
+
+        def work() -> Any:
             if kind == TRAIN and _sandbox.is_script_request(message[2]):
-                output = _sandbox.sandboxed_trial(self.state, message[2], self._reporter(job_id))
-            elif kind == TRAIN:
-                output = run_trial(self.state, message[2], self._reporter(job_id))
-            elif _sandbox.is_script_artifact(message[2]):  # loading it runs generated code
-                output = _sandbox.sandboxed_predict(self.state, message[2], message[3])
-            else:
-                output = predict(self.state, message[2], message[3])
-            ok = True
-        except TrialPruned as err:
-            failure, error = "pruned", describe(err)
-        except MemoryError as err:
-            failure, error = "memory", describe(err) + self.memory_note
-            traceback.print_exc()
-        except BaseException as err:  # the job's own code may raise anything, SystemExit included
-            failure, error = "exception", describe(err)
-            traceback.print_exc()
+                return _sandbox.sandboxed_trial(self.state, message[2], self._reporter(job_id))
+            if kind == TRAIN:
+                return run_trial(self.state, message[2], self._reporter(job_id))
+            if _sandbox.is_script_artifact(message[2]):  # loading it runs generated code
+                return _sandbox.sandboxed_predict(self.state, message[2], message[3])
+            return predict(self.state, message[2], message[3])
+
+        ok, output, failure, error = run_guarded(work, self.memory_note)
         cpu_total = time.process_time()
         max1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         # a new lifetime peak was set during this job; otherwise the job's peak is at most the current size
