@@ -156,7 +156,10 @@ class CampaignRun:
         return self._state_counts
 
     def _moved(self, old: str | None, new: str) -> None:
-        counts = self._counts()
+        """Apply a change this process just wrote to the store to the counts it keeps in memory."""
+        counts = self._state_counts
+        if counts is None:  # nothing cached: the next read sees the change in the store
+            return
         if old is not None:
             counts[old] = counts.get(old, 0) - 1
         counts[new] = counts.get(new, 0) + 1
@@ -232,6 +235,12 @@ class CampaignRun:
             else:  # a worker: stop trials the coordinator cancelled or another worker took over
                 self._drop_lost_leases()
 
+    def _nothing_left_in_store(self) -> bool:
+        """The counts in memory may lag other workers by half a second: ask the store before stopping."""
+        self._state_counts = None
+        counts = self._counts()
+        return not counts.get("queued", 0) and not counts.get("running", 0)
+
     def _observe_others(self) -> None:
         local = {r.record.id for r in self.running.values()}
         for t in self.store.list_trials(campaign_id=self.campaign.id, states=FINISHED):
@@ -293,7 +302,7 @@ class CampaignRun:
                     if free > 0 and self._start(t, proposal):
                         free -= 1
                         self._emit("trial_started", f"trial {t.number} started: {t.trainer}", t0, self.board[t.id])
-            if not self.running and not running and not queued:
+            if not self.running and not running and not queued and self._nothing_left_in_store():
                 if self.budget.trials is not None and planned >= self.budget.trials:
                     self.stopped_because = f"trial budget of {self.budget.trials} reached"
                     break
