@@ -126,6 +126,7 @@ class CampaignRun:
         self._top: tuple[TrialRow, ...] = ()
         self._board_at = 0.0
         self._counted_at = 0.0
+        self._worker_slots = 0  # slots of the `darkfab worker` processes seen within a lease (coordinator)
         self.store = store
         self.campaign = campaign
         self.data = dataset
@@ -231,9 +232,14 @@ class CampaignRun:
                 self.store.heartbeat(mine, lease_s=self.lease_s)
             self.store.reclaim_expired(self.campaign.id, reason="its worker went silent past the lease; requeued")
             if self.proposer is not None:
+                self._worker_slots = self._count_workers()
                 self._observe_others()
-            else:  # a worker: stop trials the coordinator cancelled or another worker took over
+            else:  # a worker: say it is alive, stop trials the coordinator cancelled or another worker took over
+                self.store.announce_worker(self.spec.name, owner=self.owner, slots=self.executor.capacity)
                 self._drop_lost_leases()
+
+    def _count_workers(self) -> int:
+        return self.store.worker_slots(self.spec.name, within_s=self.lease_s, exclude=self.owner)
 
     def _nothing_left_in_store(self) -> bool:
         """The counts in memory may lag other workers by half a second: ask the store before stopping."""
@@ -263,6 +269,7 @@ class CampaignRun:
                 self._seen_finished.add(t.id)
             if t.state == "completed" and t.artifact_path:
                 self._consider_kept(t)
+        self._worker_slots = self._count_workers()
         self._emit("campaign_started", f"campaign {self.campaign.number} of {self.spec.name}", t0)
         last_save = time.monotonic()
         while True:
@@ -277,7 +284,8 @@ class CampaignRun:
             queued, running = counts.get("queued", 0), counts.get("running", 0)
             planned = finished + queued + running
             others = running - len(self.running)  # trials other workers are running now
-            want = free + self.spec.execution.queue_ahead + max(0, others) - queued
+            idle_elsewhere = max(0, self._worker_slots - others)  # slots of announced workers waiting for work
+            want = free + self.spec.execution.queue_ahead + idle_elsewhere - queued
             if want > 0 and (self.budget.trials is None or planned < self.budget.trials):
                 n = want if self.budget.trials is None else min(want, self.budget.trials - planned)
                 proposals = self.proposer.propose(n)

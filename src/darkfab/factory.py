@@ -6,6 +6,7 @@ history, runs it to its budget, puts the best candidate through the sealed-test 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import pandas as pd
 
 from .campaign import Budget, CampaignRun, default_owner, limits_of, predict_split, row_of, trial_view, worker_payload
 from .data import Dataset, check_features, load_dataset
-from .errors import DataError, IntegrityError, NotFoundError
+from .errors import DarkfabError, DataError, IntegrityError, NotFoundError
 from .evaluate import RewardModel, compute_metrics, gate, leaky_features, score_with_ci, suspicions
 from .execute import Executor, make_executor
 from .propose import SearchContext, make_proposer
@@ -250,9 +251,13 @@ class Factory:
         owner = default_owner("worker", spec.name)
         finished = 0
         idle_since = _time.monotonic()
+        announced = 0.0
         try:
             executor.start(worker_payload(data, spec), workers=spec.execution.workers, limits=limits_of(spec))
             while True:
+                if _time.monotonic() - announced >= spec.execution.lease / 3:  # the coordinator queues for us
+                    store.announce_worker(spec.name, owner=owner, slots=executor.capacity)
+                    announced = _time.monotonic()
                 campaign = self._running_campaign(store, spec.name)
                 if campaign is None:
                     if not forever and _time.monotonic() - idle_since > wait:
@@ -279,9 +284,11 @@ class Factory:
                     owner=owner,
                 )
                 finished += loop.work(stop_when=lambda c=campaign: store.get_campaign(c.id).status != "running")
-                idle_since = _time.monotonic()
+                idle_since = announced = _time.monotonic()
         finally:
             executor.close()
+            with contextlib.suppress(DarkfabError):  # the store may be what failed; the row then just ages out
+                store.retire_worker(owner)
 
     @staticmethod
     def _running_campaign(store: Store, name: str) -> CampaignRecord | None:

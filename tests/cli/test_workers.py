@@ -23,7 +23,7 @@ trainers:
       max_depth: {low: 6, high: 12}
 search: {proposer: random, pruner: none}
 budget: {trials: 14}
-execution: {workers: 1, lease: 4s, queue_ahead: 3, latency_rows: 2}
+execution: {workers: 1, lease: 4s, latency_rows: 2}  # no queue_ahead: the workers announce themselves
 gate: {bootstrap: 200}
 """
 
@@ -84,6 +84,7 @@ def test_three_workers_share_a_campaign_and_a_killed_one_loses_nothing(cli, tmp_
             "SELECT count(*) FROM events WHERE kind = 'requeued' AND trial_id = %s", (killed_trial,)
         ).fetchone()[0]
         killed = con.execute("SELECT state, attempt, worker FROM trials WHERE id = %s", (killed_trial,)).fetchone()
+        roster = [r[0] for r in con.execute("SELECT owner FROM workers").fetchall()]
     import json
 
     result = json.loads(out)
@@ -92,4 +93,5 @@ def test_three_workers_share_a_campaign_and_a_killed_one_loses_nothing(cli, tmp_
     assert len(per_trial) == 14 and all(n == 1 for _, n in per_trial)  # every trial finished exactly once
     assert requeued == 1 and killed[0] == "completed" and killed[1] == 2 and str(victim.pid) not in killed[2]
     assert len([o for o in owners if o.startswith("worker@")]) >= 2
+    assert len(roster) == 1 and roster[0].endswith(f"/{victim.pid}")  # those that exited retired; the killed one ages out
     assert cli("audit", "verify", "--store", url).returncode == 0

@@ -351,7 +351,10 @@ class ExecutionSpec(_Model):
     latency_rows: int = Field(20, ge=0, description="single-row predictions timed per trial")
     lease: Duration = Field(30.0, description="a trial whose worker sends no heartbeat this long is requeued")
     queue_ahead: int = Field(
-        0, ge=0, description="proposals kept queued beyond the free local slots, for `darkfab worker` processes"
+        0,
+        ge=0,
+        description="proposals kept queued beyond the free slots here and those of the `darkfab worker` processes "
+        "(workers announce themselves; raise this to hide the store round trip from very short trials)",
     )
 
 

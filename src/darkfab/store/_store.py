@@ -48,6 +48,7 @@ from ._sql import (
     model_version_record,
     trial_record,
 )
+from ._workers import WorkerRoster
 
 _ERROR_IN_EVENT = 500  # characters of a trial's error copied into its event
 
@@ -60,7 +61,7 @@ def _number(x: float | None) -> float | None:
     return None if math.isnan(x) else x
 
 
-class Store(AliasChanges, LeaseQueue, LLMCallLog, MonitorLog, PredictionLog):
+class Store(AliasChanges, LeaseQueue, LLMCallLog, MonitorLog, PredictionLog, WorkerRoster):
     """darkfab's records on SQLite (the default) or PostgreSQL.
 
     Opening a store resolves its URL (:func:`resolve_store_url`), creates the folder of a SQLite file and

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -284,6 +285,26 @@ class StoreContract:
         assert after.heartbeat_at >= before.heartbeat_at
         assert store.get_trial(q).heartbeat_at is None
         assert len(store.list_events()) == events_before
+
+    def test_workers_announce_themselves_and_age_out(self, store: Store) -> None:
+        events_before = len(store.list_events())
+        assert store.worker_slots("iris", within_s=60) == 0
+        store.announce_worker("iris", owner="worker@a/1", slots=2)
+        store.announce_worker("iris", owner="worker@b/2", slots=3)
+        store.announce_worker("wine", owner="worker@c/3", slots=4)
+        assert store.worker_slots("iris", within_s=60) == 5
+        assert store.worker_slots("iris", within_s=60, exclude="worker@a/1") == 3
+        store.announce_worker("iris", owner="worker@a/1", slots=1)  # a renewal replaces, never adds
+        assert store.worker_slots("iris", within_s=60) == 4
+        time.sleep(0.3)
+        store.announce_worker("iris", owner="worker@b/2", slots=3)
+        assert store.worker_slots("iris", within_s=0.2) == 3  # a/1 went silent
+        store.retire_worker("worker@b/2")
+        store.retire_worker("worker@nobody/0")  # retiring twice, or an unknown worker, is harmless
+        assert store.worker_slots("iris", within_s=60) == 1 and store.worker_slots("wine", within_s=60) == 4
+        with pytest.raises(ValueError, match="at least one slot"):
+            store.announce_worker("iris", owner="worker@d/4", slots=0)
+        assert len(store.list_events()) == events_before  # presence is data, not a decision
 
     def test_requeue_interrupted(self, store: Store) -> None:
         c = _campaign(store)

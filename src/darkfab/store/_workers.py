@@ -1,0 +1,65 @@
+"""The worker roster: `darkfab worker` processes announce themselves, so the coordinator keeps them fed.
+
+A worker writes one row (its owner string, the factory it serves, how many trials it runs at once) and
+refreshes ``seen_at`` at its heartbeat cadence; the coordinator sums the slots of the workers seen within a
+lease and keeps that many proposals queued for them. A worker that exits removes its row; one that is
+killed simply stops being seen. Presence is data, not a decision, so no audit event is appended.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from ._base import utc_now
+from ._schema import UTCDateTime, metadata
+
+# Declared on the shared metadata, so the schema test and Alembic see it with every other table.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("owner", sa.String(300), primary_key=True),
+    sa.Column("factory", sa.String(200), nullable=False),
+    sa.Column("slots", sa.Integer, nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("seen_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_workers_factory_seen", "factory", "seen_at"),
+)
+
+
+class WorkerRoster:
+    """Mixed into Store."""
+
+    def announce_worker(self, factory: str, *, owner: str, slots: int) -> None:
+        """Say that ``owner`` serves ``factory`` with ``slots`` trials at once, as of now."""
+        if slots < 1:
+            raise ValueError(f"a worker has at least one slot, got {slots}")
+        store: Any = self
+        now = utc_now()
+        with store._write(f"announce worker {owner}", chain=False) as conn:
+            seen = conn.execute(
+                workers.update().where(workers.c.owner == owner).values(factory=factory, slots=slots, seen_at=now)
+            )
+            if seen.rowcount == 0:
+                conn.execute(
+                    workers.insert().values(owner=owner, factory=factory, slots=slots, started_at=now, seen_at=now)
+                )
+
+    def retire_worker(self, owner: str) -> None:
+        """``owner`` stopped: take it off the roster."""
+        store: Any = self
+        with store._write(f"retire worker {owner}", chain=False) as conn:
+            conn.execute(workers.delete().where(workers.c.owner == owner))
+
+    def worker_slots(self, factory: str, *, within_s: float, exclude: str | None = None) -> int:
+        """Trial slots of the workers of ``factory`` seen in the last ``within_s`` seconds (but ``exclude``)."""
+        store: Any = self
+        query = sa.select(sa.func.coalesce(sa.func.sum(workers.c.slots), 0)).where(
+            workers.c.factory == factory, workers.c.seen_at >= utc_now() - timedelta(seconds=within_s)
+        )
+        if exclude is not None:
+            query = query.where(workers.c.owner != exclude)
+        with store._read(f"count the workers of {factory}") as conn:
+            return int(conn.execute(query).scalar_one())
