@@ -1,13 +1,20 @@
-"""What darkfab's model server costs over a bare FastAPI endpoint that calls the same model.
+"""What darkfab's model server costs over a bare FastAPI endpoint, and how it compares to `mlflow models serve`.
 
-Both servers run in their own process (uvicorn, one worker, loopback, access log off) and serve the same
-registered model; a bounded pool of client threads sends the same one-row request to each in turn.
-darkfab's side does everything it does in production: schema validation, request id, metrics, and
-the prediction log (a second darkfab row turns the log off, to show what it costs).
+Every server runs in its own process (uvicorn, one worker, loopback, access log off) and serves the same
+registered model. darkfab's side does everything it does in production: schema validation, request id,
+Prometheus metrics, live figures and the prediction log; two more darkfab rows turn the log off, then the
+log and the metrics off, to show what each costs. With `--mlflow PATH` (the `mlflow` command of an
+environment where mlflow and darkfab are installed) the same model, wrapped as an MLflow pyfunc, is served
+by `mlflow models serve --env-manager local` too.
 
-    .venv/bin/python benchmarks/serve_overhead.py [--requests 3000] [--clients 8] [--rows 1]
+Two load profiles, each in interleaved rounds (every server once per round, the median over rounds
+reported), so that a change of machine load hits every server alike:
+  latency: one client sending requests back to back (p50 here is the added latency per request);
+  load:    `--clients` concurrent clients (throughput).
 
-Prints a table (throughput, p50 and p99 latency) and the ratios to the bare endpoint.
+    .venv/bin/python benchmarks/serve_overhead.py [--requests 2000] [--clients 8] [--rounds 3] [--mlflow PATH]
+
+Prints the tables with the ratios to the bare endpoint and writes JSON to benchmarks/out/.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -28,6 +36,9 @@ from typing import Any
 import httpx
 from fastapi import Request  # at module level: FastAPI resolves the endpoint's annotations here
 from fastapi.responses import JSONResponse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import LoadSampler, machine, table, write_json  # noqa: E402
 
 HERE = Path(__file__).resolve()
 
@@ -58,6 +69,11 @@ def _bare_app(store_url: str, factory: str) -> Any:
     return app
 
 
+class _NoGauge:
+    def inc(self, *a: Any) -> None: ...
+    def dec(self, *a: Any) -> None: ...
+
+
 def _run_server(kind: str, store_url: str, factory: str, port: int) -> None:
     import uvicorn
 
@@ -65,10 +81,49 @@ def _run_server(kind: str, store_url: str, factory: str, port: int) -> None:
         app = _bare_app(store_url, factory)
     else:
         from darkfab.serve import create_app
+        from darkfab.serve._metrics import ServeMetrics
         from darkfab.store import Store
 
+        if kind == "darkfab-plain":  # what the server costs without its log and its Prometheus metrics
+            ServeMetrics.request = lambda self, *a, **k: None  # type: ignore[method-assign]
+            ServeMetrics.predicted = lambda self, *a, **k: None  # type: ignore[method-assign]
         app = create_app(store=Store(store_url), factory=factory, log_predictions=kind == "darkfab")
+        if kind == "darkfab-plain":
+            app.state.metrics.in_flight = _NoGauge()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# -- the same model as an MLflow pyfunc (built in the mlflow environment) ------------------------
+
+
+def _save_mlflow(store_url: str, factory: str, folder: str) -> None:
+    """Wrap the registered darkfab model as an MLflow pyfunc at ``folder`` (run with mlflow's Python)."""
+    import mlflow.pyfunc
+
+    from darkfab.registry import Registry
+    from darkfab.store import Store
+
+    raw = Path(folder).with_suffix(".darkfab")
+    raw.write_bytes(Registry(Store(store_url)).load_bytes(factory)[1])
+
+    class DarkfabPyfunc(mlflow.pyfunc.PythonModel):  # pickled by value: defined in __main__
+        def load_context(self, context: Any) -> None:
+            from darkfab.train import load_model
+
+            self.model = load_model(Path(context.artifacts["model"]).read_bytes())
+            self.classes = [c.item() if hasattr(c, "item") else c for c in self.model.classes]
+
+        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]  # mlflow reads hints
+            import numpy as np
+            import pandas as pd
+
+            frame = pd.DataFrame(model_input, columns=list(self.model.features))
+            proba = np.asarray(self.model.predict_raw(frame), dtype=float)
+            return pd.DataFrame(proba, columns=[str(c) for c in self.classes]).assign(
+                prediction=[self.classes[i] for i in proba.argmax(axis=1).tolist()]
+            )
+
+    mlflow.pyfunc.save_model(folder, python_model=DarkfabPyfunc(), artifacts={"model": str(raw)})
 
 
 # -- the driver ------------------------------------------------------------------------------------
@@ -118,10 +173,11 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"the server at {url} exited with {proc.returncode}")
         try:
-            httpx.get(url + "/docs", timeout=1)
-            return
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
         except httpx.HTTPError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     raise RuntimeError(f"the server at {url} did not start")
 
 
@@ -165,54 +221,129 @@ def _load(url: str, body: bytes, requests: int, clients: int) -> dict[str, float
     }
 
 
+def _start(label: str, cmd: list[str], env: dict[str, str], ready: str) -> tuple[subprocess.Popen[bytes], str]:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    try:
+        _wait_ready(ready, proc)
+    except Exception:
+        proc.kill()
+        raise
+    print(f"started {label}", file=sys.stderr)
+    return proc, ready
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--requests", type=int, default=3000, help="measured requests per server")
-    ap.add_argument("--clients", type=int, default=8, help="concurrent client threads")
+    ap.add_argument("--requests", type=int, default=2000, help="measured requests per server, round and profile")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent clients of the load profile")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (the median is reported)")
     ap.add_argument("--rows", type=int, default=1, help="rows per request")
+    ap.add_argument("--mlflow", help="the mlflow command of an environment with mlflow and darkfab installed")
     ap.add_argument("--store", help="an existing store (default: build a small breast_cancer model)")
     ap.add_argument("--factory", default="bench")
-    ap.add_argument("--_server", choices=["darkfab", "darkfab-nolog", "bare"], help=argparse.SUPPRESS)
+    ap.add_argument("--_server", choices=["darkfab", "darkfab-nolog", "darkfab-plain", "bare"], help=argparse.SUPPRESS)
+    ap.add_argument("--_save_mlflow", help=argparse.SUPPRESS)
     ap.add_argument("--_port", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._server:
         _run_server(args._server, args.store, args.factory, args._port)
         return
+    if args._save_mlflow:
+        _save_mlflow(args.store, args.factory, args._save_mlflow)
+        return
+    mlflow_cmd = shutil.which(args.mlflow) if args.mlflow else None
+    if args.mlflow and mlflow_cmd is None:
+        sys.exit(f"--mlflow {args.mlflow}: no such command; fix: give the path of mlflow in its environment")
 
     with tempfile.TemporaryDirectory() as tmp:
         store_url, factory = (args.store, args.factory) if args.store else _build_model(Path(tmp))
         rows = _sample_rows(store_url, factory, args.rows)
-        results: dict[str, dict[str, float]] = {}
-        targets = {
-            "bare FastAPI + model.predict": ("bare", "/predict"),
-            "darkfab /v1 predict (log off)": ("darkfab-nolog", f"/v1/models/{factory}/predict"),
-            "darkfab /v1 predict": ("darkfab", f"/v1/models/{factory}/predict"),
-        }
-        body = json.dumps(rows).encode()
         env = {**os.environ, "PYTHONPATH": str(HERE.parents[1] / "src")}
-        for label, (kind, path) in targets.items():
-            port = _free_port()
-            cmd = [sys.executable, str(HERE), "--_server", kind, "--_port", str(port), "--store", store_url]
-            proc = subprocess.Popen([*cmd, "--factory", factory], env=env)
-            try:
-                base = f"http://127.0.0.1:{port}"
-                _wait_ready(base, proc)
-                url = base + path
-                _load(url, body, max(200, args.requests // 10), args.clients)  # warm-up
-                results[label] = _load(url, body, args.requests, args.clients)
-            finally:
-                proc.terminate()
-                proc.wait(30)
+        body = json.dumps(rows).encode()
+        targets: dict[str, tuple[list[str], str, bytes]] = {}  # label -> command, predict path, body
+        for label, kind, path in (
+            ("bare FastAPI + model.predict", "bare", "/predict"),
+            ("darkfab, log and metrics off", "darkfab-plain", f"/v1/models/{factory}/predict"),
+            ("darkfab, log off", "darkfab-nolog", f"/v1/models/{factory}/predict"),
+            ("darkfab /v1 predict (all on)", "darkfab", f"/v1/models/{factory}/predict"),
+        ):
+            cmd = [sys.executable, str(HERE), "--_server", kind, "--store", store_url, "--factory", factory]
+            targets[label] = (cmd, path, body)
+        if mlflow_cmd:
+            folder = str(Path(tmp) / "mlflow-model")
+            python = str(Path(mlflow_cmd).parent / "python")
+            save = [python, str(HERE), "--_save_mlflow", folder, "--store", store_url, "--factory", factory]
+            subprocess.run(save, env=env, check=True)
+            cmd = [mlflow_cmd, "models", "serve", "-m", folder, "--env-manager", "local", "-w", "1"]
+            targets["mlflow models serve"] = (cmd, "/invocations", json.dumps({"dataframe_records": rows}).encode())
 
-    bare = results["bare FastAPI + model.predict"]
-    cpus = os.cpu_count()
-    print(f"\n{args.requests} requests of {args.rows} row(s), {args.clients} client threads, loopback, {cpus} CPUs")
-    print(f"{'server':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'thr. ratio':>10} {'p50 ratio':>9}")
-    for label, r in results.items():
-        print(
-            f"{label:34} {r['throughput_rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7d} "
-            f"{r['throughput_rps'] / bare['throughput_rps']:10.2f} {r['p50_ms'] / bare['p50_ms']:9.2f}"
-        )
+        procs: list[subprocess.Popen[bytes]] = []
+        urls: dict[str, str] = {}
+        runs: dict[str, dict[str, list[dict[str, float]]]] = {p: {} for p in ("latency", "load")}
+        try:
+            for label, (cmd, path, _) in targets.items():
+                port = _free_port()
+                full = [*cmd, "-p", str(port)] if "mlflow" in label else [*cmd, "--_port", str(port)]
+                ready = {"bare": "/docs", "mlflow": "/ping"}.get(label.split()[0], "/v2/health/ready")
+                here = env if "mlflow" not in label else {**env, "PATH": f"{Path(full[0]).parent}:{env['PATH']}"}
+                proc, _ = _start(label, full, here, f"http://127.0.0.1:{port}{ready}")  # mlflow runs its uvicorn
+                procs.append(proc)
+                urls[label] = f"http://127.0.0.1:{port}{path}"
+                _load(urls[label], targets[label][2], max(200, args.requests // 5), args.clients)  # warm-up
+            with LoadSampler() as sampler:
+                for r in range(args.rounds):
+                    for profile, clients in (("latency", 1), ("load", args.clients)):
+                        n = args.requests // 2 if profile == "latency" else args.requests
+                        order = list(targets) if r % 2 == 0 else list(reversed(targets))
+                        for label in order:
+                            got = _load(urls[label], targets[label][2], n, clients)
+                            runs[profile].setdefault(label, []).append(got)
+                    print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    report: dict[str, list[dict[str, Any]]] = {}
+    for profile in ("latency", "load"):
+        med = {
+            label: {k: statistics.median(x[k] for x in got) for k in ("throughput_rps", "p50_ms", "p99_ms")}
+            | {"errors": sum(x["errors"] for x in got)}
+            for label, got in runs[profile].items()
+        }
+        bare = med["bare FastAPI + model.predict"]
+        report[profile] = [
+            {
+                "server": label,
+                "req/s": round(m["throughput_rps"], 1),
+                "p50 ms": m["p50_ms"],
+                "p99 ms": m["p99_ms"],
+                "errors": m["errors"],
+                "throughput ratio": m["throughput_rps"] / bare["throughput_rps"],
+                "p50 added ms": m["p50_ms"] - bare["p50_ms"],
+            }
+            for label, m in med.items()
+        ]
+    full = next(r for r in report["load"] if r["server"].startswith("darkfab /v1"))
+    plain = next(r for r in report["load"] if r["server"].startswith("darkfab, log and metrics off"))
+    cost = 1 - full["req/s"] / plain["req/s"]
+    print(
+        f"\n{args.rounds} interleaved rounds; {args.rows} row(s) a request; loopback; {os.cpu_count()} CPUs; "
+        f"load average {sampler.summary()}"
+    )
+    print(f"\nlatency profile: 1 client, {args.requests // 2} requests a round (median of rounds)")
+    print(table(report["latency"]))
+    print(f"\nload profile: {args.clients} clients, {args.requests} requests a round (median of rounds)")
+    print(table(report["load"]))
+    print(f"\nlogging and metrics cost {100 * cost:.1f}% of darkfab's throughput under load")
+    write_json(
+        "serve_overhead",
+        {"machine": machine(), "load": sampler.summary(), "args": vars(args), "report": report, "runs": runs},
+    )
 
 
 if __name__ == "__main__":
