@@ -14,6 +14,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from darkfab.errors import ExecutorError, SpecError
@@ -193,18 +194,54 @@ def test_an_executor_that_started_ray_shuts_it_down(tmp_path: Path) -> None:
     assert out.stdout.splitlines() == ["ok True", "after close False"], out.stdout
 
 
-def test_script_trainers_are_refused_because_ray_does_not_sandbox_them(
+def test_script_trials_run_sandboxed_on_ray_and_a_hostile_one_fails(
     started: Callable[..., RayExecutor], tmp_path: Path
 ) -> None:
+    from darkfab.execute import PredictJob
+    from darkfab.execute._sandbox import available_level, check_artifact
     from darkfab.spec import TrainerSpec
     from darkfab.train import TrialRequest
 
-    script = tmp_path / "train.py"
-    script.write_text("def train(X, y, X_valid, params, report):\n    raise SystemExit\n")
+    good = tmp_path / "good.py"
+    good.write_text(
+        textwrap.dedent(
+            """\
+            import numpy as np
+
+            # darkfab: editable prior
+            SHIFT = 0.0
+            # darkfab: end prior
+
+
+            class Prior:
+                def __init__(self, p):
+                    self.p = p
+
+                def predict_proba(self, X):
+                    return np.tile(self.p, (len(X), 1))
+
+
+            def train(X, y, X_valid, params, report):
+                p = np.bincount(y, minlength=params["n_classes"]) + 1.0 + SHIFT
+                return Prior(p / p.sum())
+            """
+        )
+    )
+    secret = tmp_path / "darkfab.db"
+    secret.write_text("the factory's store")
+    hostile = tmp_path / "hostile.py"
+    hostile.write_text(f"def train(X, y, X_valid, params, report):\n    open({str(secret)!r}).read()\n")
+    patch = [{"block": "prior", "search": "0.0", "replace": "0.5"}]
     executor = started()
-    spec = TrainerSpec(name="mine", script=str(script))
-    executor.submit(TrainJob("s1", TrialRequest(trial_id=1, trainer=spec, params={})))
-    executor.submit(probe(2))
+    executor.submit(TrainJob("good", TrialRequest(1, TrainerSpec(name="good", script=str(good)), {"_patch": patch})))
+    executor.submit(TrainJob("bad", TrialRequest(2, TrainerSpec(name="bad", script=str(hostile)), {})))
     done = drain(executor)
-    assert not done["s1"].ok and "sandboxed" in (done["s1"].error or "") and done["s1"].attempts == 0
-    assert done["probe2"].ok
+    assert done["good"].ok, done["good"].error
+    assert done["good"].output.info["sandbox"] == available_level()
+    assert "+SHIFT = 0.5" in done["good"].output.info["diff"]
+    assert not done["bad"].ok and done["bad"].failure == "exception" and "Error" in (done["bad"].error or "")
+    check_artifact(done["good"].output.artifact)
+    executor.submit(PredictJob("p", done["good"].output.artifact, "valid"))  # loading it runs its code: sandboxed
+    pred = drain(executor)["p"]
+    assert pred.ok, pred.error
+    assert np.asarray(pred.output).shape[1] == 10

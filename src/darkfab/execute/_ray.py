@@ -62,14 +62,13 @@ from ._ray_worker import (
     _GET_S,
     _MAX_START_FAILURES,
     _TAKE_S,
-    PREDICT,
-    TRAIN,
     _Mailbox,
     _RayWorker,
     _read_log,
     _remove_dir,
     import_ray,
 )
+from ._worker import PREDICT, TRAIN
 
 # -- the driver's side -------------------------------------------------------------------------------------
 
@@ -258,20 +257,6 @@ class RayExecutor(Executor):
             raise TypeError(f"submit takes a TrainJob or a PredictJob, got {type(job).__name__}")
         if job.job_id in self._jobs:
             raise ValueError(f"job id {job.job_id!r} is already in flight; job ids must be unique")
-        if isinstance(job, TrainJob) and job.request.trainer.script:
-            # generated or user script code is sandboxed by the local pool only (docs/SANDBOX.md)
-            self._events.append(
-                JobDone(
-                    job_id=job.job_id,
-                    ok=False,
-                    output=None,
-                    failure="exception",
-                    attempts=0,
-                    error="script trainers run only on the local executor, where their code is sandboxed; "
-                    "fix: set execution.backend: local for factories with script trainers",
-                )
-            )
-            return
         self._jobs[job.job_id] = None
         self._queue.append((job, 1))
 

@@ -20,12 +20,10 @@ import numpy as np
 import psutil
 
 from ..errors import SpecError
-from ..train import WorkerPayload, predict, prepare, run_trial
+from ..train import WorkerPayload, prepare
 from ._process import read_tail
-from ._worker import THREAD_VARS, _Output, _redirect_output, describe, run_guarded
+from ._worker import THREAD_VARS, _Output, _redirect_output, describe, run_guarded, run_job
 
-TRAIN = "train"
-PREDICT = "predict"
 _TAKE_S = 10.0  # the longest one long-poll of the mailbox waits before the executor asks again
 _GET_S = 10.0  # the longest the executor waits on Ray for a verdict, a log tail or a clean-up
 _MAX_START_FAILURES = 3  # replacement actors that die before they are ready, in a row, before giving up
@@ -239,12 +237,9 @@ class _RayWorker:
         if self.watchdog is not None:
             self.watchdog.begin(token)
 
-        def work() -> Any:
-            if kind == TRAIN:
-                return run_trial(self.state, args[0], self._reporter(token))
-            return predict(self.state, args[0], args[1])
-
-        ok, output, failure, error = run_guarded(work, self.memory_note)
+        ok, output, failure, error = run_guarded(
+            lambda: run_job(self.state, kind, args, self._reporter(token)), self.memory_note
+        )
         watched = self.watchdog.end() if self.watchdog is not None else 0.0
         cpu_total = time.process_time()
         max1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

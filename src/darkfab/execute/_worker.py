@@ -60,6 +60,18 @@ def dumps(message: tuple[Any, ...]) -> bytes:
     return pickle.dumps(message, protocol=5)
 
 
+def run_job(state: WorkerState, kind: str, args: tuple[Any, ...], report: Callable[[int, np.ndarray], bool]) -> Any:
+    """One job in a worker, local or Ray: ``(request,)`` to train, ``(artifact, split)`` to predict. Script code
+    (a script trial, or a script model's artifact, whose loading runs its code) goes to the sandbox."""
+    if kind == TRAIN and _sandbox.is_script_request(args[0]):
+        return _sandbox.sandboxed_trial(state, args[0], report)
+    if kind == TRAIN:
+        return run_trial(state, args[0], report)
+    if _sandbox.is_script_artifact(args[0]):
+        return _sandbox.sandboxed_predict(state, args[0], args[1])
+    return predict(state, args[0], args[1])
+
+
 def run_guarded(work: Callable[[], Any], memory_note: str = "") -> tuple[bool, Any, str | None, str | None]:
     """Run one job's code: (ok, output, failure, error). Failures are classified; the traceback goes to the log."""
     try:
@@ -189,16 +201,9 @@ class _Worker:
         max0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         cpu0 = time.process_time()
 
-        def work() -> Any:
-            if kind == TRAIN and _sandbox.is_script_request(message[2]):
-                return _sandbox.sandboxed_trial(self.state, message[2], self._reporter(job_id))
-            if kind == TRAIN:
-                return run_trial(self.state, message[2], self._reporter(job_id))
-            if _sandbox.is_script_artifact(message[2]):  # loading it runs generated code
-                return _sandbox.sandboxed_predict(self.state, message[2], message[3])
-            return predict(self.state, message[2], message[3])
-
-        ok, output, failure, error = run_guarded(work, self.memory_note)
+        ok, output, failure, error = run_guarded(
+            lambda: run_job(self.state, kind, message[2:], self._reporter(job_id)), self.memory_note
+        )
         cpu_total = time.process_time()
         max1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         # a new lifetime peak was set during this job; otherwise the job's peak is at most the current size
