@@ -201,47 +201,22 @@ def test_script_trials_run_sandboxed_on_ray_and_a_hostile_one_fails(
     from darkfab.execute._sandbox import available_level, check_artifact
     from darkfab.spec import TrainerSpec
     from darkfab.train import TrialRequest
+    from tests.helpers.scripts import prior_job
 
-    good = tmp_path / "good.py"
-    good.write_text(
-        textwrap.dedent(
-            """\
-            import numpy as np
-
-            # darkfab: editable prior
-            SHIFT = 0.0
-            # darkfab: end prior
-
-
-            class Prior:
-                def __init__(self, p):
-                    self.p = p
-
-                def predict_proba(self, X):
-                    return np.tile(self.p, (len(X), 1))
-
-
-            def train(X, y, X_valid, params, report):
-                p = np.bincount(y, minlength=params["n_classes"]) + 1.0 + SHIFT
-                return Prior(p / p.sum())
-            """
-        )
-    )
     secret = tmp_path / "darkfab.db"
     secret.write_text("the factory's store")
     hostile = tmp_path / "hostile.py"
     hostile.write_text(f"def train(X, y, X_valid, params, report):\n    open({str(secret)!r}).read()\n")
-    patch = [{"block": "prior", "search": "0.0", "replace": "0.5"}]
     executor = started()
-    executor.submit(TrainJob("good", TrialRequest(1, TrainerSpec(name="good", script=str(good)), {"_patch": patch})))
+    executor.submit(prior_job(tmp_path, 1))
     executor.submit(TrainJob("bad", TrialRequest(2, TrainerSpec(name="bad", script=str(hostile)), {})))
     done = drain(executor)
-    assert done["good"].ok, done["good"].error
-    assert done["good"].output.info["sandbox"] == available_level()
-    assert "+SHIFT = 0.5" in done["good"].output.info["diff"]
+    assert done["good1"].ok, done["good1"].error
+    assert done["good1"].output.info["sandbox"] == available_level()
+    assert "+SHIFT = 0.5" in done["good1"].output.info["diff"]
     assert not done["bad"].ok and done["bad"].failure == "exception" and "Error" in (done["bad"].error or "")
-    check_artifact(done["good"].output.artifact)
-    executor.submit(PredictJob("p", done["good"].output.artifact, "valid"))  # loading it runs its code: sandboxed
+    check_artifact(done["good1"].output.artifact)
+    executor.submit(PredictJob("p", done["good1"].output.artifact, "valid"))  # loading it runs its code: sandboxed
     pred = drain(executor)["p"]
     assert pred.ok, pred.error
     assert np.asarray(pred.output).shape[1] == 10

@@ -26,27 +26,7 @@ from darkfab.execute._sandbox import (
 from darkfab.spec import TrainerSpec
 from darkfab.testing.executor_contract import digits_payload, drain
 from darkfab.train import TrialRequest
-
-GOOD = """\
-import numpy as np
-
-# darkfab: editable prior
-SHIFT = 0.0
-# darkfab: end prior
-
-
-class Prior:
-    def __init__(self, p):
-        self.p = p
-
-    def predict_proba(self, X):
-        return np.tile(self.p, (len(X), 1))
-
-
-def train(X, y, X_valid, params, report):
-    p = np.bincount(y, minlength=params["n_classes"]) + 1.0 + SHIFT
-    return Prior(p / p.sum())
-"""
+from tests.helpers.scripts import prior_job
 
 HOSTILE = {
     "socket": "import socket\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)",
@@ -97,18 +77,10 @@ def pool() -> Iterator[Callable[..., LocalExecutor]]:
         ex.close()
 
 
-def _good(tmp_path: Path, trial_id: int = 99) -> TrainJob:
-    path = tmp_path / "good.py"
-    path.write_text(GOOD)
-    spec = TrainerSpec(name="good", script=str(path))
-    patch = [{"block": "prior", "search": "0.0", "replace": "0.5"}]
-    return TrainJob(f"good{trial_id}", TrialRequest(trial_id, spec, {"_patch": patch}))
-
-
 def test_a_script_trial_runs_sandboxed_and_records_its_diff(pool: Callable[..., LocalExecutor], tmp_path: Path) -> None:
     ex = pool()
     done = drain(ex)
-    ex.submit(_good(tmp_path))
+    ex.submit(prior_job(tmp_path))
     done = drain(ex)["good99"]
     assert done.ok, done.error
     assert done.output.info["sandbox"] == available_level()
@@ -126,7 +98,7 @@ def test_hostile_scripts_fail_with_their_reason_and_the_pool_goes_on(
     ex = pool()
     for i, (name, body) in enumerate(HOSTILE.items()):
         ex.submit(TrainJob(name, TrialRequest(i, _script(tmp_path, name, body.format(**targets)), {})))
-    ex.submit(_good(tmp_path))
+    ex.submit(prior_job(tmp_path))
     done = drain(ex)
     for name in HOSTILE:
         assert not done[name].ok and done[name].failure == "exception", (name, done[name])
@@ -145,7 +117,7 @@ def test_a_script_that_loops_forever_is_killed_by_the_timeout(
     done = drain(ex)["loop"]
     assert done.failure == "timeout" and not done.ok
     workers = list(ex.worker_pids.values())
-    ex.submit(_good(tmp_path))
+    ex.submit(prior_job(tmp_path))
     assert drain(ex)["good99"].ok
     for pid in workers:  # no sandboxed child outlived its worker
         assert all(
@@ -164,7 +136,7 @@ def test_a_script_that_eats_memory_is_stopped_by_the_memory_limit(
     ex.submit(TrainJob("hog", TrialRequest(1, TrainerSpec(name="hog", script=str(path)), {})))
     done = drain(ex)["hog"]
     assert done.failure == "memory" and not done.ok, done
-    ex.submit(_good(tmp_path))
+    ex.submit(prior_job(tmp_path))
     assert drain(ex)["good99"].ok
 
 
