@@ -8,11 +8,14 @@ from darkfab.execute import TrainJob
 from darkfab.spec import TrainerSpec
 from darkfab.train import TrialRequest
 
-PRIOR_SCRIPT = """\
+
+def prior_script(shift: str = "0.0", smoothing: str = "1.0 + SHIFT") -> str:
+    """The script's source: the class counts plus ``smoothing``; the ``prior`` block holds ``SHIFT = shift``."""
+    return f"""\
 import numpy as np
 
 # darkfab: editable prior
-SHIFT = 0.0
+SHIFT = {shift}
 # darkfab: end prior
 
 
@@ -25,7 +28,7 @@ class Prior:
 
 
 def train(X, y, X_valid, params, report):
-    p = np.bincount(y, minlength=params["n_classes"]) + 1.0 + SHIFT
+    p = np.bincount(y, minlength=params["n_classes"]) + {smoothing}
     return Prior(p / p.sum())
 """
 
@@ -33,7 +36,7 @@ def train(X, y, X_valid, params, report):
 def prior_job(folder: Path, trial_id: int = 99) -> TrainJob:
     """A trial of the prior script at ``folder/good.py`` with one edit (SHIFT 0.0 -> 0.5); job id good{trial_id}."""
     path = folder / "good.py"
-    path.write_text(PRIOR_SCRIPT)
+    path.write_text(prior_script())
     spec = TrainerSpec(name="good", script=str(path))
     patch = [{"block": "prior", "search": "0.0", "replace": "0.5"}]
     return TrainJob(f"good{trial_id}", TrialRequest(trial_id, spec, {"_patch": patch}))

@@ -21,29 +21,11 @@ from darkfab.train import ScriptError, TrialRequest, apply_edits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/propose is not a package: reach tests.helpers
 from tests.helpers.fake_llm import FakeLLM, ok  # noqa: E402
+from tests.helpers.scripts import prior_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "torch_digits"
-SCRIPT = """\
-import numpy as np
-
-# darkfab: editable prior
-SHIFT = 1.0
-# darkfab: end prior
-
-
-class Prior:
-    def __init__(self, p):
-        self.p = p
-
-    def predict_proba(self, X):
-        return np.tile(self.p, (len(X), 1))
-
-
-def train(X, y, X_valid, params, report):
-    p = np.bincount(y, minlength=params["n_classes"]) + SHIFT * params["scale"]
-    return Prior(p / p.sum())
-"""
+SCRIPT = prior_script(shift="1.0", smoothing='SHIFT * params["scale"]')
 
 
 def answer(edits: list[dict[str, str]], reason: str = "try it", **params: object) -> str:
