@@ -63,11 +63,12 @@ class CLI:
     def json(self, *args: str, timeout: float = 300):
         return json.loads(self(*args, "--json", timeout=timeout).stdout)
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """``env``: variables set for this process on top of the usual ones."""
         return subprocess.Popen(
             [sys.executable, "-m", "darkfab", *args],
             cwd=self.cwd,
-            env=env_for(self.cwd),
+            env={**env_for(self.cwd), **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

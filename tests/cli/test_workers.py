@@ -43,13 +43,21 @@ def pg_url():
         admin.close()
 
 
+def _machine(tmp_path, name: str) -> dict[str, str]:
+    return {"DARKFAB_ARTIFACTS": str(tmp_path / name / "artifacts")}
+
+
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_three_workers_share_a_campaign_and_a_killed_one_loses_nothing(cli, tmp_path, pg_url):
     url, plain = pg_url
     (tmp_path / "factory.yaml").write_text(SHARED)
-    workers = [cli.popen("worker", "factory.yaml", "--store", url, "--wait", "60s") for _ in range(3)]
-    run = cli.popen("run", "factory.yaml", "--store", url, "--json")
+    # every process has its own artifacts folder, as on separate machines: the store carries the artifacts
+    workers = [
+        cli.popen("worker", "factory.yaml", "--store", url, "--wait", "60s", env=_machine(tmp_path, f"w{i}"))
+        for i in range(3)
+    ]
+    run = cli.popen("run", "factory.yaml", "--store", url, "--json", env=_machine(tmp_path, "coordinator"))
     victim = workers[0]
     deadline = time.monotonic() + 120
     killed_trial = None
@@ -84,6 +92,8 @@ def test_three_workers_share_a_campaign_and_a_killed_one_loses_nothing(cli, tmp_
             "SELECT count(*) FROM events WHERE kind = 'requeued' AND trial_id = %s", (killed_trial,)
         ).fetchone()[0]
         killed = con.execute("SELECT state, attempt, worker FROM trials WHERE id = %s", (killed_trial,)).fetchone()
+        kept = con.execute("SELECT worker, artifact_path FROM trials WHERE artifact_path IS NOT NULL").fetchall()
+        blobs = {r[0] for r in con.execute("SELECT sha256 FROM artifact_blobs").fetchall()}
         roster = [r[0] for r in con.execute("SELECT owner FROM workers").fetchall()]
     import json
 
@@ -93,5 +103,19 @@ def test_three_workers_share_a_campaign_and_a_killed_one_loses_nothing(cli, tmp_
     assert len(per_trial) == 14 and all(n == 1 for _, n in per_trial)  # every trial finished exactly once
     assert requeued == 1 and killed[0] == "completed" and killed[1] == 2 and str(victim.pid) not in killed[2]
     assert len([o for o in owners if o.startswith("worker@")]) >= 2
-    assert len(roster) == 1 and roster[0].endswith(f"/{victim.pid}")  # those that exited retired; the killed one ages out
+    assert any(w.startswith("worker@") for w, _ in kept) and all(digest in blobs for _, digest in kept)
+    assert len(roster) == 1 and roster[0].endswith(
+        f"/{victim.pid}"
+    )  # those that exited retired; the killed one ages out
     assert cli("audit", "verify", "--store", url).returncode == 0
+    # a fourth machine, with an empty artifacts folder, predicts with the champion kept in the store
+    from sklearn.datasets import load_digits
+
+    load_digits(as_frame=True).frame.drop(columns="target").head(20).to_csv(tmp_path / "new.csv", index=False)
+    elsewhere = cli.popen(
+        "predict", "factory.yaml", "new.csv", "-o", "out.csv", "--store", url, env=_machine(tmp_path, "m4")
+    )
+    _, err = elsewhere.communicate(timeout=120)
+    assert elsewhere.returncode == 0, err
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 21
+    assert list((tmp_path / "m4" / "artifacts").rglob("*"))  # fetched from the store and cached there

@@ -1,12 +1,19 @@
-"""Content-addressed artifact files: the name of a file is the sha256 of its bytes."""
+"""Content-addressed artifact files: the name of a file is the sha256 of its bytes.
+
+With ``blobs`` (a shared store that keeps artifacts, see ``darkfab.store``), every artifact written here is
+kept there too, and one missing here is read from there, verified and cached: workers on other machines
+need no shared folder.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 from ..errors import IntegrityError, NotFoundError, StoreError
 
@@ -17,11 +24,17 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class Blobs(Protocol):
+    def put_artifact_blob(self, digest: str, data: bytes) -> None: ...
+    def get_artifact_blob(self, digest: str) -> bytes | None: ...
+
+
 class ArtifactStore:
     """Files under ``root/sha256/<first two hex digits>/<sha256>``, written atomically, verified on read."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, blobs: Blobs | None = None) -> None:
         self.root = Path(root)
+        self.blobs = blobs
 
     def __repr__(self) -> str:
         return f"ArtifactStore({str(self.root)!r})"
@@ -50,8 +63,14 @@ class ArtifactStore:
         data = bytes(data)
         digest = sha256_hex(data)
         target = self.path(digest)
+        if self.blobs is not None:
+            self.blobs.put_artifact_blob(digest, data)
         if target.is_file() and target.stat().st_size == len(data) and self._hash_file(target) == digest:
             return digest, target
+        self._write_file(digest, target, data)
+        return digest, target
+
+    def _write_file(self, digest: str, target: Path, data: bytes) -> None:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{digest[:12]}.", suffix=".tmp", dir=target.parent)
@@ -69,7 +88,6 @@ class ArtifactStore:
                 f"cannot write artifact {digest[:12]}... under {self.root}: {err.strerror or err}; "
                 "fix: check that the folder is writable and the disk has room (or set DARKFAB_ARTIFACTS)"
             ) from None
-        return digest, target
 
     def get(self, digest: str) -> bytes:
         """The bytes of the artifact, re-hashed on every read; IntegrityError when they do not match."""
@@ -77,10 +95,20 @@ class ArtifactStore:
         try:
             data = target.read_bytes()
         except FileNotFoundError:
-            raise NotFoundError(
-                f"artifact {digest} is missing: no file at {target}; fix: restore the artifacts folder "
-                f"{self.root} from a backup, or register the model again"
-            ) from None
+            kept = self.blobs.get_artifact_blob(digest) if self.blobs is not None else None
+            if kept is None:
+                raise NotFoundError(
+                    f"artifact {digest} is missing: no file at {target}; fix: restore the artifacts folder "
+                    f"{self.root} from a backup, or register the model again"
+                ) from None
+            if sha256_hex(kept) != digest:
+                raise IntegrityError(
+                    f"artifact {digest} kept in the store does not match its hash; it was changed after it was "
+                    "written; fix: register the model again, and do not load it"
+                ) from None
+            with contextlib.suppress(StoreError):  # cached here for the next read, when the folder allows
+                self._write_file(digest, target, kept)
+            return kept
         except OSError as err:
             raise StoreError(f"cannot read artifact {target}: {err.strerror or err}") from None
         actual = sha256_hex(data)

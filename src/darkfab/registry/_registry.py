@@ -39,7 +39,7 @@ class Registry:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.artifacts = ArtifactStore(store.artifact_root)
+        self.artifacts = ArtifactStore(store.artifact_root, store if store.keeps_artifacts else None)
 
     def __repr__(self) -> str:
         return f"Registry({self.store!r}, artifacts={str(self.artifacts.root)!r})"

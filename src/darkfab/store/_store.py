@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from ..errors import NotFoundError, StoreError
 from ._aliases import AliasChanges
 from ._base import check_name, json_dict, one_of, utc_now, version_ref
+from ._blobs import ArtifactBlobs
 from ._leases import LeaseQueue
 from ._llm_calls import LLMCallLog
 from ._monitoring import MonitorLog
@@ -61,7 +62,7 @@ def _number(x: float | None) -> float | None:
     return None if math.isnan(x) else x
 
 
-class Store(AliasChanges, LeaseQueue, LLMCallLog, MonitorLog, PredictionLog, WorkerRoster):
+class Store(AliasChanges, ArtifactBlobs, LeaseQueue, LLMCallLog, MonitorLog, PredictionLog, WorkerRoster):
     """darkfab's records on SQLite (the default) or PostgreSQL.
 
     Opening a store resolves its URL (:func:`resolve_store_url`), creates the folder of a SQLite file and
