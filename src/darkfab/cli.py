@@ -411,6 +411,10 @@ def status(factory: FactoryArg = None, store: StoreOpt = None, as_json: JsonOpt 
         )
     else:
         out.print("champion: none yet")
+    if s.workers:
+        slots = sum(w["slots"] for w in s.workers)
+        names = ", ".join(w["owner"] for w in s.workers)
+        out.print(f"workers: {len(s.workers)} live, {slots} slot(s): {names}", highlight=False)
     out.print(f"store: {s.store}", highlight=False)
 
 

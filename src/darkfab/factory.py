@@ -51,6 +51,7 @@ class FactoryStatus:
     champion: dict[str, Any] | None
     trials: dict[str, int]
     store: str
+    workers: list[dict[str, Any]]  # `darkfab worker` processes seen within a lease
 
 
 class Factory:
@@ -572,7 +573,13 @@ class Factory:
         for c in campaigns:
             for k, n in c["trials"].items():
                 totals[k] = totals.get(k, 0) + n
-        return FactoryStatus(name=self.name, campaigns=campaigns, champion=champion, trials=totals, store=store.url)
+        workers = [
+            {"owner": w.owner, "slots": w.slots, "started_at": str(w.started_at), "seen_at": str(w.seen_at)}
+            for w in store.list_workers(self.name, within_s=self.spec.execution.lease)
+        ]
+        return FactoryStatus(
+            name=self.name, campaigns=campaigns, champion=champion, trials=totals, store=store.url, workers=workers
+        )
 
     def trials(self) -> list[TrialRecord]:
         store = self.store

@@ -108,6 +108,8 @@ def test_three_workers_share_a_campaign_and_a_killed_one_loses_nothing(cli, tmp_
         f"/{victim.pid}"
     )  # those that exited retired; the killed one ages out
     assert cli("audit", "verify", "--store", url).returncode == 0
+    time.sleep(4)  # one lease: the killed worker's announcement ages out; the others retired when they exited
+    assert cli.json("status", "factory.yaml", "--store", url)["workers"] == []
     # a fourth machine, with an empty artifacts folder, predicts with the champion kept in the store
     from sklearn.datasets import load_digits
 
@@ -119,3 +121,24 @@ def test_three_workers_share_a_campaign_and_a_killed_one_loses_nothing(cli, tmp_
     assert elsewhere.returncode == 0, err
     assert len((tmp_path / "out.csv").read_text().splitlines()) == 21
     assert list((tmp_path / "m4" / "artifacts").rglob("*"))  # fetched from the store and cached there
+
+
+def test_status_shows_a_waiting_worker_until_it_stops(cli, tmp_path):
+    from tests.cli.conftest import factory_text
+
+    (tmp_path / "factory.yaml").write_text(factory_text(name="watched", trials=2))
+    cli("run", "factory.yaml", "--no-loop")
+    worker = cli.popen("worker", "factory.yaml", "--wait", "60s", "--workers", "2")
+    try:
+        deadline = time.monotonic() + 60
+        shown = ""
+        while time.monotonic() < deadline and "workers: 1 live" not in shown:
+            time.sleep(0.5)
+            shown = cli("status", "factory.yaml").stdout
+        assert "workers: 1 live, 2 slot(s): worker@" in shown and f"/{worker.pid}" in shown, shown
+        live = cli.json("status", "factory.yaml")["workers"]
+        assert [(w["owner"].rsplit("/", 1)[1], w["slots"]) for w in live] == [(str(worker.pid), 2)]
+    finally:
+        worker.send_signal(signal.SIGINT)  # a worker that stops takes itself off the roster
+        worker.wait(timeout=60)
+    assert cli.json("status", "factory.yaml")["workers"] == []

@@ -26,6 +26,7 @@ from ._records import (
 )
 from ._store import Store
 from ._url import resolve_store_url
+from ._workers import WorkerRecord
 
 __all__ = [
     "CAMPAIGN_STATUSES",
@@ -43,6 +44,7 @@ __all__ = [
     "PredictionRecord",
     "Store",
     "TrialRecord",
+    "WorkerRecord",
     "TrialState",
     "current_revision",
     "head_revision",

@@ -8,7 +8,8 @@ killed simply stops being seen. Presence is data, not a decision, so no audit ev
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +28,15 @@ workers = sa.Table(
     sa.Column("seen_at", UTCDateTime(), nullable=False),
     sa.Index("ix_workers_factory_seen", "factory", "seen_at"),
 )
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    owner: str
+    factory: str
+    slots: int
+    started_at: datetime
+    seen_at: datetime
 
 
 class WorkerRoster:
@@ -52,6 +62,17 @@ class WorkerRoster:
         store: Any = self
         with store._write(f"retire worker {owner}", chain=False) as conn:
             conn.execute(workers.delete().where(workers.c.owner == owner))
+
+    def list_workers(self, factory: str, *, within_s: float) -> list[WorkerRecord]:
+        """The workers of ``factory`` seen in the last ``within_s`` seconds, oldest first."""
+        store: Any = self
+        query = (
+            sa.select(workers)
+            .where(workers.c.factory == factory, workers.c.seen_at >= utc_now() - timedelta(seconds=within_s))
+            .order_by(workers.c.started_at, workers.c.owner)
+        )
+        with store._read(f"list the workers of {factory}") as conn:
+            return [WorkerRecord(**row._asdict()) for row in conn.execute(query)]
 
     def worker_slots(self, factory: str, *, within_s: float, exclude: str | None = None) -> int:
         """Trial slots of the workers of ``factory`` seen in the last ``within_s`` seconds (but ``exclude``)."""

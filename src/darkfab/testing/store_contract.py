@@ -296,6 +296,9 @@ class StoreContract:
         assert store.worker_slots("iris", within_s=60, exclude="worker@a/1") == 3
         store.announce_worker("iris", owner="worker@a/1", slots=1)  # a renewal replaces, never adds
         assert store.worker_slots("iris", within_s=60) == 4
+        listed = store.list_workers("iris", within_s=60)
+        assert [(w.owner, w.slots) for w in listed] == [("worker@a/1", 1), ("worker@b/2", 3)]
+        assert listed[0].seen_at >= listed[0].started_at and listed[0].seen_at.tzinfo is not None
         time.sleep(0.3)
         store.announce_worker("iris", owner="worker@b/2", slots=3)
         assert store.worker_slots("iris", within_s=0.2) == 3  # a/1 went silent
