@@ -27,7 +27,7 @@ from .propose import Proposal, Proposer, TrialView
 from .registry import ArtifactStore
 from .results import Progress, TrialRow
 from .spec import FactorySpec
-from .store import CampaignRecord, Store, TrialRecord
+from .store import CampaignRecord, Store, TrialRecord, TrialState
 from .train import TrialOutput, TrialRequest, WorkerPayload
 
 KEEP_ARTIFACTS = 3
@@ -72,7 +72,7 @@ def trial_view(t: TrialRecord, objective_names: tuple[str, ...]) -> TrialView:
         proposer=t.proposer,
         trainer=t.trainer,
         params=dict(t.params),
-        state=t.state,  # type: ignore[arg-type]
+        state=t.state,
         value=t.value,
         values=values,
         intermediate={int(k): float(v) for k, v in (t.intermediate or {}).items()},
@@ -383,6 +383,7 @@ class CampaignRun:
             self.metric, math.nan
         )
         run.intermediate[event.step] = float(value)
+        assert self.proposer is not None, "reports come only to run(), which has a proposer"
         stop = bool(np.isfinite(value)) and self.proposer.should_prune(run.proposal, event.step, float(value))
         self.executor.answer(event.job_id, stop=stop)
 
@@ -414,6 +415,7 @@ class CampaignRun:
         }
         last = run.intermediate[max(run.intermediate)] if run.intermediate else None
         evaluation: Evaluation | None = None
+        state: TrialState
         if event.ok and isinstance(event.output, TrialOutput):
             evaluation = self._evaluate(event.output)
             artifact_path = self._maybe_keep(t.id, evaluation, event.output.artifact)
@@ -451,15 +453,15 @@ class CampaignRun:
             )
         self._moved("running", state)
         self._seen_finished.add(t.id)
-        value = evaluation.value if state == "completed" else (last if state == "pruned" else None)
+        value = evaluation.value if evaluation is not None else (last if state == "pruned" else None)
         finished = replace(
             t,
             state=state,
             value=value,
             attempt=t.attempt + (0 if t.state == "running" else 1),
-            metrics=evaluation.metrics if state == "completed" else {},
-            reward=evaluation.reward if state == "completed" else None,
-            feasible=evaluation.feasible if state == "completed" else None,
+            metrics=evaluation.metrics if evaluation is not None else {},
+            reward=evaluation.reward if evaluation is not None else None,
+            feasible=evaluation.feasible if evaluation is not None else None,
             error=None if state == "completed" else event.error,
             intermediate=dict(run.intermediate),
             resources=resources,

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console, Group
@@ -25,6 +25,9 @@ from ._cli_common import fail as _fail
 from .errors import DarkfabError, SpecError
 from .results import Progress as RunProgress
 from .results import RunResult, TrialRow
+
+if TYPE_CHECKING:
+    from .factory import Factory
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="darkfab: a lights-out model factory.")
 audit_app = typer.Typer(help="Check the append-only event log.")
@@ -90,7 +93,7 @@ def _is_file_arg(value: str) -> bool:
     return value.endswith((".yaml", ".yml")) or Path(value).is_file()
 
 
-def _factory(ref: str | None, store: str | None, wait_s: float = 0.0):  # noqa: ANN202 - returns darkfab.Factory
+def _factory(ref: str | None, store: str | None, wait_s: float = 0.0) -> Factory:
     """A factory from a file path, a factory name in the store, or the only factory in the store."""
     from .factory import Factory
     from .spec import default_spec

@@ -122,8 +122,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Point `champion` at VERSION (`challenger` ends a canary or shadow early); the server swaps to it
         without dropping a request."""
-        ref: int | str = version.removeprefix("v")
-        ref = int(ref) if ref.isdigit() else version
+        bare = version.removeprefix("v")
+        ref: int | str = int(bare) if bare.isdigit() else version
         body: dict[str, Any] = {"version": ref}
         if factory:
             body["model"] = _factory_name(factory)

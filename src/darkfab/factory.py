@@ -23,10 +23,10 @@ from .data import Dataset, check_features, load_dataset
 from .errors import DarkfabError, DataError, IntegrityError, NotFoundError
 from .evaluate import RewardModel, compute_metrics, gate, leaky_features, score_with_ci, suspicions
 from .execute import Executor, make_executor
-from .propose import SearchContext, make_proposer
+from .propose import LLMCall, SearchContext, make_proposer
 from .registry import Registry
 from .results import ChampionSummary, Progress, RunResult
-from .spec import FactorySpec, default_spec, load_spec, with_overrides
+from .spec import Direction, FactorySpec, default_spec, load_spec, with_overrides
 from .store import CampaignRecord, ModelVersionRecord, Store, TrialRecord
 from .train import DarkfabModel, load_model, resolved_space
 
@@ -127,6 +127,10 @@ class Factory:
         history = [t for t in store.list_trials(factory_id=frec.id) if t.state in ("completed", "failed", "pruned")]
         objectives = tuple(spec.search.objectives) or (metric,)
         directions = tuple(_direction(spec, data, m) for m in objectives)
+
+        def record_llm_call(call: LLMCall) -> None:
+            store.add_llm_call(factory_id=frec.id, campaign_id=campaign.id, **call.as_record())
+
         proposer = make_proposer(
             spec.search.proposer,
             SearchContext(
@@ -142,9 +146,7 @@ class Factory:
                 llm=spec.search.llm,
                 portfolio=tuple(spec.search.portfolio_members()),
             ),
-            on_llm_call=lambda call: store.add_llm_call(
-                factory_id=frec.id, campaign_id=campaign.id, **call.as_record()
-            ),
+            on_llm_call=record_llm_call,
             llm_spent=store.llm_usage(campaign.id),
         )
         proposer.replay([trial_view(t, objectives) for t in history])
@@ -284,7 +286,11 @@ class Factory:
                     on_progress=on_progress,
                     owner=owner,
                 )
-                finished += loop.work(stop_when=lambda c=campaign: store.get_campaign(c.id).status != "running")
+
+                def campaign_over(c: CampaignRecord = campaign) -> bool:
+                    return store.get_campaign(c.id).status != "running"
+
+                finished += loop.work(stop_when=campaign_over)
                 idle_since = announced = _time.monotonic()
         finally:
             executor.close()
@@ -481,6 +487,7 @@ class Factory:
             for t in store.list_trials(campaign_id=campaign.id, states=("completed",))
             if t.value is not None and not _is_script(spec, t.trainer)
         ]
+        reference: float | None
         if plain:
             reference = max(plain) if direction == "maximize" else min(plain)
         else:
@@ -552,7 +559,7 @@ class Factory:
     def status(self) -> FactoryStatus:
         store = self.store
         f = store.get_factory(self.name)
-        campaigns = [
+        campaigns: list[dict[str, Any]] = [
             {
                 "number": c.number,
                 "status": c.status,
@@ -627,7 +634,7 @@ def _current_champion(registry: Registry, name: str) -> tuple[ModelVersionRecord
         raise
 
 
-def _direction(spec: FactorySpec, data: Dataset, metric: str) -> str:
+def _direction(spec: FactorySpec, data: Dataset, metric: str) -> Direction:
     from .spec import METRICS
 
     if metric == spec.primary_metric(data.task):

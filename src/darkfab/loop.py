@@ -106,7 +106,8 @@ def timeline(store: Store, factory: str, *, since: datetime | None = None, after
     for e in store.list_events(factory_id=fid, kinds=TIMELINE_KINDS):
         if e.id <= after_event or (since is not None and _aware(e.created_at) < since):
             continue
-        steps.append(Step(_aware(e.created_at), e.kind, e.reason, numbers.get(e.campaign_id), dict(e.data), e.id))
+        number = numbers.get(e.campaign_id) if e.campaign_id is not None else None
+        steps.append(Step(_aware(e.created_at), e.kind, e.reason, number, dict(e.data), e.id))
     return steps
 
 

@@ -150,7 +150,7 @@ def validation_far_above_test(
     width of the test score's bootstrap interval (when ``test`` is the gate's ScoreCI).
     """
     ci = test if isinstance(test, ScoreCI) else None
-    test_score = ci.score if ci is not None else float(test)
+    test_score = test.score if isinstance(test, ScoreCI) else float(test)
     allowed = max(min_gap, relative * abs(test_score), (ci.high - ci.low) if ci is not None else 0.0)
     gap = _better(valid_score, test_score, direction)
     if gap <= allowed:

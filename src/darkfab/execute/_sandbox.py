@@ -242,7 +242,7 @@ def available_level() -> Level:
     global _probed
     forced = os.environ.get(LEVEL_ENV, "")
     if forced in LEVELS:
-        return forced  # type: ignore[return-value]
+        return forced
     if _probed is not None:
         return _probed
     level: Level = "audit"
@@ -518,6 +518,7 @@ def sandboxed_trial(
     output = run_sandboxed(
         lambda child_report: run_trial(state, request, child_report), report=report, extra_read=(script,)
     )
+    assert isinstance(output, TrialOutput), "run_trial returns a TrialOutput, so the child answers with one"
     output.info.update({"diff": diff, "script_sha256": source_hash(source)})
     return output
 

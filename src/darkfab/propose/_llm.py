@@ -101,6 +101,7 @@ def describe_dim(dim: Dim) -> str:
     d = dim.distribution
     if isinstance(d, CategoricalDistribution):
         return f"one of {json.dumps(list(dim.choices if dim.choices is not None else d.choices), default=str)}"
+    assert isinstance(d, (IntDistribution, FloatDistribution)), "Dim.build makes only these three distributions"
     kind = "int" if isinstance(d, IntDistribution) else "float"
     text = f"{kind} in [{d.low:g}, {d.high:g}]"
     if d.step is not None and not (kind == "int" and d.step == 1):

@@ -238,7 +238,9 @@ class ChatClient:
         self, body: dict[str, Any], payload: dict[str, Any], t0: float, attempts: tuple[Attempt, ...]
     ) -> ChatResult:
         text, problem = _message_text(body)
-        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        usage = body.get("usage")
+        if not isinstance(usage, dict):
+            usage = {}
         prompt, completion = _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
         estimated = prompt is None or completion is None
         if prompt is None:

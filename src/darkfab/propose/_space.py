@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from optuna.distributions import (
     BaseDistribution,
@@ -67,13 +67,13 @@ class Dim:
         if spec.log and spec.step is not None:
             raise SpecError(f"a range cannot have both `log: true` and `step` ({where}); drop one of them")
         if spec.type == "int":
-            low = _as_int(spec.low, "`low`", where)
-            high = _as_int(spec.high, "`high`", where)
+            int_low = _as_int(spec.low, "`low`", where)
+            int_high = _as_int(spec.high, "`high`", where)
             step = 1 if spec.step is None else _as_int(spec.step, "`step`", where)
             if step < 1:
                 raise SpecError(f"`step` must be >= 1, got {spec.step} in {where}")
-            high = low + (high - low) // step * step  # the last value the step reaches
-            return Dim(name, key, IntDistribution(low, high, log=spec.log, step=step))
+            int_high = int_low + (int_high - int_low) // step * step  # the last value the step reaches
+            return Dim(name, key, IntDistribution(int_low, int_high, log=spec.log, step=step))
         assert spec.low is not None and spec.high is not None
         low, high = float(spec.low), float(spec.high)
         if spec.step is None:
@@ -90,10 +90,11 @@ class Dim:
         """Ask ``trial`` for this parameter: (the value for the trainer, Optuna's internal float)."""
         d = self.distribution
         if isinstance(d, CategoricalDistribution):
-            value = trial.suggest_categorical(self.key, d.choices)  # type: ignore[arg-type]
+            value = trial.suggest_categorical(self.key, d.choices)
             if self.choices is None:
                 return value, d.to_internal_repr(value)
-            return self.choices[value], float(value)
+            index = cast(int, value)  # Optuna picks one of the indices range(len(self.choices))
+            return self.choices[index], float(index)
         if isinstance(d, IntDistribution):
             number: float = trial.suggest_int(self.key, d.low, d.high, step=d.step, log=d.log)
         else:

@@ -45,7 +45,7 @@ def serve(
     import uvicorn
 
     own = not isinstance(store, Store)
-    st = Store(store) if own else store
+    st = store if isinstance(store, Store) else Store(store)
     app = None
     try:
         name = resolve_factory(st, factory)

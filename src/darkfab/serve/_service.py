@@ -558,6 +558,8 @@ class ModelService:
             if e.data.get("alias") != CHAMPION:
                 continue
             version, previous = e.data.get("version"), e.data.get("previous")
+            if not isinstance(version, int):  # Store._move_alias always records the int version it set
+                continue
             if not stack and isinstance(previous, int):
                 stack.append(previous)
             if len(stack) >= 2 and stack[-2] == version:

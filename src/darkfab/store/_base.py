@@ -7,10 +7,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, CursorResult
 
 from ..errors import DarkfabError, NotFoundError, StoreError
 from ._codec import GENESIS, event_hash, normalize
@@ -21,12 +21,22 @@ from ._schema import UTC, events
 from ._sql import CAMPAIGN_BY_ID, EVENT_SELECT, FACTORY_NAME, INSERT_EVENT, LAST_EVENT_HASH, event_record
 from ._url import default_artifact_root, resolve_store_url, shown_url, sqlite_file
 
+if TYPE_CHECKING:
+    from typing import Unpack
+
 _LOCK_SQL = sa.text("SELECT pg_advisory_xact_lock(:key)")
 _VERIFY_BATCH = 2000
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def inserted_id(result: CursorResult[Unpack[tuple[Any, ...]]]) -> int:
+    """The primary key of the row a single-row INSERT just added."""
+    key = result.inserted_primary_key
+    assert key is not None, "a single-row INSERT always reports its primary key"
+    return key[0]
 
 
 def json_dict(value: Any, what: str) -> dict[str, Any]:
@@ -148,7 +158,7 @@ class StoreBase:
         campaign_id: int | None = None,
         trial_id: int | None = None,
         data: dict[str, Any] | None = None,
-        head: str | None | bool = False,
+        head: str | None | Literal[False] = False,
     ) -> EventRecord:
         """Append one event inside the caller's transaction.
 
@@ -167,7 +177,7 @@ class StoreBase:
             "data": data,
         }
         digest = event_hash(prev, **fields)
-        row_id = conn.execute(INSERT_EVENT, {"prev_hash": prev, "hash": digest, **fields}).inserted_primary_key[0]
+        row_id = inserted_id(conn.execute(INSERT_EVENT, {"prev_hash": prev, "hash": digest, **fields}))
         return EventRecord(id=row_id, prev_hash=prev, hash=digest, **fields)
 
     def _factory_name(self, conn: Connection, factory_id: int) -> str:

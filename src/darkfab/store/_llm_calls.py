@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import StoreError
-from ._base import StoreBase, one_of, utc_now
+from ._base import StoreBase, inserted_id, one_of, utc_now
 from ._codec import normalize
 from ._schema import UTCDateTime, metadata
 
@@ -126,7 +126,7 @@ class LLMCallLog(StoreBase):
             "proposal_keys": [str(k) for k in proposal_keys],
         }
         with self._write(f"record LLM call {call_id}", chain=False) as conn:
-            new_id = conn.execute(llm_calls.insert(), values).inserted_primary_key[0]
+            new_id = inserted_id(conn.execute(llm_calls.insert(), values))
         return LLMCallRecord(id=new_id, **values)
 
     def list_llm_calls(

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import StoreError
-from ._base import StoreBase, check_name, json_dict, utc_now
+from ._base import StoreBase, check_name, inserted_id, json_dict, utc_now
 from ._records import PredictionRecord
 from ._schema import UTCDateTime, metadata, predictions
 
@@ -142,7 +142,7 @@ class MonitorLog(StoreBase):
                     "closed it first; fix: run one monitor per factory, or re-read the windows and resume"
                 )
             values["number"] = 1 if last is None else last.number + 1
-            new_id = conn.execute(monitor_windows.insert(), values).inserted_primary_key[0]
+            new_id = inserted_id(conn.execute(monitor_windows.insert(), values))
             now = utc_now()
             for kind, why in events:
                 self._event(

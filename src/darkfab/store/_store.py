@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..errors import NotFoundError, StoreError
 from ._aliases import AliasChanges
-from ._base import check_name, json_dict, one_of, utc_now, version_ref
+from ._base import check_name, inserted_id, json_dict, one_of, utc_now, version_ref
 from ._blobs import ArtifactBlobs
 from ._leases import LeaseQueue
 from ._llm_calls import LLMCallLog
@@ -51,6 +51,9 @@ from ._sql import (
 )
 from ._workers import WorkerRoster
 
+if TYPE_CHECKING:
+    from typing import Unpack
+
 _ERROR_IN_EVENT = 500  # characters of a trial's error copied into its event
 
 
@@ -82,9 +85,7 @@ class Store(AliasChanges, ArtifactBlobs, LeaseQueue, LLMCallLog, MonitorLog, Pre
         with self._write(f"save factory {name!r}") as conn:
             row = conn.execute(FACTORY_BY_NAME, {"b_name": name}).first()
             if row is None:
-                new_id = conn.execute(
-                    factories.insert(), {"name": name, "spec": spec, "created_at": now}
-                ).inserted_primary_key[0]
+                new_id = inserted_id(conn.execute(factories.insert(), {"name": name, "spec": spec, "created_at": now}))
                 self._event(conn, now, kind="factory_created", reason=f"factory {name!r} declared", factory_id=new_id)
                 return FactoryRecord(id=new_id, name=name, spec=spec, created_at=now)
             if row.spec != spec:
@@ -138,7 +139,7 @@ class Store(AliasChanges, ArtifactBlobs, LeaseQueue, LLMCallLog, MonitorLog, Pre
                 "created_at": now,
                 "finished_at": None,
             }
-            new_id = conn.execute(campaigns.insert(), values).inserted_primary_key[0]
+            new_id = inserted_id(conn.execute(campaigns.insert(), values))
             self._event(
                 conn,
                 now,
@@ -247,7 +248,7 @@ class Store(AliasChanges, ArtifactBlobs, LeaseQueue, LLMCallLog, MonitorLog, Pre
                     "added to a running campaign; fix: start a new campaign"
                 )
             number = campaign.next_number
-            proposal_id = conn.execute(
+            proposal_insert = conn.execute(
                 INSERT_PROPOSAL,
                 {
                     "campaign_id": campaign_id,
@@ -259,8 +260,9 @@ class Store(AliasChanges, ArtifactBlobs, LeaseQueue, LLMCallLog, MonitorLog, Pre
                     "parents": list(parent_ids),
                     "created_at": now,
                 },
-            ).inserted_primary_key[0]
-            trial_id = conn.execute(
+            )
+            proposal_id = inserted_id(proposal_insert)
+            trial_insert = conn.execute(
                 INSERT_TRIAL,
                 {
                     "proposal_id": proposal_id,
@@ -279,7 +281,8 @@ class Store(AliasChanges, ArtifactBlobs, LeaseQueue, LLMCallLog, MonitorLog, Pre
                     "resources": {},
                     "intermediate": {},
                 },
-            ).inserted_primary_key[0]
+            )
+            trial_id = inserted_id(trial_insert)
             proposed = self._event(
                 conn,
                 now,
@@ -345,7 +348,7 @@ class Store(AliasChanges, ArtifactBlobs, LeaseQueue, LLMCallLog, MonitorLog, Pre
             breakdown=None,
         )
 
-    def _trial_state(self, conn: Connection, trial_id: int) -> sa.Row[Any]:
+    def _trial_state(self, conn: Connection, trial_id: int) -> sa.Row[Unpack[tuple[Any, ...]]]:
         row = conn.execute(TRIAL_STATE, {"b_trial_id": trial_id}).first()
         if row is None:
             raise NotFoundError(f"no trial with id {trial_id} in the store at {self._shown}")
@@ -636,7 +639,7 @@ class Store(AliasChanges, ArtifactBlobs, LeaseQueue, LLMCallLog, MonitorLog, Pre
                 "lineage": lineage,
                 "created_at": now,
             }
-            new_id = conn.execute(INSERT_MODEL_VERSION, values).inserted_primary_key[0]
+            new_id = inserted_id(conn.execute(INSERT_MODEL_VERSION, values))
             self._event(
                 conn,
                 now,

@@ -139,6 +139,7 @@ class ExecutorContract:
         expected = load_model(trained.artifact).predict_raw(payload.X_test)
         assert isinstance(done["test"].output, np.ndarray) and done["test"].output.shape == (len(payload.X_test), 10)
         np.testing.assert_allclose(done["test"].output, expected)
+        assert isinstance(done["valid"].output, np.ndarray)
         np.testing.assert_allclose(done["valid"].output, trained.valid_predictions)
 
     def test_payload_is_sent_once_and_workers_are_reused(self, started: Callable[..., Executor]) -> None:
@@ -208,7 +209,12 @@ class ExecutorContract:
         job = request(1, "lightgbm", n_estimators=20, num_leaves=8)
         executor.submit(TrainJob("gbm", TrialRequest(**{**job.__dict__, "report_every": 5})))
         steps: list[int] = []
-        done = drain(executor, on_report=lambda r: steps.append(r.step) is not None)["gbm"]
+
+        def record(report: JobReport) -> bool:
+            steps.append(report.step)
+            return False
+
+        done = drain(executor, on_report=record)["gbm"]
         assert done.ok, done.error
         assert steps == [5, 10, 15]
 

@@ -28,7 +28,7 @@ def messy_payload(task: TaskKind, n: int = 240, seed: int = 0) -> tuple[WorkerPa
     frame = pd.DataFrame(
         {
             "x": x,
-            "colour": rng.choice(["red", "green", "blue", None], size=n),
+            "colour": rng.choice(np.array(["red", "green", "blue", None], dtype=object), size=n),
             "count": np.where(rng.random(n) < 0.1, np.nan, rng.integers(0, 5, size=n)),
             "flag": rng.random(n) < 0.5,
         }

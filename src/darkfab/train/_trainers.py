@@ -56,7 +56,7 @@ def _c(*choices: Any) -> ParamSpec:
     return ParamSpec(choices=list(choices))
 
 
-def _accepts(cls: type, name: str) -> bool:
+def _accepts(cls: type[Any], name: str) -> bool:
     try:
         return name in inspect.signature(cls.__init__).parameters
     except (TypeError, ValueError):
@@ -79,8 +79,8 @@ class EstimatorTrainer(Trainer):
     ) -> None:
         self.name = name
         self.flavour = flavour
-        self._paths = {"classification": classifier, "regression": regressor}
-        self.tasks = tuple(t for t, p in self._paths.items() if p)  # type: ignore[assignment]
+        self._paths: dict[TaskKind, str | None] = {"classification": classifier, "regression": regressor}
+        self.tasks = tuple(t for t, p in self._paths.items() if p)
         self._spaces = spaces or {}
         self._fixed = fixed or {}
         self.threads_param = threads_param
