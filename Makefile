@@ -18,6 +18,7 @@ run: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -m "slow or not slow"
 
 check: install
@@ -30,4 +31,4 @@ bench: install
 	$(BIN)/python benchmarks/search_quality.py
 
 clean:
-	rm -rf $(VENV) .darkfab .pytest_cache
+	rm -rf $(VENV) .darkfab .pytest_cache .mypy_cache
