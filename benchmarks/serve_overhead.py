@@ -221,7 +221,7 @@ def _load(url: str, body: bytes, requests: int, clients: int) -> dict[str, float
     }
 
 
-def _start(label: str, cmd: list[str], env: dict[str, str], ready: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start(label: str, cmd: list[str], env: dict[str, str], ready: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     try:
         _wait_ready(ready, proc)
@@ -229,7 +229,7 @@ def _start(label: str, cmd: list[str], env: dict[str, str], ready: str) -> tuple
         proc.kill()
         raise
     print(f"started {label}", file=sys.stderr)
-    return proc, ready
+    return proc
 
 
 def main() -> None:
@@ -286,7 +286,7 @@ def main() -> None:
                 full = [*cmd, "-p", str(port)] if "mlflow" in label else [*cmd, "--_port", str(port)]
                 ready = {"bare": "/docs", "mlflow": "/ping"}.get(label.split()[0], "/v2/health/ready")
                 here = env if "mlflow" not in label else {**env, "PATH": f"{Path(full[0]).parent}:{env['PATH']}"}
-                proc, _ = _start(label, full, here, f"http://127.0.0.1:{port}{ready}")  # mlflow runs its uvicorn
+                proc = _start(label, full, here, f"http://127.0.0.1:{port}{ready}")  # mlflow runs its uvicorn
                 procs.append(proc)
                 urls[label] = f"http://127.0.0.1:{port}{path}"
                 _load(urls[label], targets[label][2], max(200, args.requests // 5), args.clients)  # warm-up

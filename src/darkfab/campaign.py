@@ -30,8 +30,8 @@ from .spec import FactorySpec
 from .store import CampaignRecord, Store, TrialRecord, TrialState
 from .train import TrialOutput, TrialRequest, WorkerPayload
 
-KEEP_ARTIFACTS = 3
-BOARD_KEEP = 50  # leaderboard rows kept in memory  # best candidates whose artifacts are kept for the gate
+KEEP_ARTIFACTS = 3  # best candidates whose artifacts are kept for the gate
+BOARD_KEEP = 50  # leaderboard rows kept in memory
 REPORT_EVERY = 25  # boosting rounds between intermediate scores, when a pruner is on
 FINISHED = ("completed", "failed", "pruned")
 
@@ -310,8 +310,8 @@ class CampaignRun:
                     if free > 0 and self._start(t, proposal):
                         free -= 1
                         self._emit("trial_started", f"trial {t.number} started: {t.trainer}", t0, self.board[t.id])
-            if not self.running and not running and not queued and self._nothing_left_in_store():
-                if self.budget.trials is not None and planned >= self.budget.trials:
+            if not self.running and not running and not queued:
+                if self.budget.trials is not None and planned >= self.budget.trials and self._nothing_left_in_store():
                     self.stopped_because = f"trial budget of {self.budget.trials} reached"
                     break
             timeout = 0.2

@@ -180,14 +180,12 @@ def register(app: typer.Typer) -> None:
                     if not found:
                         raise SpecError(f"factory {name!r} has no campaign {campaign}; fix: see `darkfab status`")
                     campaign_id = found[0].id
-                trials = st.list_trials(factory_id=fid)
-                if campaign_id is not None:
-                    trials = [t for t in trials if t.campaign_id == campaign_id]
+                trials = st.list_trials(factory_id=fid, campaign_id=campaign_id)
                 calls = st.list_llm_calls(factory_id=fid, campaign_id=campaign_id)
         except DarkfabError as exc:
             _fail(exc)
             return
-        doc = proposals_json(sorted(trials, key=lambda t: t.id), calls, full=full)
+        doc = proposals_json(trials, calls, full=full)
         if as_json:
             sys.stdout.write(json.dumps({"factory": name, **doc}, indent=2, default=str) + "\n")
             return

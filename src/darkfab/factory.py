@@ -23,7 +23,7 @@ from .data import Dataset, check_features, load_dataset
 from .errors import DarkfabError, DataError, IntegrityError, NotFoundError
 from .evaluate import RewardModel, compute_metrics, gate, leaky_features, score_with_ci, suspicions
 from .execute import Executor, make_executor
-from .propose import LLMCall, SearchContext, make_proposer
+from .propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
 from .registry import Registry
 from .results import ChampionSummary, Progress, RunResult
 from .spec import Direction, FactorySpec, default_spec, load_spec, with_overrides
@@ -147,7 +147,7 @@ class Factory:
                 portfolio=tuple(spec.search.portfolio_members()),
             ),
             on_llm_call=record_llm_call,
-            llm_spent=store.llm_usage(campaign.id),
+            llm_spent=store.llm_usage(campaign.id) if spec.search.proposer in LLM_AWARE else (0, 0.0),
         )
         proposer.replay([trial_view(t, objectives) for t in history])
         warm = sum(1 for t in history if t.campaign_id != campaign.id)

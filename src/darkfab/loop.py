@@ -76,8 +76,7 @@ TIMELINE_KINDS: tuple[str, ...] = (
     "serving_resumed",
     *LIFECYCLE_KINDS,
 )
-PROMOTED = "challenger_promoted"
-ROLLED_BACK = "challenger_rolled_back"
+ROLLED_BACK = "challenger_rolled_back"  # as serve._service writes it (imported lazily: serve pulls in FastAPI)
 
 
 @dataclass(frozen=True)
@@ -103,8 +102,8 @@ def timeline(store: Store, factory: str, *, since: datetime | None = None, after
     fid = store.get_factory(factory).id
     numbers = {c.id: c.number for c in store.list_campaigns(fid)}
     steps = []
-    for e in store.list_events(factory_id=fid, kinds=TIMELINE_KINDS):
-        if e.id <= after_event or (since is not None and _aware(e.created_at) < since):
+    for e in store.list_events(factory_id=fid, kinds=TIMELINE_KINDS, after_id=after_event):
+        if since is not None and _aware(e.created_at) < since:
             continue
         number = numbers.get(e.campaign_id) if e.campaign_id is not None else None
         steps.append(Step(_aware(e.created_at), e.kind, e.reason, number, dict(e.data), e.id))
@@ -472,10 +471,9 @@ class Lifecycle:
         self._retrainer.start()
 
     def _watch_decisions(self) -> None:
-        for e in self.store.list_events(factory_id=self.factory_id, kinds=(ROLLED_BACK,), limit=20):
-            if e.id > self._seen_decision:
-                self._seen_decision = e.id
-                self.alerter.send("rollback", factory=self.base.name, reason=e.reason, data=dict(e.data))
+        for e in self.store.list_events(factory_id=self.factory_id, kinds=(ROLLED_BACK,), after_id=self._seen_decision):
+            self._seen_decision = e.id
+            self.alerter.send("rollback", factory=self.base.name, reason=e.reason, data=dict(e.data))
 
     def _emit_new(self) -> None:
         with self._emit_lock:

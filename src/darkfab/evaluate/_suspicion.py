@@ -66,11 +66,12 @@ def leaky_features(
     found: list[Suspicion] = []
     if n < 2:
         return found
+    yv = target.astype(float) if task == "regression" else None
+    one_class = task == "classification" and len(np.unique(target)) < 2
     for name in X.columns:
         col = X[name]
         values = _numeric(col)
-        if values is not None and task == "regression":
-            yv = target.astype(float)
+        if values is not None and yv is not None:
             if np.allclose(values, yv, equal_nan=False):
                 found.append(Suspicion("leaked_feature", f"feature {name!r} equals the target", {"feature": name}))
                 continue
@@ -88,7 +89,7 @@ def leaky_features(
             continue
         frame = pd.DataFrame({"x": col.astype(object).where(col.notna(), "\0missing").to_numpy(), "y": target})
         distinct = frame["x"].nunique()
-        if distinct < 2 or distinct > max_unique_share * n or len(np.unique(target)) < 2:
+        if distinct < 2 or distinct > max_unique_share * n or one_class:
             continue
         if (frame.groupby("x")["y"].nunique() == 1).all():
             same = values is not None and np.array_equal(values, target.astype(float))

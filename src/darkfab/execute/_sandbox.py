@@ -17,6 +17,7 @@ raw bytes), and the worker checks a returned artifact with an allowlist unpickle
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import io
@@ -274,7 +275,7 @@ def read_roots(extra: tuple[str, ...] = ()) -> tuple[str, ...]:
     cwd = os.path.realpath(os.getcwd())
     roots: list[str] = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        with _suppress():
+        with contextlib.suppress(Exception):
             roots.append(sysconfig.get_path(key))
     for entry in sys.path:
         if entry and os.path.isdir(entry):
@@ -288,14 +289,6 @@ def read_roots(extra: tuple[str, ...] = ()) -> tuple[str, ...]:
         if full not in out and os.path.exists(full) and full != "/":
             out.append(full)
     return tuple(out)
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return exc[0] is not None and issubclass(exc[0], Exception)  # type: ignore[arg-type]
 
 
 def enter(level: Level, scratch: str, extra_read: tuple[str, ...] = ()) -> None:
@@ -422,11 +415,11 @@ def _child(conn: Connection, level: Level, scratch: str, work: Callable[[Any], A
     except BaseException as err:
         traceback.print_exc()
         line = (str(err).strip().splitlines() or [""])[0]
-        with _suppress():
+        with contextlib.suppress(Exception):
             _send(conn, {"t": "error", "kind": "exception", "error": f"{type(err).__name__}: {line}"[:500]})
         code = 1
     finally:
-        with _suppress():
+        with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
@@ -499,9 +492,9 @@ def run_sandboxed(
     finally:
         ours.close()
         if pid:
-            with _suppress():
+            with contextlib.suppress(Exception):
                 os.kill(pid, signal.SIGKILL)
-            with _suppress():
+            with contextlib.suppress(Exception):
                 os.waitpid(pid, 0)
         shutil.rmtree(scratch, ignore_errors=True)
 

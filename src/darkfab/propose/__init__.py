@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._base import Proposal, Proposer, SearchContext, TrialState, TrialView
 from ._llm_client import Attempt, ChatClient, ChatResult
-from ._registry import PROPOSERS, make_proposer, proposer_names
+from ._registry import LLM_AWARE, PROPOSERS, make_proposer, proposer_names
 
 if TYPE_CHECKING:
     from ._llm import LLMCall, LLMProposer
@@ -26,6 +26,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "LLM_AWARE",
     "PROPOSERS",
     "Attempt",
     "ChatClient",

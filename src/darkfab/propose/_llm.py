@@ -86,6 +86,36 @@ class LLMCall:
     latency_s: float
     proposal_keys: tuple[str, ...] = ()
 
+    @classmethod
+    def answered(
+        cls,
+        *,
+        call_id: str,
+        proposer: str,
+        model: str,
+        messages: list[dict[str, Any]],
+        result: ChatResult,
+        status: str,
+        error: str,
+        latency_s: float,
+        proposal_keys: tuple[str, ...] = (),
+    ) -> LLMCall:
+        """The record of a request that got an answer (or gave up): its text, tokens and cost from ``result``."""
+        return cls(
+            call_id=call_id,
+            proposer=proposer,
+            model=model,
+            request=[dict(m) for m in messages],
+            response=result.text,
+            status=status,
+            error=error,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cost=result.cost,
+            latency_s=latency_s,
+            proposal_keys=proposal_keys,
+        )
+
     def as_record(self) -> dict[str, Any]:
         """The keyword arguments of ``Store.add_llm_call`` (besides factory and campaign)."""
         out = asdict(self)
@@ -185,7 +215,6 @@ class LLMProposer(Proposer):
         """Prompt and completion tokens spent, the campaign's earlier runs included."""
         self.cost_used = float(llm_spent[1])
         """Money spent, priced by ``search.llm.prices``."""
-        self.calls = 0
         """HTTP requests made by this proposer."""
         self.exhausted = ""
         """Why the LLM stopped for good (its token or money budget is spent); empty while it may be asked."""
@@ -264,7 +293,6 @@ class LLMProposer(Proposer):
                 break
             call_id = uuid.uuid4().hex[:10]
             result = self._client.complete(messages, max_tokens=max_tokens)
-            self.calls += len(result.attempts)
             self.tokens_used += result.tokens
             self.cost_used += result.cost
             money += result.cost
@@ -374,17 +402,14 @@ class LLMProposer(Proposer):
     ) -> None:
         last = result.attempts[-1].latency_s if result.attempts else result.latency_s
         self._emit(
-            LLMCall(
+            LLMCall.answered(
                 call_id=call_id,
                 proposer=self.name,
                 model=self.spec.model if self.spec else "",
-                request=[dict(m) for m in messages],
-                response=result.text,
+                messages=messages,
+                result=result,
                 status=status,
                 error=error,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                cost=result.cost,
                 latency_s=last,
                 proposal_keys=keys,
             )

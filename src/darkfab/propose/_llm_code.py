@@ -53,6 +53,7 @@ class _Tried:
     state: str = "queued"
     value: float | None = None
     error: str | None = None
+    code: str = ""  # sha256 of the patched source, filled when first needed
 
 
 def _default_value(spec: ParamSpec | Any) -> Any:
@@ -192,7 +193,8 @@ class LLMCodeProposer(Proposer):
             space = self.context.spaces.get(trainer.name, {})
             if not any(t.trainer == trainer.name for t in self.tried):  # the user's own script first, unedited
                 params = {k: _default_value(v) for k, v in space.items()}
-                out.append(self._record(trainer.name, [], params, "the unedited script, as a reference", None))
+                source = self.originals[trainer.name]
+                out.append(self._record(trainer.name, [], source, params, "the unedited script, as a reference", None))
                 continue
             why = self._out_of_budget()
             if why:
@@ -205,17 +207,14 @@ class LLMCodeProposer(Proposer):
         return out
 
     def _log_call(self, messages: list[dict[str, str]], result: Any, status: str, error: str, key: str = "") -> None:
-        call = LLMCall(
+        call = LLMCall.answered(
             call_id=f"{self.name}-{self._token}-{len(self.records)}",
             proposer=self.name,
             model=self.llm.model,
-            request=[dict(m) for m in messages],
-            response=result.text,
+            messages=list(messages),
+            result=result,
             status=status,
             error=error,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            cost=result.cost,
             latency_s=result.latency_s,
             proposal_keys=(key,) if key else (),
         )
@@ -224,20 +223,31 @@ class LLMCodeProposer(Proposer):
             self._sink(call)
 
     def _record(
-        self, trainer: str, patch: list[dict[str, str]], params: dict[str, Any], reason: str, parent: _Tried | None
+        self,
+        trainer: str,
+        patch: list[dict[str, str]],
+        source: str,
+        params: dict[str, Any],
+        reason: str,
+        parent: _Tried | None,
     ) -> Proposal:
-        original = self.originals[trainer]
-        diff = unified_diff(original, apply_edits(original, patch), Path(str(self._spec(trainer).script)).name)
+        """Remember and hand out one proposal; ``source`` is the original script with ``patch`` applied."""
+        diff = unified_diff(self.originals[trainer], source, Path(str(self._spec(trainer).script)).name)
         full = {**params, "_patch": patch, "_diff": diff}
-        self.tried.append(_Tried(None, trainer, patch, full, reason, diff))
+        self.tried.append(_Tried(None, trainer, patch, full, reason, diff, code=source_hash(source)))
         parents = (parent.trial_id,) if parent is not None and parent.trial_id is not None else ()
         key = f"{self._token}-{len(self.tried)}"
         return Proposal(proposer=self.name, trainer=trainer, params=full, reason=reason, key=key, parents=parents)
 
     @staticmethod
-    def _key(source: str, params: dict[str, Any]) -> tuple[str, str]:
+    def _key(code: str, params: dict[str, Any]) -> tuple[str, str]:
         user = {k: v for k, v in params.items() if not k.startswith("_")}
-        return source_hash(source), json.dumps(user, sort_keys=True, default=str)
+        return code, json.dumps(user, sort_keys=True, default=str)
+
+    def _code(self, t: _Tried) -> str:
+        if not t.code:  # a trial replayed from the store: patch the script once, then remember
+            t.code = source_hash(apply_edits(self.originals[t.trainer], t.patch))
+        return t.code
 
     def _spec(self, trainer: str) -> TrainerSpec:
         return next(t for t in self.trainers if t.name == trainer)
@@ -283,8 +293,7 @@ class LLMCodeProposer(Proposer):
             {"role": "system", "content": _SYSTEM},
             {"role": "user", "content": self._prompt(trainer, parent, space)},
         ]
-        seen = {self._key(apply_edits(self.originals[t.trainer], t.patch), t.params) for t in self.tried
-                if t.trainer == trainer.name}  # fmt: skip
+        seen = {self._key(self._code(t), t.params) for t in self.tried if t.trainer == trainer.name}
         for _attempt in range(self.llm.max_repairs + 1):
             result = self.client.complete(messages)
             self.tokens += result.tokens
@@ -308,7 +317,7 @@ class LLMCodeProposer(Proposer):
                     params[k] = v
                 if not edits and not answer.get("params"):
                     raise ScriptError("the answer changes nothing; propose at least one edit")
-                if self._key(source, params) in seen:
+                if self._key(source_hash(source), params) in seen:
                     raise ScriptError("this exact code and params were tried already; propose something new")
             except ScriptError as err:
                 self.last_error = str(err)
@@ -319,7 +328,7 @@ class LLMCodeProposer(Proposer):
                 ]
                 continue
             reason = str(answer.get("reason") or "").strip()[:500] or "an LLM code edit"
-            proposal = self._record(trainer.name, patch, params, reason, parent)
+            proposal = self._record(trainer.name, patch, source, params, reason, parent)
             self._log_call(messages, result, "ok", "", proposal.key)
             return proposal
         return None

@@ -95,10 +95,7 @@ class PortfolioProposer(Proposer):
         self.arms: dict[str, Arm] = {}
         for i, member in enumerate(names):
             sub = replace(context, seed=context.seed + SEED_STRIDE * i)
-            if member == "llm":
-                proposer = make_proposer("llm", sub, on_llm_call=self._llm_sink, llm_spent=llm_spent)
-            else:
-                proposer = make_proposer(member, sub)
+            proposer = make_proposer(member, sub, on_llm_call=self._llm_sink, llm_spent=llm_spent)  # LLM-aware only
             self.arms[member] = Arm(member, proposer)
         self._own: dict[str, tuple[str, Proposal]] = {}  # portfolio key -> (member, member's proposal)
         self._counted: set[str] = set()

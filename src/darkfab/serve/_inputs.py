@@ -9,6 +9,7 @@ Missing values: ``null`` is accepted for every feature and reaches the model's p
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ class FeatureSchema:
     def of(cls, features: tuple[str, ...], feature_types: Mapping[str, str]) -> FeatureSchema:
         return cls(tuple(features), {f: feature_types.get(f, "numeric") for f in features})
 
-    @property
+    @functools.cached_property
     def all_numeric(self) -> bool:
         return all(k == "numeric" for k in self.kinds.values())
 

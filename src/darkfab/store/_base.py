@@ -228,9 +228,13 @@ class StoreBase:
         campaign_id: int | None = None,
         kinds: tuple[str, ...] | None = None,
         limit: int | None = None,
+        after_id: int = 0,
     ) -> list[EventRecord]:
-        """Events oldest first; with ``limit``, the newest ``limit`` of them (still oldest first)."""
+        """Events oldest first; with ``limit``, the newest ``limit`` of them (still oldest first); with
+        ``after_id``, only those appended after that event."""
         query = EVENT_SELECT
+        if after_id:
+            query = query.where(events.c.id > after_id)
         if factory_id is not None:
             query = query.where(events.c.factory_id == factory_id)
         if campaign_id is not None:

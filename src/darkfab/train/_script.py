@@ -209,21 +209,19 @@ class ScriptEstimator:
     def source_sha256(self) -> str:
         return source_hash(self.source)
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        fn = getattr(self.inner, "predict_proba", None)
+    def _method(self, name: str) -> Any:
+        fn = getattr(self.inner, name, None)
         if fn is None and callable(self.inner):
             fn = self.inner
         if fn is None:
-            raise ScriptError("the script's model has no predict_proba; fix: return a model with predict_proba")
-        return np.asarray(fn(X), dtype=float)
+            raise ScriptError(f"the script's model has no {name}; fix: return a model with {name}")
+        return fn
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self._method("predict_proba")(X), dtype=float)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        fn = getattr(self.inner, "predict", None)
-        if fn is None and callable(self.inner):
-            fn = self.inner
-        if fn is None:
-            raise ScriptError("the script's model has no predict; fix: return a model with predict")
-        return np.asarray(fn(X))
+        return np.asarray(self._method("predict")(X))
 
     def __getstate__(self) -> dict[str, Any]:
         return {
