@@ -9,8 +9,19 @@ The tree::
     │   └── NotFoundError (LookupError)   a factory, campaign, trial or model version that does not exist
     ├── IntegrityError                    an artifact's content hash or the event chain does not verify
     ├── TrialError                        a trial could not be run (raised inside executors and trainers)
-    │   └── TrialPruned                   a trial was stopped early by the pruner (not a failure)
-    └── ExecutorError                     the executor itself broke (not one trial)
+    │   ├── TrialPruned                   a trial was stopped early by the pruner (not a failure)
+    │   └── SandboxError                  the sandboxed child failed or answered what the worker refuses
+    │                                     (``darkfab.execute``)
+    ├── ExecutorError                     the executor itself broke (not one trial)
+    ├── ScriptError (ValueError)          a training script or an edit to it breaks the script contract
+    │                                     (``darkfab.train``)
+    ├── UntrustedCodeError (PermissionError)  loading a script model would run its code in a process that
+    │                                     has not opted in (``darkfab.train``)
+    └── ServeError                        a request the model server refuses; carries its HTTP status
+                                          (``darkfab.serve``: InputError, BadRequest, Unauthorized,
+                                          ModelNotFound, Conflict, PayloadTooLarge, Unavailable)
+
+The classes outside this module live beside the code that raises them, so that this module imports nothing.
 
 Command-line exit codes: 2 for ``SpecError`` and ``DataError`` (the user's input), 1 for the rest.
 """

@@ -77,7 +77,7 @@ data: {{source: sklearn:iris}}
 trainers:
   - logistic_regression
   - name: broken
-    estimator: tests.helpers.faulty:{cls}
+    estimator: darkfab.testing.faulty:{cls}
     params: {params}
 search: {{proposer: random, pruner: none, seed: 3}}
 budget: {{trials: 8}}

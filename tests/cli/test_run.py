@@ -44,8 +44,10 @@ def test_read_commands_show_the_records(ran):
         assert key in lineage["lineage"], key
     assert "scikit-learn" in lineage["lineage"]["packages"]
     assert lineage["lineage"]["proposal"]["proposer"] == "tpe"
-    for table in (cli("status").stdout, cli("trials").stdout, cli("models").stdout):
-        assert "fast" in table or "completed" in table or "champion" in table
+    status_text, trials_text, models_text = cli("status").stdout, cli("trials").stdout, cli("models").stdout
+    assert "fast" in status_text and "champion" in status_text
+    assert trials_text.count("completed") == len(completed) and "tpe" in trials_text
+    assert "champion" in models_text and models[0]["artifact_hash"][:12] in models_text
     assert cli("audit", "verify").returncode == 0
 
 

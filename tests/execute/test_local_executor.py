@@ -21,7 +21,7 @@ from darkfab.execute._process import read_tail
 from darkfab.testing.executor_contract import ExecutorContract, digits_payload, drain, request
 from darkfab.train import TrialOutput, load_model
 
-FAULTY = "tests.helpers.faulty"
+FAULTY = "darkfab.testing.faulty"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -105,7 +105,7 @@ def test_workers_die_when_the_parent_is_killed(tmp_path: Path) -> None:
             if __name__ == "__main__":
                 executor = LocalExecutor()
                 executor.start(digits_payload(), workers=2, limits=Limits(timeout_s=600))
-                executor.submit(TrainJob("hang", request(1, "hang", "tests.helpers.faulty:Hang")))
+                executor.submit(TrainJob("hang", request(1, "hang", "darkfab.testing.faulty:Hang")))
                 executor.poll(0.3)
                 print(json.dumps(list(executor.worker_pids.values())), flush=True)
                 time.sleep(600)
@@ -142,7 +142,7 @@ def test_an_exception_in_the_factory_leaves_no_worker_behind(tmp_path: Path) -> 
             if __name__ == "__main__":
                 executor = LocalExecutor()
                 executor.start(digits_payload(), workers=2, limits=Limits(timeout_s=600))
-                executor.submit(TrainJob("hang", request(1, "hang", "tests.helpers.faulty:Hang")))
+                executor.submit(TrainJob("hang", request(1, "hang", "darkfab.testing.faulty:Hang")))
                 executor.poll(0.3)
                 print(json.dumps([list(executor.worker_pids.values()), executor.log_dir]), flush=True)
                 raise RuntimeError("the factory broke")

@@ -26,7 +26,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed; pip install 'dark
 
 pytestmark = pytest.mark.ray
 
-FAULTY = "tests.helpers.faulty"
+FAULTY = "darkfab.testing.faulty"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -181,7 +181,7 @@ def test_an_executor_that_started_ray_shuts_it_down(tmp_path: Path) -> None:
             if __name__ == "__main__":
                 executor = RayExecutor()
                 executor.start(digits_payload(), workers=1, limits=Limits(timeout_s=60))
-                executor.submit(TrainJob("p", request(1, "probe", "tests.helpers.faulty:Probe")))
+                executor.submit(TrainJob("p", request(1, "probe", "darkfab.testing.faulty:Probe")))
                 print("ok" if drain(executor)["p"].ok else "failed", ray.is_initialized())
                 executor.close()
                 print("after close", ray.is_initialized(), flush=True)

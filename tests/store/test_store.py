@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -188,26 +187,3 @@ def test_postgres_migrates_and_matches_the_metadata(
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     finally:
         engine.dispose()
-
-
-# -- cost per call (printed, never asserted) -------------------------------------------------------
-
-
-def test_print_cost_per_call(tmp_path: Path) -> None:
-    n = 200
-    with Store(str(tmp_path / "timing.db")) as store:
-        f = store.ensure_factory("timing", {})
-        c = store.create_campaign(f.id, budget={}, trigger="t", seed=0, data_fingerprint="")
-        t0 = time.perf_counter()
-        ids = [store.add_trial(c.id, proposer="p", trainer="t", params={"i": i}, reason="r").id for i in range(n)]
-        t1 = time.perf_counter()
-        for tid in ids:
-            store.start_trial(tid, worker="w")
-        t2 = time.perf_counter()
-        for tid in ids:
-            store.finish_trial(tid, state="completed", value=0.5, metrics={"acc": 0.5}, reward=0.5, feasible=True)
-        t3 = time.perf_counter()
-    print(
-        f"\nSQLite cost per call: add_trial {(t1 - t0) / n * 1e3:.3f} ms, start_trial {(t2 - t1) / n * 1e3:.3f} ms, "
-        f"finish_trial {(t3 - t2) / n * 1e3:.3f} ms"
-    )

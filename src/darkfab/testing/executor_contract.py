@@ -8,8 +8,8 @@ a callable making a fresh, un-started executor::
         def executor_factory(self):
             return LocalExecutor
 
-The misbehaving estimators the suite runs live in ``tests/helpers/faulty.py`` of the darkfab repository;
-the workers must be able to import them (set :attr:`ExecutorContract.faulty_module` to use a copy elsewhere).
+The misbehaving estimators the suite runs live in :mod:`darkfab.testing.faulty`, installed with darkfab, so
+the suite runs outside this repository (set :attr:`ExecutorContract.faulty_module` to use other ones).
 No test asserts a duration: the deadlines below only turn a hang into a failure.
 """
 
@@ -83,7 +83,7 @@ def drain(
 class ExecutorContract:
     """Behaviour every executor shares: isolation, limits, retries, reports, logs, cancel, close."""
 
-    faulty_module = "tests.helpers.faulty"
+    faulty_module = "darkfab.testing.faulty"
     memory_limit_mb = 800  # well above a worker's resting size (about 250 MB with every library loaded)
 
     @pytest.fixture

@@ -1,6 +1,6 @@
 """Estimators that misbehave on purpose, to test executors. Select them by import path::
 
-    TrainerSpec(name="hang", estimator="tests.helpers.faulty:Hang")
+    TrainerSpec(name="hang", estimator="darkfab.testing.faulty:Hang")
 
 Each one fits the class priors (or the mean, for regression) unless it hangs, crashes or raises first, so
 the ones that finish give a valid model.
