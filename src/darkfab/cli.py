@@ -37,11 +37,13 @@ app.add_typer(audit_app, name="audit")
 def _register_extensions() -> None:
     from .cli_monitor import register as register_monitor
     from .cli_proposals import register as register_proposals
+    from .cli_reward import register as register_reward
     from .cli_serve import register as register_serve
 
     register_serve(app)
     register_monitor(app)
     register_proposals(app)
+    register_reward(app)
 
 
 out = Console()

@@ -159,7 +159,7 @@ class Factory:
             spent_time_s=campaign.elapsed_s or 0.0,
             spent_cpu_s=campaign.cpu_s or 0.0,
         )
-        reward = reward_model(spec, data)
+        reward = reward_model(spec, data, store)
         registry = Registry(store)
         executor = make_executor(spec.execution.backend, **executor_options(spec))
         try:
@@ -248,7 +248,7 @@ class Factory:
         spec = with_overrides(self.spec, workers=workers)
         data = load_dataset(spec)
         store = self.store
-        reward = reward_model(spec, data)
+        reward = reward_model(spec, data, store)
         registry = Registry(store)
         executor = make_executor(spec.execution.backend, **executor_options(spec))
         owner = default_owner("worker", spec.name)
@@ -399,6 +399,10 @@ class Factory:
             n_boot=g.bootstrap,
             seed=spec.search.seed,
         )
+        if current is not None and beat["kind"] == "champion":
+            from .teach import reward_verdict
+
+            verdict = reward_verdict(spec, store, data, verdict, cand, cand_pred, current[0], champ_pred)
         beat["score"] = verdict.champion.score if verdict.champion else None
         vjson = {
             "passed": bool(verdict.passed),
@@ -655,13 +659,24 @@ def executor_options(spec: FactorySpec) -> dict[str, Any]:
     return {}
 
 
-def reward_model(spec: FactorySpec, data: Dataset) -> RewardModel:
-    """The reward model a factory file declares, for the data's task."""
+def reward_model(spec: FactorySpec, data: Dataset, store: Store | None = None) -> RewardModel:
+    """The reward model a factory file declares, for the data's task; with ``objective.reward: learned`` and a
+    ``store``, the weights of the last learned reward that passed its gate (the declared ones until then)."""
+    weights = dict(spec.objective.weights)
+    if store is not None and spec.objective.reward == "learned":
+        from .teach import learned_weights
+
+        try:
+            fid = store.get_factory(spec.name).id
+        except LookupError:
+            fid = None
+        learned = learned_weights(store, fid) if fid is not None else None
+        weights = learned or weights
     return RewardModel(
         task=data.task,
         primary=spec.primary_metric(data.task),
         direction=spec.direction(data.task),
-        weights=dict(spec.objective.weights),
+        weights=weights,
         constraints=list(spec.objective.constraints),
         references=_references(data),
     )

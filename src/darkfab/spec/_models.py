@@ -199,6 +199,11 @@ class ObjectiveSpec(_Model):
         default_factory=dict, description="reward weight per metric; the primary metric gets 1 unless given"
     )
     description: str | None = Field(None, description="free text, read by LLM proposers")
+    reward: Literal["declared", "learned"] = Field(
+        "declared",
+        description="declared: the weights above; learned: the reward learned from preferences (`darkfab prefer`, "
+        "`darkfab compare`) once it passes its gate (`darkfab reward --learn`), the declared weights until then",
+    )
 
     @model_validator(mode="after")
     def _known_metrics(self) -> ObjectiveSpec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._llm_calls import LLM_CALL_STATUSES, LLMCallRecord
 from ._migrate import current_revision, head_revision, upgrade
 from ._monitoring import MonitorWindowRecord
+from ._preferences import PREFERENCE_WINNERS, PreferenceRecord
 from ._records import (
     CAMPAIGN_STATUSES,
     FINISHED_STATES,
@@ -32,6 +33,7 @@ __all__ = [
     "CAMPAIGN_STATUSES",
     "FINISHED_STATES",
     "LLM_CALL_STATUSES",
+    "PREFERENCE_WINNERS",
     "TRIAL_STATES",
     "CampaignRecord",
     "CampaignStatus",
@@ -42,6 +44,7 @@ __all__ = [
     "ModelVersionRecord",
     "MonitorWindowRecord",
     "PredictionRecord",
+    "PreferenceRecord",
     "Store",
     "TrialRecord",
     "TrialState",

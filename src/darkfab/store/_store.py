@@ -17,6 +17,7 @@ from ._leases import LeaseQueue
 from ._llm_calls import LLMCallLog
 from ._monitoring import MonitorLog
 from ._predictions import PredictionLog
+from ._preferences import PreferenceLog
 from ._records import (
     CAMPAIGN_STATUSES,
     FINISHED_STATES,
@@ -65,7 +66,9 @@ def _number(x: float | None) -> float | None:
     return None if math.isnan(x) else x
 
 
-class Store(AliasChanges, ArtifactBlobs, LeaseQueue, LLMCallLog, MonitorLog, PredictionLog, WorkerRoster):
+class Store(
+    AliasChanges, ArtifactBlobs, LeaseQueue, LLMCallLog, MonitorLog, PredictionLog, PreferenceLog, WorkerRoster
+):
     """darkfab's records on SQLite (the default) or PostgreSQL.
 
     Opening a store resolves its URL (:func:`resolve_store_url`), creates the folder of a SQLite file and
