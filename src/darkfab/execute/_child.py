@@ -272,6 +272,7 @@ def confine(setup: dict[str, Any]) -> Callable[[str, tuple[Any, ...]], None] | N
     """Apply the setup's level to this process (irreversible); returns the audit hook to add, if any."""
     scratch = str(setup["scratch"])
     os.chdir(scratch)
+    os.environ.update(HOME=scratch, TMPDIR=scratch, DARKFAB_SCRATCH=scratch)
     tempfile.tempdir = scratch
     if setup["level"] == "none":
         return None
@@ -379,6 +380,49 @@ def main(fd: int) -> None:
         os._exit(code)
 
 
+def zygote(fd: int) -> None:
+    """A clean template for children: it imports the heavy modules once and never receives any data.
+
+    It reads ``sys.path`` as JSON, imports, answers ``ready``, then for each socket passed to it (SCM_RIGHTS)
+    forks a child that runs :func:`main` on that socket, and answers the child's pid. A fork of this process
+    holds the libraries and nothing else; it is single-threaded, so it can still enter a user namespace.
+    """
+    import socket
+
+    _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    control = socket.socket(fileno=fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
+    setup = json.loads(control.recv(1 << 20))
+    sys.path[:] = list(setup["sys_path"])
+    import numpy  # noqa: F401
+    import pandas  # noqa: F401
+
+    import darkfab.errors  # noqa: F401
+    import darkfab.train  # noqa: F401
+
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+    control.sendall(b"ready\n")
+    while True:
+        try:
+            _, fds, _, _ = socket.recv_fds(control, 16, 1)
+        except OSError:
+            os._exit(0)
+        if not fds:  # the worker closed the control socket
+            os._exit(0)
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            main(fds[0])
+        os.close(fds[0])
+        control.sendall(f"{pid}\n".encode())
+
+
 if __name__ == "__main__":  # pragma: no cover - measured through the worker
     sys.path.pop(0)  # this file's folder: its private modules must not shadow anything
+    if sys.argv[1] == "--zygote":
+        zygote(int(sys.argv[2]))
     main(int(sys.argv[1]))

@@ -24,6 +24,7 @@ import io
 import json
 import os
 import pickle
+import select
 import shutil
 import signal
 import socket
@@ -69,7 +70,7 @@ def available_level() -> Level:
     global _probed
     forced = os.environ.get(LEVEL_ENV, "")
     if forced in LEVELS:
-        return forced  # type: ignore[return-value]
+        return forced
     if _probed is not None:
         return _probed
     level: Level = "audit"
@@ -200,6 +201,78 @@ def _from_npy(data: bytes) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
+class _Zygote:
+    """This worker's template process: a fresh interpreter that imported the libraries and holds no data.
+
+    Started on the first script job with the allowlisted environment; each sandboxed process is a fork of it.
+    It dies with the worker (``PR_SET_PDEATHSIG``, and the worker's process group on a timeout).
+    """
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-B", _CHILD, "--zygote", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                env=child_env(tempfile.gettempdir(), 1),
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        self.control = ours
+        self.replies = ours.makefile("rb")
+        ours.sendall(json.dumps({"sys_path": [p for p in sys.path if p]}).encode())
+        if self.replies.readline().strip() != b"ready":
+            self.close()
+            raise SandboxError("the sandbox's template process did not start; its error is in the worker's log")
+
+    def fork(self) -> tuple[int, socket.socket]:
+        """A new child of the template and the worker's end of its socket."""
+        ours, theirs = socket.socketpair()
+        try:
+            socket.send_fds(self.control, [b"f"], [theirs.fileno()])
+        finally:
+            theirs.close()
+        line = self.replies.readline()
+        if not line.strip().isdigit():
+            ours.close()
+            raise OSError("the sandbox's template process is gone")
+        return int(line), ours
+
+    def close(self) -> None:
+        self.control.close()
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+_zygote: tuple[int, _Zygote] | None = None  # (the pid of the process that started it, it)
+
+
+def _fork_child() -> tuple[int, socket.socket]:
+    global _zygote
+    for _ in range(2):
+        if _zygote is None or _zygote[0] != os.getpid() or _zygote[1].proc.poll() is not None:
+            _zygote = (os.getpid(), _Zygote())
+        try:
+            return _zygote[1].fork()
+        except OSError:
+            _zygote[1].close()
+            _zygote = None
+    raise SandboxError("cannot start a sandboxed process: the sandbox's template process keeps failing")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process, from the kernel (Linux; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 class Sandboxed:
     """One fresh, confined process; ``with Sandboxed(...) as box:`` kills it and deletes its scratch folder."""
 
@@ -212,26 +285,16 @@ class Sandboxed:
         threads: int = 1,
     ) -> None:
         self.level: Level = level or available_level()
-        self.scratch = tempfile.mkdtemp(prefix="darkfab-trial-")
-        ours, theirs = socket.socketpair()
+        self.cpu_seconds = 0.0
         sys.stdout.flush()
         sys.stderr.flush()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-B", _CHILD, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                env=child_env(self.scratch, threads),
-                cwd=self.scratch,
-                stdin=subprocess.DEVNULL,
-            )
-        except BaseException:
-            ours.close()
-            shutil.rmtree(self.scratch, ignore_errors=True)
-            raise
-        finally:
-            theirs.close()
-        self.conn = Connection(ours.detach())
-        self.cpu_seconds = 0.0
+        self.pid, sock = _fork_child()
+        self.pidfd: int | None = None
+        with contextlib.suppress(OSError, AttributeError):
+            self.pidfd = os.pidfd_open(self.pid)  # the child waits for its setup: it cannot be gone yet
+        self.conn = Connection(sock.detach())
+        self.scratch = tempfile.mkdtemp(prefix="darkfab-trial-")
+        self.closed = False
         setup = {
             "level": self.level,
             "scratch": self.scratch,
@@ -242,7 +305,7 @@ class Sandboxed:
         }
         try:
             self.conn.send_bytes(json.dumps(setup).encode())
-            self.answer()  # "ready": confined, imports done
+            self.answer()  # "ready": confined
         except BaseException:
             self.close()
             raise
@@ -262,10 +325,11 @@ class Sandboxed:
             try:
                 header = json.loads(self.conn.recv_bytes())
             except (EOFError, OSError):
-                status = self._reap()
-                sig = -os.waitstatus_to_exitcode(status)
-                how = f"was killed by signal {signal.Signals(sig).name}" if sig > 0 else "ended without an answer"
-                raise SandboxError(f"the sandboxed trial process {how}") from None
+                self._reap()
+                raise SandboxError(
+                    "the sandboxed trial process ended without an answer (it crashed or was killed; "
+                    "its output is in the worker's log)"
+                ) from None
             kind = str(header.get("t"))
             if kind == "report" and report is not None:
                 stop = report(int(header["step"]), _from_npy(self.conn.recv_bytes()))
@@ -284,22 +348,26 @@ class Sandboxed:
             else:
                 raise SandboxError(f"the sandboxed trial sent an unknown message {kind!r}")
 
-    def _reap(self) -> int:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGKILL)
-        try:
-            _, status, usage = os.wait4(self.proc.pid, 0)
-        except ChildProcessError:
-            return 0
-        self.proc.returncode = os.waitstatus_to_exitcode(status)
-        self.cpu_seconds = usage.ru_utime + usage.ru_stime
-        return status
+    def _reap(self) -> None:
+        """Kill the process (it has answered, or must stop) after reading its CPU time."""
+        self.cpu_seconds = max(self.cpu_seconds, _cpu_seconds(self.pid))
+        if self.pidfd is None:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+            return
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        select.select([self.pidfd], [], [], 5.0)  # readable once it has ended
+        os.close(self.pidfd)
+        self.pidfd = None
 
     def close(self) -> None:
         """Kill the process (it has answered, or must stop), record its CPU time, delete its scratch folder."""
+        if self.closed:
+            return
+        self.closed = True
         self.conn.close()
-        if self.proc.returncode is None:
-            self._reap()
+        self._reap()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
