@@ -19,10 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.helpers.scripts import prior_job  # noqa: E402
+
 from darkfab.execute import Limits, LocalExecutor, PredictJob  # noqa: E402
 from darkfab.execute._sandbox import available_level  # noqa: E402
 from darkfab.testing.executor_contract import digits_payload, drain  # noqa: E402
-from tests.helpers.scripts import prior_job  # noqa: E402
 
 
 def main() -> None:
