@@ -1,9 +1,11 @@
-"""The process that runs generated code: a fresh interpreter that confines itself before it imports anything.
+"""The processes that run generated code: forks of a clean template, each confined before it runs anything.
 
-A worker starts it as ``python -B _child.py FD`` (darkfab.execute._sandbox); it is never a fork of a process
-that holds data, so walking its own memory finds only what it was sent. Until the sandbox is on it uses the
-standard library only: no library has started a thread yet (``unshare`` of a user namespace needs a
-single-threaded process, and Landlock confines only the threads that exist after it, and their children).
+A worker starts ``python -B _child.py --zygote FD`` once (darkfab.execute._sandbox): a template that imports
+the libraries and never receives data. Every sandboxed process is a fork of it, never of a process that
+holds data, so walking its own memory finds only what it was sent. A fork is single-threaded (``unshare``
+of a user namespace needs that, and Landlock confines only the threads that exist after it, and their
+children). Until the sandbox is on, a fork runs only what the template imported and this module, which
+uses the standard library only.
 
 Levels, strongest first (docs/SANDBOX.md states what each does and does not guarantee):
 
@@ -15,12 +17,12 @@ Levels, strongest first (docs/SANDBOX.md states what each does and does not guar
   libraries, and file access outside the same allowlist. Best effort: native code bypasses it.
 - ``none``: the process only runs in its scratch folder.
 
-The protocol over the socket FD, one message per ``send_bytes``. Worker to child: the setup as JSON
+The protocol over a child's socket, one message per ``send_bytes``. Worker to child: the setup as JSON
 (``level``, ``scratch``, ``read``, ``deny``, ``sys_path``, ``threads``), then one pickled job, from the
 worker (trusted): ``("train", payload, request)`` or ``("judge", artifact)``; a judge then receives pickled
 frames to predict, one per message. Child to worker, JSON headers followed by raw blobs (``.npy`` without
 pickles, artifact bytes), never a pickle: ``{"t": "ready"}`` once confined; ``{"t": "report", "step"}`` +
-predictions, answered with ``{"stop": bool}``; ``{"t": "train", "info"}`` + artifact;
+predictions, answered with ``{"stop": bool}``; ``{"t": "train"}`` + artifact;
 ``{"t": "loaded"}``; ``{"t": "predict"}`` + predictions; ``{"t": "error", "kind", "error"}``.
 """
 
@@ -423,6 +425,4 @@ def zygote(fd: int) -> None:
 
 if __name__ == "__main__":  # pragma: no cover - measured through the worker
     sys.path.pop(0)  # this file's folder: its private modules must not shadow anything
-    if sys.argv[1] == "--zygote":
-        zygote(int(sys.argv[2]))
-    main(int(sys.argv[1]))
+    zygote(int(sys.argv[2]))  # python -B _child.py --zygote FD
