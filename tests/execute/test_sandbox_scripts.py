@@ -32,6 +32,7 @@ HOSTILE = {
     "socket": "import socket\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)",
     "read_store": "open({store!r}).read()",
     "read_passwd": "open('/etc/passwd').read()",
+    "read_bundled_data": "open({bundled!r}).read()",  # scikit-learn's copy of breast_cancer, labels included
     "write_outside": "open({outside!r}, 'w').write('escaped')",
     "subprocess": "import subprocess\n    subprocess.run(['cat', '/etc/passwd'], check=True)",
 }
@@ -57,7 +58,16 @@ def listener() -> Iterator[socket.socket]:
 def targets(tmp_path: Path, listener: socket.socket) -> dict[str, str]:
     store = tmp_path / "darkfab.db"
     store.write_text("the factory's store")
-    return {"port": str(listener.getsockname()[1]), "store": str(store), "outside": str(tmp_path / "escaped.txt")}
+    import sklearn
+
+    bundled = Path(sklearn.__file__).parent / "datasets" / "data" / "breast_cancer.csv"
+    assert bundled.is_file()
+    return {
+        "port": str(listener.getsockname()[1]),
+        "store": str(store),
+        "outside": str(tmp_path / "escaped.txt"),
+        "bundled": str(bundled),
+    }
 
 
 @pytest.fixture

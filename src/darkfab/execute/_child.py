@@ -275,6 +275,7 @@ def confine(setup: dict[str, Any]) -> Callable[[str, tuple[Any, ...]], None] | N
     scratch = str(setup["scratch"])
     os.chdir(scratch)
     os.environ.update(HOME=scratch, TMPDIR=scratch, DARKFAB_SCRATCH=scratch)
+    os.environ.update({v: str(setup["threads"]) for v in THREAD_VARS})
     tempfile.tempdir = scratch
     if setup["level"] == "none":
         return None
