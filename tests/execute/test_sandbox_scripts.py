@@ -184,6 +184,12 @@ def test_the_kernel_level_holds_against_native_code(targets: dict[str, str], tmp
         sandboxed_trial(prepare(digits_payload(rows=100)), request, lambda s, p: False, level="kernel")
 
 
+def test_a_script_that_crashes_in_native_code_fails_with_the_signal(tmp_path: Path) -> None:
+    request = TrialRequest(1, _script(tmp_path, "crash", "import ctypes\n    ctypes.string_at(0)"), {})
+    with pytest.raises(SandboxError, match="killed by signal SIGSEGV"):
+        sandboxed_trial(prepare(digits_payload(rows=100)), request, lambda s, p: False)
+
+
 def test_a_forged_artifact_is_refused() -> None:
     import os
     import pickle

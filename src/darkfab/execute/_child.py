@@ -386,15 +386,16 @@ def main(fd: int) -> None:
 def zygote(fd: int) -> None:
     """A clean template for children: it imports the heavy modules once and never receives any data.
 
-    It reads ``sys.path`` as JSON, imports, answers ``ready``, then for each socket passed to it (SCM_RIGHTS)
-    forks a child that runs :func:`main` on that socket, and answers the child's pid. A fork of this process
-    holds the libraries and nothing else; it is single-threaded, so it can still enter a user namespace.
+    It reads ``sys.path`` as JSON, imports, answers ``ready``, then serves requests, one line each: ``f``
+    with a socket passed along (SCM_RIGHTS) forks a child that runs :func:`main` on that socket and answers
+    the child's pid; ``wPID`` answers the wait status of that child once it has ended (``-`` if unknown). A
+    fork of this process holds the libraries and nothing else; it is single-threaded, so it can still enter
+    a user namespace.
     """
     import socket
 
     _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     control = socket.socket(fileno=fd)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
     setup = json.loads(control.recv(1 << 20))
     sys.path[:] = list(setup["sys_path"])
     import numpy  # noqa: F401
@@ -408,20 +409,41 @@ def zygote(fd: int) -> None:
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         pass
     control.sendall(b"ready\n")
+    ended: dict[int, int] = {}
     while True:
         try:
-            _, fds, _, _ = socket.recv_fds(control, 16, 1)
+            data, fds, _, _ = socket.recv_fds(control, 64, 1)
         except OSError:
             os._exit(0)
-        if not fds:  # the worker closed the control socket
+        if not data:  # the worker closed the control socket
+            os._exit(0)
+        _reap(ended)
+        if data.startswith(b"w"):
+            status = ended.pop(int(data[1:]), None)
+            control.sendall(f"{'-' if status is None else status}\n".encode())
+            continue
+        if not fds:
             os._exit(0)
         pid = os.fork()
         if pid == 0:
             control.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             main(fds[0])
         os.close(fds[0])
         control.sendall(f"{pid}\n".encode())
+
+
+def _reap(ended: dict[int, int]) -> None:
+    """Collect the children that have ended (the worker kills them; it may ask how one ended)."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        ended[pid] = status
+        while len(ended) > 256:
+            del ended[next(iter(ended))]
 
 
 if __name__ == "__main__":  # pragma: no cover - measured through the worker

@@ -240,6 +240,15 @@ class _Zygote:
             raise OSError("the sandbox's template process is gone")
         return int(line), ours
 
+    def status(self, pid: int) -> int | None:
+        """The wait status of a child that has ended, if the template knows it."""
+        try:
+            self.control.sendall(f"w{pid}".encode())
+            line = self.replies.readline().strip()
+        except OSError:
+            return None
+        return int(line) if line.lstrip(b"-").isdigit() and line != b"-" else None
+
     def close(self) -> None:
         self.control.close()
         with contextlib.suppress(Exception):
@@ -250,13 +259,13 @@ class _Zygote:
 _zygote: tuple[int, _Zygote] | None = None  # (the pid of the process that started it, it)
 
 
-def _fork_child() -> tuple[int, socket.socket]:
+def _fork_child() -> tuple[_Zygote, int, socket.socket]:
     global _zygote
     for _ in range(2):
         if _zygote is None or _zygote[0] != os.getpid() or _zygote[1].proc.poll() is not None:
             _zygote = (os.getpid(), _Zygote())
         try:
-            return _zygote[1].fork()
+            return (_zygote[1], *_zygote[1].fork())
         except OSError:
             _zygote[1].close()
             _zygote = None
@@ -288,8 +297,9 @@ class Sandboxed:
         self.cpu_seconds = 0.0
         sys.stdout.flush()
         sys.stderr.flush()
-        self.pid, sock = _fork_child()
+        self.zygote, self.pid, sock = _fork_child()
         self.pidfd: int | None = None
+        self.reaped = False
         with contextlib.suppress(OSError, AttributeError):
             self.pidfd = os.pidfd_open(self.pid)  # the child waits for its setup: it cannot be gone yet
         self.conn = Connection(sock.detach())
@@ -325,11 +335,7 @@ class Sandboxed:
             try:
                 header = json.loads(self.conn.recv_bytes())
             except (EOFError, OSError):
-                self._reap()
-                raise SandboxError(
-                    "the sandboxed trial process ended without an answer (it crashed or was killed; "
-                    "its output is in the worker's log)"
-                ) from None
+                raise SandboxError(f"the sandboxed trial process {self._ended()}") from None
             kind = str(header.get("t"))
             if kind == "report" and report is not None:
                 stop = report(int(header["step"]), _from_npy(self.conn.recv_bytes()))
@@ -348,8 +354,23 @@ class Sandboxed:
             else:
                 raise SandboxError(f"the sandboxed trial sent an unknown message {kind!r}")
 
+    def _ended(self) -> str:
+        """How a process that closed its socket ended (it is killed if it has not ended within a moment)."""
+        if self.pidfd is not None:
+            select.select([self.pidfd], [], [], 2.0)
+        self._reap()
+        status = self.zygote.status(self.pid)
+        sig = -os.waitstatus_to_exitcode(status) if status is not None else 0
+        if sig > 0:
+            return f"was killed by signal {signal.Signals(sig).name}"
+        return "ended without an answer (its output is in the worker's log)"
+
     def _reap(self) -> None:
-        """Kill the process (it has answered, or must stop) after reading its CPU time."""
+        """Kill the process (it has answered, or must stop) after reading its CPU time. Once only: the
+        template reaps it afterwards, and its pid may then be another process's."""
+        if self.reaped:
+            return
+        self.reaped = True
         self.cpu_seconds = max(self.cpu_seconds, _cpu_seconds(self.pid))
         if self.pidfd is None:
             with contextlib.suppress(OSError):
