@@ -556,7 +556,17 @@ def worker_payload(data: Dataset, spec: FactorySpec) -> WorkerPayload:
         threads=spec.execution.threads,
         latency_rows=spec.execution.latency_rows,
         classes=data.classes,
+        private_paths=private_paths(spec),
     )
+
+
+def private_paths(spec: FactorySpec) -> tuple[str, ...]:
+    """The data source's file (a CSV, Parquet or SQLite file), which sandboxed code must never read."""
+    source = spec.data.source
+    if source.startswith("sqlite:"):
+        source = source.split("///", 1)[-1]
+    path = os.path.realpath(source) if not source.startswith("sklearn:") else ""
+    return (path,) if path and os.path.exists(path) else ()
 
 
 def limits_of(spec: FactorySpec) -> Limits:

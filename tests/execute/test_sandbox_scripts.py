@@ -21,17 +21,18 @@ from darkfab.execute._sandbox import (
     SandboxError,
     available_level,
     check_artifact,
-    run_sandboxed,
+    sandboxed_trial,
 )
 from darkfab.spec import TrainerSpec
 from darkfab.testing.executor_contract import digits_payload, drain
-from darkfab.train import TrialRequest
+from darkfab.train import TrialRequest, prepare
 from tests.helpers.scripts import prior_job
 
 HOSTILE = {
     "socket": "import socket\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)",
     "read_store": "open({store!r}).read()",
     "read_passwd": "open('/etc/passwd').read()",
+    "read_bundled_data": "open({bundled!r}).read()",  # scikit-learn's copy of breast_cancer, labels included
     "write_outside": "open({outside!r}, 'w').write('escaped')",
     "subprocess": "import subprocess\n    subprocess.run(['cat', '/etc/passwd'], check=True)",
 }
@@ -57,7 +58,16 @@ def listener() -> Iterator[socket.socket]:
 def targets(tmp_path: Path, listener: socket.socket) -> dict[str, str]:
     store = tmp_path / "darkfab.db"
     store.write_text("the factory's store")
-    return {"port": str(listener.getsockname()[1]), "store": str(store), "outside": str(tmp_path / "escaped.txt")}
+    import sklearn
+
+    bundled = Path(sklearn.__file__).parent / "datasets" / "data" / "breast_cancer.csv"
+    assert bundled.is_file()
+    return {
+        "port": str(listener.getsockname()[1]),
+        "store": str(store),
+        "outside": str(tmp_path / "escaped.txt"),
+        "bundled": str(bundled),
+    }
 
 
 @pytest.fixture
@@ -112,7 +122,7 @@ def test_hostile_scripts_fail_with_their_reason_and_the_pool_goes_on(
 def test_a_script_that_loops_forever_is_killed_by_the_timeout(
     pool: Callable[..., LocalExecutor], tmp_path: Path
 ) -> None:
-    ex = pool(timeout_s=3.0)
+    ex = pool(timeout_s=8.0)  # above the two fresh processes of the good trial on a loaded machine
     ex.submit(TrainJob("loop", TrialRequest(1, _script(tmp_path, "loop", "while True:\n        pass"), {})))
     done = drain(ex)["loop"]
     assert done.failure == "timeout" and not done.ok
@@ -147,34 +157,37 @@ def _levels() -> list[str]:
 
 @pytest.mark.parametrize("level", _levels())
 @pytest.mark.parametrize("action", list(HOSTILE))
-def test_each_level_blocks(level: str, action: str, targets: dict[str, str], listener: socket.socket) -> None:
-    code = HOSTILE[action].format(**targets).replace("\n    ", "\n")
-
-    def work(report: object) -> None:
-        exec(code, {})  # noqa: S102 - the hostile action under test
-
+def test_each_level_blocks(
+    level: str, action: str, targets: dict[str, str], listener: socket.socket, tmp_path: Path
+) -> None:
+    request = TrialRequest(1, _script(tmp_path, action, HOSTILE[action].format(**targets)), {})
     with pytest.raises(SandboxError, match="Error"):
-        run_sandboxed(work, report=lambda s, p: False, level=level)  # type: ignore[arg-type]
+        sandboxed_trial(prepare(digits_payload(rows=100)), request, lambda s, p: False, level=level)  # type: ignore[arg-type]
     with pytest.raises(BlockingIOError):
         listener.accept()
     assert not Path(targets["outside"]).exists()
 
 
-def test_the_kernel_level_holds_against_native_code(targets: dict[str, str]) -> None:
+def test_the_kernel_level_holds_against_native_code(targets: dict[str, str], tmp_path: Path) -> None:
     """ctypes.pythonapi reaches libc's open() directly, past the audit hook: only the kernel level stops it."""
     if available_level() != "kernel":
         pytest.skip("namespaces or Landlock are not available here")
-
-    def work(report: object) -> None:
-        import ctypes
-
-        fd = ctypes.pythonapi.open(targets["store"].encode(), 0)  # loaded before the hook: not audited
-        if fd >= 0:
-            raise AssertionError("read the store")
-        raise PermissionError("libc open() refused")
-
+    body = (
+        "import ctypes\n"
+        f"    fd = ctypes.pythonapi.open({targets['store'].encode()!r}, 0)  # loaded before the hook: not audited\n"
+        "    if fd >= 0:\n"
+        "        raise AssertionError('read the store')\n"
+        "    raise PermissionError('libc open() refused')"
+    )
+    request = TrialRequest(1, _script(tmp_path, "native", body), {})
     with pytest.raises(SandboxError, match="PermissionError: libc open"):
-        run_sandboxed(work, report=lambda s, p: False, level="kernel")
+        sandboxed_trial(prepare(digits_payload(rows=100)), request, lambda s, p: False, level="kernel")
+
+
+def test_a_script_that_crashes_in_native_code_fails_with_the_signal(tmp_path: Path) -> None:
+    request = TrialRequest(1, _script(tmp_path, "crash", "import ctypes\n    ctypes.string_at(0)"), {})
+    with pytest.raises(SandboxError, match="killed by signal SIGSEGV"):
+        sandboxed_trial(prepare(digits_payload(rows=100)), request, lambda s, p: False)
 
 
 def test_a_forged_artifact_is_refused() -> None:

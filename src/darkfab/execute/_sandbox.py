@@ -1,239 +1,66 @@
-"""The sandbox a worker puts around generated code: a forked child with the strongest isolation available.
+"""The sandbox around generated code, seen from the worker: fresh confined processes to train and to judge.
 
-Levels, strongest first (docs/SANDBOX.md states what each does and does not guarantee):
+Code the factory did not write (a user's ``script:`` trainer, an LLM's edit) runs in two processes, both
+fresh interpreters started by the worker and confined before they import anything (darkfab.execute._child),
+never forks of the worker, which holds the data:
 
-- ``kernel``: Linux namespaces and Landlock. The child unshares a user and a network namespace (no network
-  interface but a loopback that is down), sets ``no_new_privs``, and restricts itself with Landlock: read
-  only the Python installation, the system libraries, the script and its scratch folder; write only the
-  scratch folder; no signals to, or abstract sockets of, processes outside. Enforced by the kernel.
-- ``audit``: a Python audit hook in the child refuses sockets, subprocesses, forks, ``ctypes`` loading of
-  system libraries, and file access outside the same allowlist. Best effort: native code bypasses it.
-- ``none``: the child only runs in its scratch folder.
+- the training process gets the training rows with labels and the validation features (the script
+  contract), and returns only the serialized model;
+- a judge process gets the artifact and the unlabelled rows it must predict (validation rows for a trial,
+  sealed-test rows for the gate), nothing else. Every figure the reward and the gate use comes from it:
+  predictions, and latency timed here, in the worker, around each round trip. Training seconds are the
+  training process's round trip; its CPU seconds come from the kernel (``wait4``).
 
-The audit hook is installed at every level but ``none``. The child never holds the worker's pipe to the
-factory; it answers over its own pipe in a format that cannot execute code (JSON, ``.npy`` without pickles,
-raw bytes), and the worker checks a returned artifact with an allowlist unpickler before passing it on.
+Both get an allowlisted environment (no keys, no store URL) and a scratch folder, deleted afterwards.
+Levels (``kernel``, ``audit``, ``none``) are described in darkfab.execute._child and docs/SANDBOX.md. A
+returned artifact is checked with an allowlist unpickler before the worker passes it on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
+import importlib.util
 import io
 import json
 import os
 import pickle
+import select
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import sysconfig
 import tempfile
-import traceback
+import time
 from collections.abc import Callable
-from multiprocessing.connection import Connection, Pipe
-from typing import Any, Literal
+from dataclasses import replace
+from multiprocessing.connection import Connection
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ..errors import TrialError, TrialPruned
-from ..train import TrialOutput, TrialRequest, WorkerState, predict, run_trial, trust_script_code
+from ..train import TrialOutput, TrialRequest, WorkerState
 from ..train._script import ScriptEstimator, source_hash
+from ._child import LEVELS, SYSTEM_READ, THREAD_VARS, Level, try_kernel, under
 
-Level = Literal["kernel", "audit", "none"]
-LEVELS: tuple[Level, ...] = ("kernel", "audit", "none")
 LEVEL_ENV = "DARKFAB_SANDBOX"  # force a weaker level (tests, or a platform where probing misbehaves)
 _SCRIPT_MARK = b"darkfab.train._script"
-
-_CLONE_NEWNS = 0x00020000
-_CLONE_NEWUSER = 0x10000000
-_CLONE_NEWNET = 0x40000000
-_PR_SET_PDEATHSIG = 1
-_PR_SET_NO_NEW_PRIVS = 38
-_SYS_LANDLOCK = {"create": 444, "add": 445, "restrict": 446}  # the same on x86_64 and aarch64
-_LL_EXECUTE, _LL_WRITE_FILE, _LL_READ_FILE, _LL_READ_DIR = 1, 2, 4, 8
-_LL_ALL_V1 = (1 << 13) - 1  # every filesystem right of Landlock ABI 1
-_LL_REFER, _LL_TRUNCATE, _LL_IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
-_LL_READ = _LL_EXECUTE | _LL_READ_FILE | _LL_READ_DIR
-_LL_FILE_RIGHTS = _LL_EXECUTE | _LL_WRITE_FILE | _LL_READ_FILE | _LL_TRUNCATE | _LL_IOCTL_DEV
-_SYSTEM_READ = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/usr/share/zoneinfo")
+_CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_child.py")
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # darkfab's own folder
 _PROC_READ = ("/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/sys/devices/system/cpu")
 _DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
+_ENV_KEEP = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_NUMERIC", "TZ", "PYTHONHASHSEED")
+_BUNDLED_DATA = ("sklearn", ("datasets/data", "datasets/descr", "datasets/images"))
 
 
 class SandboxError(TrialError):
-    """The sandboxed child failed, or answered something the worker refuses."""
+    """The sandboxed process failed, or answered something the worker refuses."""
 
 
-def _libc() -> Any:
-    return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-
-
-def _errno_text() -> str:
-    return os.strerror(ctypes.get_errno())
-
-
-# --- the kernel level -------------------------------------------------------------------------------------
-
-
-def _write(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-
-
-def _unshare(libc: Any) -> None:
-    """A new user and network namespace; root keeps its uid inside but loses its capabilities outside."""
-    uid, gid = os.geteuid(), os.getegid()
-    if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) == 0:
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"{uid} {uid} 1")
-        _write("/proc/self/gid_map", f"{gid} {gid} 1")
-        return
-    first = _errno_text()
-    if libc.unshare(_CLONE_NEWNET) != 0:  # root in a container that forbids user namespaces
-        raise OSError(f"unshare: {first}; without a user namespace: {_errno_text()}")
-
-
-def _landlock_abi(libc: Any) -> int:
-    return int(libc.syscall(_SYS_LANDLOCK["create"], None, ctypes.c_size_t(0), ctypes.c_uint32(1)))
-
-
-class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
-
-
-class _PathBeneath(ctypes.Structure):
-    _pack_ = 1
-    _fields_ = [("allowed", ctypes.c_uint64), ("fd", ctypes.c_int32)]
-
-
-def _landlock(libc: Any, read: list[str], write: list[str]) -> int:
-    """Restrict this process: read the ``read`` paths, read and write the ``write`` ones. Returns the ABI."""
-    abi = _landlock_abi(libc)
-    if abi < 1:
-        raise OSError(f"Landlock is not available: {_errno_text()}")
-    handled = _LL_ALL_V1 | (_LL_REFER if abi >= 2 else 0) | (_LL_TRUNCATE if abi >= 3 else 0)
-    handled |= _LL_IOCTL_DEV if abi >= 5 else 0
-    attr = _RulesetAttr(handled, 3 if abi >= 4 else 0, 3 if abi >= 6 else 0)  # TCP bind+connect; unix+signal
-    size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else (16 if abi >= 4 else 8)
-    fd = libc.syscall(_SYS_LANDLOCK["create"], ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
-    if fd < 0:
-        raise OSError(f"landlock_create_ruleset: {_errno_text()}")
-    try:
-        for paths, rights in ((read, _LL_READ), (write, handled)):
-            for path in paths:
-                try:
-                    pfd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-                except OSError:
-                    continue
-                try:
-                    allowed = rights & handled
-                    if not os.path.isdir(path):
-                        allowed &= _LL_FILE_RIGHTS
-                    rule = _PathBeneath(allowed, pfd)
-                    if libc.syscall(_SYS_LANDLOCK["add"], fd, 1, ctypes.byref(rule), ctypes.c_uint32(0)) != 0:
-                        raise OSError(f"landlock_add_rule {path}: {_errno_text()}")
-                finally:
-                    os.close(pfd)
-        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            raise OSError(f"prctl(NO_NEW_PRIVS): {_errno_text()}")
-        if libc.syscall(_SYS_LANDLOCK["restrict"], fd, ctypes.c_uint32(0)) != 0:
-            raise OSError(f"landlock_restrict_self: {_errno_text()}")
-    finally:
-        os.close(fd)
-    return abi
-
-
-# --- the audit level --------------------------------------------------------------------------------------
-
-_DENIED_EVENTS = (
-    "os.system",
-    "os.exec",
-    "os.posix_spawn",
-    "os.spawn",
-    "os.fork",
-    "os.forkpty",
-    "subprocess.Popen",
-    "pty.spawn",
-    "socket.connect",
-    "socket.bind",
-    "socket.sendto",
-    "socket.sendmsg",
-    "os.kill",
-    "os.killpg",
-    "signal.pthread_kill",
-    "os.setuid",
-    "shutil.chown",
-)
-_PATH_EVENTS = {  # event -> (index of the path argument, writes?)
-    "os.listdir": (0, False),
-    "os.scandir": (0, False),
-    "os.chdir": (0, False),
-    "os.mkdir": (0, True),
-    "os.remove": (0, True),
-    "os.rmdir": (0, True),
-    "os.rename": (1, True),
-    "os.replace": (1, True),
-    "os.symlink": (1, True),
-    "os.link": (1, True),
-    "os.truncate": (0, True),
-    "os.chmod": (0, True),
-    "os.chown": (0, True),
-    "os.utime": (0, True),
-    "shutil.rmtree": (0, True),
-    "shutil.copyfile": (1, True),
-}
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-
-
-def _under(path: str, roots: tuple[str, ...]) -> bool:
-    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
-
-
-def _audit_hook(read: tuple[str, ...], write: tuple[str, ...]) -> Callable[[str, tuple[Any, ...]], None]:
-    readable = read + write
-    realpath = os.path.realpath
-    fspath = os.fsdecode
-
-    def check(path: Any, writes: bool, event: str) -> None:
-        if isinstance(path, int) or path is None:
-            return
-        try:
-            full = realpath(fspath(path))
-        except (TypeError, ValueError):
-            return
-        if not _under(full, write if writes else readable):
-            raise PermissionError(f"darkfab sandbox: {event} of {full!r} is denied (outside the scratch folder)")
-
-    def hook(event: str, args: tuple[Any, ...]) -> None:
-        if event == "open":
-            path, mode, flags = (list(args) + [None, None, None])[:3]
-            writes = bool(isinstance(mode, str) and any(c in mode for c in "wax+"))
-            writes |= bool(isinstance(flags, int) and flags & _WRITE_FLAGS)
-            check(path, writes, "open")
-        elif event in _PATH_EVENTS:
-            index, writes = _PATH_EVENTS[event]
-            if len(args) > index:
-                check(args[index], writes, event)
-        elif event in _DENIED_EVENTS:
-            raise PermissionError(f"darkfab sandbox: {event} is denied")
-        elif event == "ctypes.dlopen":
-            name = args[0] if args else None
-            libs = tuple(r for r in read if not _under(r, _SYSTEM_READ))
-            if name is None or not (isinstance(name, (str, bytes)) and _under(realpath(fspath(name)), libs)):
-                raise PermissionError(f"darkfab sandbox: ctypes may not load {name!r}")
-
-    return hook
-
-
-# --- choosing a level -------------------------------------------------------------------------------------
-
-
-def _try_kernel(scratch: str) -> None:
-    libc = _libc()
-    _unshare(libc)
-    _landlock(libc, [sys.prefix], [scratch])
-
+# --- choosing a level and what may be read ----------------------------------------------------------------
 
 _probed: Level | None = None
 
@@ -253,7 +80,7 @@ def available_level() -> Level:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the child's exit code is the answer
                 try:
-                    _try_kernel(scratch)
+                    try_kernel(scratch)
                     os._exit(0)
                 except BaseException:
                     os._exit(1)
@@ -270,7 +97,7 @@ def read_roots(extra: tuple[str, ...] = ()) -> tuple[str, ...]:
     """What generated code may read: Python, its packages, system libraries; never the factory's folder.
 
     A ``sys.path`` entry that is the worker's working folder or one above it (where the store usually lives)
-    is left out.
+    is left out. :func:`denied_paths` are cut out of these.
     """
     cwd = os.path.realpath(os.getcwd())
     roots: list[str] = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
@@ -280,9 +107,9 @@ def read_roots(extra: tuple[str, ...] = ()) -> tuple[str, ...]:
     for entry in sys.path:
         if entry and os.path.isdir(entry):
             full = os.path.realpath(entry)
-            if not _under(cwd, (full,)):
+            if not under(cwd, (full,)):
                 roots.append(full)
-    roots += [*_SYSTEM_READ, *_PROC_READ, *_DEVICES, *extra]
+    roots += [*SYSTEM_READ, *_PROC_READ, *_DEVICES, *extra]
     out: list[str] = []
     for r in roots:
         full = os.path.realpath(r) if r != "/proc/self" else r
@@ -291,42 +118,27 @@ def read_roots(extra: tuple[str, ...] = ()) -> tuple[str, ...]:
     return tuple(out)
 
 
-def enter(level: Level, scratch: str, extra_read: tuple[str, ...] = ()) -> None:
-    """Apply ``level`` to this (child) process. Irreversible; call only in a process made for it."""
-    os.chdir(scratch)
-    os.environ["DARKFAB_SCRATCH"] = scratch
-    os.environ["TMPDIR"] = scratch
-    tempfile.tempdir = scratch
-    sys.dont_write_bytecode = True
-    if level == "none":
-        return
-    libc = _libc()
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    read = read_roots(extra_read)
-    write = (scratch, "/dev/null")
-    if level == "kernel":
-        _unshare(libc)
-        _landlock(libc, list(read), list(write))
-    sys.addaudithook(_audit_hook(read, write))
+def denied_paths(private: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Paths that may hold the labels: the factory's data source and scikit-learn's bundled data sets."""
+    out = [os.path.realpath(p) for p in private if p]
+    package, folders = _BUNDLED_DATA
+    with contextlib.suppress(Exception):
+        spec = importlib.util.find_spec(package)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            out += [os.path.realpath(os.path.join(location, f)) for f in folders]
+    return tuple(dict.fromkeys(out))
 
 
-# --- the child's answers, in formats that cannot run code -------------------------------------------------
+def child_env(scratch: str, threads: int) -> dict[str, str]:
+    """The sandboxed process's whole environment: an allowlist, so no key, token or store URL gets in."""
+    env = {k: os.environ[k] for k in _ENV_KEEP if k in os.environ}
+    env.update({v: str(threads) for v in THREAD_VARS})
+    env.update(HOME=scratch, TMPDIR=scratch, DARKFAB_SCRATCH=scratch, PYTHONNOUSERSITE="1")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
 
 
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(array), allow_pickle=False)
-    return buf.getvalue()
-
-
-def _from_npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
-
-
-def _send(conn: Connection, header: dict[str, Any], *blobs: bytes) -> None:
-    conn.send_bytes(json.dumps(header).encode())
-    for blob in blobs:
-        conn.send_bytes(blob)
+# --- artifacts --------------------------------------------------------------------------------------------
 
 
 class _Allowlist(pickle.Unpickler):
@@ -382,86 +194,152 @@ def is_script_request(request: TrialRequest) -> bool:
     return bool(getattr(request.trainer, "script", None))
 
 
-def _child(conn: Connection, level: Level, scratch: str, work: Callable[[Any], Any], extra: tuple[str, ...]) -> None:
-    """Runs in the forked child: sandbox itself, do the work, send the answer, exit without returning."""
-    code = 0
-    try:
-        enter(level, scratch, extra)
-        trust_script_code()
-
-        def report(step: int, predictions: np.ndarray) -> bool:
-            _send(conn, {"t": "report", "step": int(step)}, _npy(predictions))
-            return bool(json.loads(conn.recv_bytes()).get("stop"))
-
-        result = work(report)
-        if isinstance(result, TrialOutput):
-            header = {
-                "t": "train",
-                "train_seconds": result.train_seconds,
-                "train_cpu_seconds": result.train_cpu_seconds,
-                "latency_ms": list(result.latency_ms),
-                "batch_latency_ms": result.batch_latency_ms,
-                "steps": result.steps,
-                "info": {k: v for k, v in result.info.items() if isinstance(v, (str, int, float, bool))},
-            }
-            _send(conn, header, _npy(result.valid_predictions), result.artifact)
-        else:
-            _send(conn, {"t": "predict"}, _npy(np.asarray(result)))
-    except TrialPruned as err:
-        _send(conn, {"t": "error", "kind": "pruned", "error": str(err)})
-    except MemoryError as err:
-        traceback.print_exc()
-        _send(conn, {"t": "error", "kind": "memory", "error": f"MemoryError: {err}"})
-    except BaseException as err:
-        traceback.print_exc()
-        line = (str(err).strip().splitlines() or [""])[0]
-        with contextlib.suppress(Exception):
-            _send(conn, {"t": "error", "kind": "exception", "error": f"{type(err).__name__}: {line}"[:500]})
-        code = 1
-    finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+# --- the sandboxed process, from the worker's side --------------------------------------------------------
 
 
-def run_sandboxed(
-    work: Callable[[Any], Any],
-    *,
-    report: Callable[[int, np.ndarray], bool],
-    level: Level | None = None,
-    extra_read: tuple[str, ...] = (),
-    check: bool = True,
-) -> TrialOutput | np.ndarray:
-    """Run ``work(report)`` in a forked, sandboxed child and return its TrialOutput or predictions.
+def _from_npy(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
 
-    Reports are relayed through ``report``. The child's exceptions come back as SandboxError (or MemoryError,
-    TrialPruned) with its one-line message; its traceback is in the worker's log.
+
+class _Zygote:
+    """This worker's template process: a fresh interpreter that imported the libraries and holds no data.
+
+    Started on the first script job with the allowlisted environment; each sandboxed process is a fork of it.
+    It dies with the worker (``PR_SET_PDEATHSIG``, and the worker's process group on a timeout).
     """
-    level = level or available_level()
-    scratch = tempfile.mkdtemp(prefix="darkfab-trial-")
-    ours, theirs = Pipe(duplex=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - measured through the worker
-        ours.close()
-        _child(theirs, level, scratch, work, extra_read)
-    theirs.close()
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-B", _CHILD, "--zygote", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                env=child_env(tempfile.gettempdir(), 1),
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        self.control = ours
+        self.replies = ours.makefile("rb")
+        ours.sendall(json.dumps({"sys_path": [p for p in sys.path if p]}).encode())
+        if self.replies.readline().strip() != b"ready":
+            self.close()
+            raise SandboxError("the sandbox's template process did not start; its error is in the worker's log")
+
+    def fork(self) -> tuple[int, socket.socket]:
+        """A new child of the template and the worker's end of its socket."""
+        ours, theirs = socket.socketpair()
+        try:
+            socket.send_fds(self.control, [b"f"], [theirs.fileno()])
+        finally:
+            theirs.close()
+        line = self.replies.readline()
+        if not line.strip().isdigit():
+            ours.close()
+            raise OSError("the sandbox's template process is gone")
+        return int(line), ours
+
+    def status(self, pid: int) -> int | None:
+        """The wait status of a child that has ended, if the template knows it."""
+        try:
+            self.control.sendall(f"w{pid}".encode())
+            line = self.replies.readline().strip()
+        except OSError:
+            return None
+        return int(line) if line.lstrip(b"-").isdigit() and line != b"-" else None
+
+    def close(self) -> None:
+        self.control.close()
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+_zygote: tuple[int, _Zygote] | None = None  # (the pid of the process that started it, it)
+
+
+def _fork_child() -> tuple[_Zygote, int, socket.socket]:
+    global _zygote
+    for _ in range(2):
+        if _zygote is None or _zygote[0] != os.getpid() or _zygote[1].proc.poll() is not None:
+            _zygote = (os.getpid(), _Zygote())
+        try:
+            return (_zygote[1], *_zygote[1].fork())
+        except OSError:
+            _zygote[1].close()
+            _zygote = None
+    raise SandboxError("cannot start a sandboxed process: the sandbox's template process keeps failing")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process, from the kernel (Linux; 0 elsewhere)."""
     try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class Sandboxed:
+    """One fresh, confined process; ``with Sandboxed(...) as box:`` kills it and deletes its scratch folder."""
+
+    def __init__(
+        self,
+        level: Level | None = None,
+        *,
+        extra_read: tuple[str, ...] = (),
+        private: tuple[str, ...] = (),
+        threads: int = 1,
+    ) -> None:
+        self.level: Level = level or available_level()
+        self.cpu_seconds = 0.0
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.zygote, self.pid, sock = _fork_child()
+        self.pidfd: int | None = None
+        self.reaped = False
+        with contextlib.suppress(OSError, AttributeError):
+            self.pidfd = os.pidfd_open(self.pid)  # the child waits for its setup: it cannot be gone yet
+        self.conn = Connection(sock.detach())
+        self.scratch = tempfile.mkdtemp(prefix="darkfab-trial-")
+        self.closed = False
+        setup = {
+            "level": self.level,
+            "scratch": self.scratch,
+            "read": list(read_roots((*extra_read, _PACKAGE))),
+            "deny": list(denied_paths(private)),
+            "sys_path": [p for p in sys.path if p],
+            "threads": threads,
+        }
+        try:
+            self.conn.send_bytes(json.dumps(setup).encode())
+            self.answer()  # "ready": confined
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Sandboxed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, obj: Any) -> None:
+        self.conn.send_bytes(pickle.dumps(obj, protocol=5))
+
+    def answer(self, report: Callable[[int, np.ndarray], bool] | None = None) -> tuple[str, list[bytes]]:
+        """The next answer, ``(kind, blobs)``, relaying reports; the child's failures raise here."""
         while True:
             try:
-                header = json.loads(ours.recv_bytes())
+                header = json.loads(self.conn.recv_bytes())
             except (EOFError, OSError):
-                _, status = os.waitpid(pid, 0)
-                pid = 0
-                sig = -os.waitstatus_to_exitcode(status)
-                how = f"was killed by signal {signal.Signals(sig).name}" if sig > 0 else "ended without an answer"
-                raise SandboxError(f"the sandboxed trial process {how}") from None
-            kind = header.get("t")
-            if kind == "report":
-                stop = report(int(header["step"]), _from_npy(ours.recv_bytes()))
-                ours.send_bytes(json.dumps({"stop": bool(stop)}).encode())
+                raise SandboxError(f"the sandboxed trial process {self._ended()}") from None
+            kind = str(header.get("t"))
+            if kind == "report" and report is not None:
+                stop = report(int(header["step"]), _from_npy(self.conn.recv_bytes()))
+                self.conn.send_bytes(json.dumps({"stop": bool(stop)}).encode())
             elif kind == "error":
                 message = str(header.get("error", ""))
                 if header.get("kind") == "pruned":
@@ -469,70 +347,129 @@ def run_sandboxed(
                 if header.get("kind") == "memory":
                     raise MemoryError(message)
                 raise SandboxError(message)
-            elif kind == "predict":
-                return _from_npy(ours.recv_bytes())
-            elif kind == "train":
-                predictions, artifact = _from_npy(ours.recv_bytes()), ours.recv_bytes()
-                if check:
-                    check_artifact(artifact)
-                info = dict(header.get("info") or {})
-                info["sandbox"] = level
-                return TrialOutput(
-                    valid_predictions=predictions,
-                    artifact=artifact,
-                    train_seconds=float(header["train_seconds"]),
-                    train_cpu_seconds=float(header["train_cpu_seconds"]),
-                    latency_ms=tuple(float(x) for x in header["latency_ms"]),
-                    batch_latency_ms=float(header["batch_latency_ms"]),
-                    steps=header.get("steps"),
-                    info=info,
-                )
+            elif kind in ("ready", "loaded"):
+                return kind, []
+            elif kind in ("train", "predict"):
+                return kind, [self.conn.recv_bytes()]
             else:
                 raise SandboxError(f"the sandboxed trial sent an unknown message {kind!r}")
-    finally:
-        ours.close()
-        if pid:
-            with contextlib.suppress(Exception):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(Exception):
-                os.waitpid(pid, 0)
-        shutil.rmtree(scratch, ignore_errors=True)
+
+    def _ended(self) -> str:
+        """How a process that closed its socket ended (it is killed if it has not ended within a moment)."""
+        if self.pidfd is not None:
+            select.select([self.pidfd], [], [], 2.0)
+        self._reap()
+        status = self.zygote.status(self.pid)
+        sig = -os.waitstatus_to_exitcode(status) if status is not None else 0
+        if sig > 0:
+            return f"was killed by signal {signal.Signals(sig).name}"
+        return "ended without an answer (its output is in the worker's log)"
+
+    def _reap(self) -> None:
+        """Kill the process (it has answered, or must stop) after reading its CPU time. Once only: the
+        template reaps it afterwards, and its pid may then be another process's."""
+        if self.reaped:
+            return
+        self.reaped = True
+        self.cpu_seconds = max(self.cpu_seconds, _cpu_seconds(self.pid))
+        if self.pidfd is None:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+            return
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        select.select([self.pidfd], [], [], 5.0)  # readable once it has ended
+        os.close(self.pidfd)
+        self.pidfd = None
+
+    def close(self) -> None:
+        """Kill the process (it has answered, or must stop), record its CPU time, delete its scratch folder."""
+        if self.closed:
+            return
+        self.closed = True
+        self.conn.close()
+        self._reap()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _predictions(box: Sandboxed, frame: pd.DataFrame) -> tuple[np.ndarray, float]:
+    """One round trip to a judge: its predictions for ``frame`` and the seconds it took, timed from here."""
+    message = pickle.dumps(frame, protocol=5)
+    t0 = time.perf_counter()
+    box.conn.send_bytes(message)
+    _, (blob,) = box.answer()
+    return _from_npy(blob), time.perf_counter() - t0
+
+
+def judge(
+    state: WorkerState, artifact: bytes, frame: pd.DataFrame, *, latency: bool = False, level: Level | None = None
+) -> tuple[np.ndarray, float, tuple[float, ...]]:
+    """Predict ``frame`` in a fresh judge process that holds only the artifact and these rows.
+
+    Returns the predictions, the batch's milliseconds per 1,000 rows and, with ``latency``, the single-row
+    milliseconds of the state's latency rows, each timed from this process around the round trip.
+    """
+    p = state.payload
+    with Sandboxed(level, private=p.private_paths, threads=p.threads) as box:
+        box.send(("judge", artifact))
+        box.answer()
+        predictions, seconds = _predictions(box, frame)
+        single = tuple(_predictions(box, row)[1] * 1000.0 for row in state.latency_rows) if latency else ()
+    return predictions, seconds * 1000.0 * 1000.0 / max(1, len(frame)), single
 
 
 def sandboxed_trial(
-    state: WorkerState, request: TrialRequest, report: Callable[[int, np.ndarray], bool]
+    state: WorkerState,
+    request: TrialRequest,
+    report: Callable[[int, np.ndarray], bool],
+    level: Level | None = None,
 ) -> TrialOutput:
-    """A script trial in the sandbox. The patch is checked here first; the output's info holds the diff,
-    the hash of the exact source that ran, and the sandbox level."""
+    """A script trial: train in one fresh sandboxed process, judge in another. The patch is checked here
+    first; the output's info holds the diff, the hash of the exact source that ran, and the sandbox level."""
     from ..train import ScriptTrainer
 
     script = str(getattr(request.trainer, "script", "") or "")
     _, source, diff = ScriptTrainer(request.trainer.name, script).patched(request.params)
-    output = run_sandboxed(
-        lambda child_report: run_trial(state, request, child_report), report=report, extra_read=(script,)
+    p = state.payload
+    training = replace(p, X_test=p.X_test.iloc[:0], latency_rows=0, private_paths=())
+    with Sandboxed(level, extra_read=(script,), private=p.private_paths, threads=p.threads) as box:
+        t0 = time.perf_counter()
+        box.send(("train", training, request))
+        _, (artifact,) = box.answer(report)
+        train_seconds = time.perf_counter() - t0
+    check_artifact(artifact)
+    predictions, batch_ms, latency = judge(state, artifact, p.X_valid, latency=True, level=box.level)
+    return TrialOutput(
+        valid_predictions=predictions,
+        artifact=artifact,
+        train_seconds=train_seconds,
+        train_cpu_seconds=box.cpu_seconds,
+        latency_ms=latency,
+        batch_latency_ms=batch_ms,
+        info={"sandbox": box.level, "diff": diff, "script_sha256": source_hash(source)},
     )
-    assert isinstance(output, TrialOutput), "run_trial returns a TrialOutput, so the child answers with one"
-    output.info.update({"diff": diff, "script_sha256": source_hash(source)})
-    return output
 
 
-def sandboxed_predict(state: WorkerState, artifact: bytes, split: Any) -> np.ndarray:
-    result = run_sandboxed(lambda _report: predict(state, artifact, split), report=lambda s, p: False, check=False)
-    return np.asarray(result)
+def sandboxed_predict(state: WorkerState, artifact: bytes, split: str) -> np.ndarray:
+    """The gate's predictions of a script model, from a fresh judge that holds only the split's rows."""
+    p = state.payload
+    return judge(state, artifact, p.X_test if split == "test" else p.X_valid)[0]
 
 
 __all__ = [
     "LEVELS",
     "Level",
     "SandboxError",
+    "Sandboxed",
     "ScriptEstimator",
     "available_level",
     "check_artifact",
-    "enter",
+    "child_env",
+    "denied_paths",
     "is_script_artifact",
     "is_script_request",
+    "judge",
     "read_roots",
-    "run_sandboxed",
     "sandboxed_predict",
     "sandboxed_trial",
 ]

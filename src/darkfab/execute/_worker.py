@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import TrialPruned
 from ..train import WorkerState, predict, prepare, run_trial
 from . import _sandbox
+from ._child import THREAD_VARS
 
 TRAIN = "train"
 PREDICT = "predict"
@@ -45,13 +46,6 @@ FAILED = "failed"
 REPORT = "report"
 DONE = "done"
 
-THREAD_VARS = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-)
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
 _MAX_ERROR = 500
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._harness import WorkerState, predict, prepare, run_trial
+from ._harness import WorkerState, fit_model, predict, prepare, run_trial
 from ._model import DarkfabModel, load_model
 from ._prep import Flavour, Preprocessor
 from ._records import Split, TrialOutput, TrialRequest, WorkerPayload
@@ -51,6 +51,7 @@ __all__ = [
     "block_texts",
     "code_trusted",
     "editable_blocks",
+    "fit_model",
     "import_object",
     "load_model",
     "predict",

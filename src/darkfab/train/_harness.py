@@ -23,7 +23,7 @@ class WorkerState:
     def __init__(self, payload: WorkerPayload) -> None:
         self.payload = payload
         self._prepared: dict[tuple[Flavour, str], tuple[Preprocessor, np.ndarray, np.ndarray]] = {}
-        self._latency_rows = [payload.X_valid.iloc[[i]] for i in range(min(payload.latency_rows, len(payload.X_valid)))]
+        self.latency_rows = [payload.X_valid.iloc[[i]] for i in range(min(payload.latency_rows, len(payload.X_valid)))]
 
     def prepared(self, flavour: Flavour, scaling: str = "standard") -> tuple[Preprocessor, np.ndarray, np.ndarray]:
         key = (flavour, scaling)
@@ -50,8 +50,11 @@ def _never(step: int, predictions: np.ndarray) -> bool:
     return False
 
 
-def run_trial(state: WorkerState, request: TrialRequest, report: Report = _never) -> TrialOutput:
-    """Train one candidate. Raises TrialPruned when ``report`` says stop; any other exception is the trial's."""
+def fit_model(state: WorkerState, request: TrialRequest, report: Report = _never) -> tuple[DarkfabModel, float, float]:
+    """Train one candidate: the model, its training wall and CPU seconds as this process measured them.
+
+    Raises TrialPruned when ``report`` says stop; any other exception is the trial's.
+    """
     p = state.payload
     trainer = resolve_trainer(request.trainer, p.task)
     params: dict[str, Any] = dict(request.params)
@@ -81,11 +84,18 @@ def run_trial(state: WorkerState, request: TrialRequest, report: Report = _never
         trainer=request.trainer.name,
         params=params,
     )
+    return model, train_s, cpu_s
+
+
+def run_trial(state: WorkerState, request: TrialRequest, report: Report = _never) -> TrialOutput:
+    """Train one candidate and measure it in this process (built-in trainers: no candidate code runs here)."""
+    p = state.payload
+    model, train_s, cpu_s = fit_model(state, request, report)
     t0 = time.perf_counter()
     valid_predictions = model.predict_raw(p.X_valid)
     batch_ms = (time.perf_counter() - t0) * 1000.0 * 1000.0 / max(1, len(p.X_valid))
     latency: list[float] = []
-    for row in state._latency_rows:
+    for row in state.latency_rows:
         t0 = time.perf_counter()
         model.predict_raw(row)
         latency.append((time.perf_counter() - t0) * 1000.0)

@@ -28,6 +28,7 @@ class WorkerPayload:
     threads: int = 1
     latency_rows: int = 20
     classes: tuple[Any, ...] = ()  # original labels, for the registered model to decode with
+    private_paths: tuple[str, ...] = ()  # where the labels live (the data source): sandboxed code may not read them
 
 
 @dataclass(frozen=True)
