@@ -38,10 +38,12 @@ def _register_extensions() -> None:
     from .cli_monitor import register as register_monitor
     from .cli_proposals import register as register_proposals
     from .cli_serve import register as register_serve
+    from .cli_ui import register as register_ui
 
     register_serve(app)
     register_monitor(app)
     register_proposals(app)
+    register_ui(app)
 
 
 out = Console()
