@@ -4,6 +4,8 @@ admin token and the form's CSRF token."""
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 
 import httpx
 import pytest
@@ -151,3 +153,51 @@ def test_rollback_moves_the_champion_and_records_who_and_why(console_site: Conso
     assert r.status_code == 400 and "reason" in r.text
     r = client.post(f"/factories/{console_site.factory}/rollback", data={**form, "version": "99"})
     assert r.status_code == 400 and "no version 99" in r.text
+
+
+def test_the_campaign_page_follows_a_running_campaign(console_site: ConsoleSite) -> None:
+    """The console keeps a campaign's trials between requests; a new or finished trial must still show."""
+    with Store(console_site.store_url) as st:
+        f = st.get_factory(console_site.factory)
+        c = st.create_campaign(f.id, budget={"trials": 3}, trigger="manual", seed=2, data_fingerprint="x")
+        first = st.add_trial(c.id, proposer="random", trainer="logistic_regression", params={"C": 1.0}, reason="r")
+    page = f"{console_site.url}/campaigns/{c.id}?sort=number&order=asc"
+    html = httpx.get(page, timeout=30).text
+    done = '<span class="state completed">completed</span>'
+    assert f'href="/trials/{first.id}"' in html and '<span class="state queued">queued</span>' in html
+    assert done not in html
+    with Store(console_site.store_url) as st:
+        st.start_trial(first.id, worker="w")
+        st.finish_trial(first.id, state="completed", value=0.8125, reward=0.8125, feasible=True, metrics={"a": 1})
+        second = st.add_trial(c.id, proposer="tpe", trainer="random_forest", params={"n_estimators": 7}, reason="r")
+    html = httpx.get(page, timeout=30).text
+    assert done in html and "0.8125" in html and f'href="/trials/{second.id}"' in html and "2 trials" in html
+    with Store(console_site.store_url) as st:
+        st.finish_campaign(c.id, status="stopped", summary={}, reason="test over")
+
+
+def test_the_timeline_shows_whether_the_audit_chain_verifies(console_site: ConsoleSite) -> None:
+    def chain_line() -> str:
+        deadline = time.monotonic() + 30
+        while True:
+            html = httpx.get(f"{console_site.url}/timeline", timeout=30).text
+            line = html[html.index('id="chain"') :].split("</p>")[0]
+            if "first check is running" not in line or time.monotonic() > deadline:
+                return line
+            time.sleep(0.2)
+
+    assert "audit chain: verifies" in chain_line()
+    db = console_site.store_url.removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        (original,) = conn.execute("SELECT reason FROM events WHERE id = 3").fetchone()
+        conn.execute("UPDATE events SET reason = 'rewritten history' WHERE id = 3")
+    try:
+        with Store(console_site.store_url) as st:  # a new event: the console checks the chain again
+            st.append_event(kind="note", reason="after the edit")
+        deadline = time.monotonic() + 30
+        while "BROKEN" not in (line := chain_line()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "BROKEN" in line and "3" in line
+    finally:
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE events SET reason = ? WHERE id = 3", (original,))

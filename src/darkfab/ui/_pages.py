@@ -47,9 +47,9 @@ def campaign(
         size = 50
     record = c.store.get_campaign(campaign_id)
     factory = v.factory_by_id(c.store, record.factory_id)
-    trials = c.store.list_trials(campaign_id=campaign_id)
+    cached = c.campaigns.trials(c.store, campaign_id)
     counts = c.store.count_trials(campaign_id)
-    ordered = v.sort_trials(trials, sort, order == "desc")
+    ordered = cached.ordered(sort, order == "desc")
     pages = max(1, math.ceil(len(ordered) / size))
     page = min(page, pages)
     shown = ordered[(page - 1) * size : page * size]
@@ -70,8 +70,8 @@ def campaign(
         size=size,
         sizes=v.PAGE_SIZES,
         sort_keys=v.SORT_KEYS,
-        proposers=v.proposer_rows(trials, calls),
-        chart=v.history_chart(trials),
+        proposers=v.proposer_rows(cached.by_proposer, calls),
+        chart=cached.chart,
         shown_params=v.shown_params,
     )
 

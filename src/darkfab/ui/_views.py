@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import NotFoundError
+from ..errors import DarkfabError, NotFoundError
 from ..registry import Registry
 from ..store import (
     CampaignRecord,
@@ -151,12 +151,14 @@ class ProposerRow:
     cost: float
 
 
-def proposer_rows(trials: list[TrialRecord], calls: list[LLMCallRecord]) -> list[ProposerRow]:
-    """Which proposer found what: trials, outcomes, its best trial, and what its LLM calls cost."""
-    names = sorted({t.proposer for t in trials} | {c.proposer for c in calls})
+def proposer_rows(groups: dict[str, list[TrialRecord]], calls: list[LLMCallRecord]) -> list[ProposerRow]:
+    """Which proposer found what: trials, outcomes, its best trial, and what its LLM calls cost.
+
+    ``groups`` holds each proposer's trials."""
+    names = sorted(set(groups) | {c.proposer for c in calls})
     rows = []
     for name in names:
-        own = [t for t in trials if t.proposer == name]
+        own = groups.get(name, [])
         scored = [t for t in own if finite(t.reward) is not None and t.feasible is not False]
         best = max(scored, key=lambda t: (t.reward, -t.number)) if scored else None
         mine = [c for c in calls if c.proposer == name]
@@ -351,25 +353,46 @@ def drifted_columns(window: Any, top: int = 8) -> list[str]:
 
 
 class ChainCache:
-    """The chain's verification, recomputed when the log has grown or the last check is ``max_age_s`` old.
+    """The audit chain's verification, run in the background so no page waits long for it.
 
-    The age limit matters: an edit to an old event does not grow the log, and must still show within a minute.
+    A check starts when the log has grown or the last one is ``max_age_s`` old (an edit to an old event
+    does not grow the log, and must still show within that time), and never two at once. A page waits up
+    to ``wait_s`` for a check it started (enough for a small store), then shows the latest finished one.
     """
 
-    def __init__(self, max_age_s: float = 60.0) -> None:
+    def __init__(self, max_age_s: float = 60.0, wait_s: float = 0.25) -> None:
         self._lock = threading.Lock()
         self._max_age_s = max_age_s
+        self._wait_s = wait_s
         self._head = -1
         self._at = 0.0
         self._report: ChainReport | None = None
+        self._running: threading.Thread | None = None
 
-    def report(self, store: Store) -> tuple[ChainReport, float]:
-        """The report and how many seconds ago it was computed."""
+    def report(self, store: Store) -> tuple[ChainReport | None, float]:
+        """The latest finished check (None before the first) and how many seconds ago it started."""
         newest = store.list_events(limit=1)
         head = newest[-1].id if newest else 0
         with self._lock:
-            now = time.monotonic()
-            if self._report is None or head != self._head or now - self._at > self._max_age_s:
-                self._report = store.verify_chain()
-                self._head, self._at = head, now
-            return self._report, now - self._at
+            stale = self._report is None or head != self._head or time.monotonic() - self._at > self._max_age_s
+            if stale and self._running is None:
+                self._running = threading.Thread(target=self._check, args=(store, head), daemon=True)
+                self._running.start()
+            running = self._running
+        if running is not None:
+            running.join(self._wait_s)
+        with self._lock:
+            return self._report, time.monotonic() - self._at
+
+    def _check(self, store: Store, head: int) -> None:
+        started = time.monotonic()
+        report = None
+        try:
+            report = store.verify_chain()
+        except DarkfabError as exc:  # the page says so, rather than showing an old good result
+            report = ChainReport(ok=False, checked=0, first_bad_id=None, message=f"could not verify: {exc}")
+        finally:
+            with self._lock:
+                if report is not None:
+                    self._report, self._head, self._at = report, head, started
+                self._running = None
