@@ -215,6 +215,9 @@ def run(
             f"on); champion now: version {lifecycle.champion}",
             highlight=False,
         )
+        out.print(
+            f"watch and steer it in the console: darkfab ui{f' --store {store}' if store else ''}", highlight=False
+        )
     else:
         _print_summary(result, out)
 

@@ -48,6 +48,13 @@ def register(app: typer.Typer) -> None:
         except DarkfabError as exc:
             _fail(exc)
         err.print(f"darkfab console for {st!r} at http://{host}:{port}/", highlight=False, soft_wrap=True)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            err.print(
+                f"warning: listening on {host}: anyone who reaches it can READ every page (acting needs the token); "
+                "put it behind a proxy with authentication, or keep it on loopback",
+                highlight=False,
+                soft_wrap=True,
+            )
         if printed:
             err.print(f"admin token (set ${TOKEN_ENV} to choose one): {token}", highlight=False, soft_wrap=True)
         try:

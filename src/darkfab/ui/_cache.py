@@ -11,6 +11,8 @@ import threading
 from collections import OrderedDict
 from functools import cached_property
 
+from markupsafe import Markup, escape
+
 from ..store import Store, TrialRecord
 from . import _views as v
 
@@ -35,15 +37,13 @@ class CampaignTrials:
             return found
 
     @cached_property
-    def chart(self) -> str:
-        return v.history_chart(self.trials)
+    def chart(self) -> Markup:
+        """The history chart's JSON, escaped once for its HTML attribute (it is large: every trial)."""
+        return escape(v.history_chart(self.trials))
 
     @cached_property
-    def by_proposer(self) -> dict[str, list[TrialRecord]]:
-        groups: dict[str, list[TrialRecord]] = {}
-        for t in self.trials:
-            groups.setdefault(t.proposer, []).append(t)
-        return groups
+    def by_proposer(self) -> dict[str, v.ProposerTrials]:
+        return v.proposer_trials(self.trials)
 
 
 class CampaignCache:

@@ -151,24 +151,43 @@ class ProposerRow:
     cost: float
 
 
-def proposer_rows(groups: dict[str, list[TrialRecord]], calls: list[LLMCallRecord]) -> list[ProposerRow]:
-    """Which proposer found what: trials, outcomes, its best trial, and what its LLM calls cost.
+@dataclass(frozen=True)
+class ProposerTrials:
+    trials: int
+    completed: int
+    failed: int
+    best: TrialRecord | None
 
-    ``groups`` holds each proposer's trials."""
-    names = sorted(set(groups) | {c.proposer for c in calls})
+
+def proposer_trials(trials: list[TrialRecord]) -> dict[str, ProposerTrials]:
+    """Each proposer's trials, outcomes and best feasible trial, in one pass."""
+    counts: dict[str, list[int]] = {}
+    best: dict[str, TrialRecord] = {}
+    for t in trials:
+        n = counts.setdefault(t.proposer, [0, 0, 0])
+        n[0] += 1
+        n[1] += t.state == "completed"
+        n[2] += t.state == "failed"
+        if t.reward is not None and math.isfinite(t.reward) and t.feasible is not False:
+            held = best.get(t.proposer)
+            if held is None or (held.reward is not None and t.reward > held.reward):
+                best[t.proposer] = t
+    return {name: ProposerTrials(n[0], n[1], n[2], best.get(name)) for name, n in counts.items()}
+
+
+def proposer_rows(stats: dict[str, ProposerTrials], calls: list[LLMCallRecord]) -> list[ProposerRow]:
+    """Which proposer found what: trials, outcomes, its best trial, and what its LLM calls cost."""
     rows = []
-    for name in names:
-        own = groups.get(name, [])
-        scored = [t for t in own if finite(t.reward) is not None and t.feasible is not False]
-        best = max(scored, key=lambda t: (t.reward, -t.number)) if scored else None
+    for name in sorted(set(stats) | {c.proposer for c in calls}):
+        own = stats.get(name, ProposerTrials(0, 0, 0, None))
         mine = [c for c in calls if c.proposer == name]
         rows.append(
             ProposerRow(
                 proposer=name,
-                trials=len(own),
-                completed=sum(t.state == "completed" for t in own),
-                failed=sum(t.state == "failed" for t in own),
-                best=best,
+                trials=own.trials,
+                completed=own.completed,
+                failed=own.failed,
+                best=own.best,
                 llm_calls=len(mine),
                 tokens=sum(c.tokens for c in mine),
                 cost=sum(c.cost for c in mine),
