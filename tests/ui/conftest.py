@@ -3,6 +3,7 @@ through the Store API, and the console serving it from a real `darkfab ui` proce
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -56,7 +57,7 @@ class ConsoleSite:
     code_trial: int  # a code edit with a diff and the LLM call behind it
 
 
-def _env(tmp: Path) -> dict[str, str]:
+def console_env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("DARKFAB_STORE", None)
@@ -140,30 +141,13 @@ def _add_hostile_records(store_url: str) -> tuple[int, int, int]:
         return campaign.id, bad.id, code.id
 
 
-@pytest.fixture(scope="package")
-def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSite]:
-    """Built once for tests/ui (package scope: the campaign is the slow part, every module reads it)."""
-    tmp = tmp_path_factory.mktemp("console")
-    (tmp / "factory.yaml").write_text(FACTORY)
-    store_url = f"sqlite:///{tmp / 'store.db'}"
-    env = _env(tmp)
-    run = subprocess.run(
-        [sys.executable, "-m", "darkfab", "run", "factory.yaml", "--store", store_url],
-        cwd=tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr
-    with Store(store_url) as st:
-        real = st.latest_campaign(st.get_factory("iris_console").id)
-    assert real is not None
-    hostile_campaign, hostile, code = _add_hostile_records(store_url)
+@contextlib.contextmanager
+def serve_console(store_url: str, cwd: Path, env: dict[str, str]) -> Iterator[str]:
+    """`darkfab ui` over ``store_url`` in its own process on a free loopback port; yields its address."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "darkfab", "ui", "--port", str(port), "--store", store_url],
-        cwd=tmp,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -181,9 +165,33 @@ def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSi
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"darkfab ui did not start:\n{proc.stdout.read() if proc.stdout else ''}")
             time.sleep(0.2)
-        yield ConsoleSite(url, store_url, "iris_console", real.id, hostile_campaign, hostile, code)
+        yield url
     finally:
         proc.terminate()
         proc.wait(timeout=20)
         if proc.stdout:
             proc.stdout.close()
+
+
+@pytest.fixture(scope="package")
+def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSite]:
+    """Built once for tests/ui (package scope: the campaign is the slow part, every module reads it)."""
+    tmp = tmp_path_factory.mktemp("console")
+    (tmp / "factory.yaml").write_text(FACTORY)
+    store_url = f"sqlite:///{tmp / 'store.db'}"
+    env = console_env(tmp)
+    run = subprocess.run(
+        [sys.executable, "-m", "darkfab", "run", "factory.yaml", "--store", store_url],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    with Store(store_url) as st:
+        real = st.latest_campaign(st.get_factory("iris_console").id)
+    assert real is not None
+    hostile_campaign, hostile, code = _add_hostile_records(store_url)
+    with serve_console(store_url, tmp, env) as url:
+        yield ConsoleSite(url, store_url, "iris_console", real.id, hostile_campaign, hostile, code)
