@@ -39,11 +39,13 @@ def _register_extensions() -> None:
     from .cli_proposals import register as register_proposals
     from .cli_reward import register as register_reward
     from .cli_serve import register as register_serve
+    from .cli_ui import register as register_ui
 
     register_serve(app)
     register_monitor(app)
     register_proposals(app)
     register_reward(app)
+    register_ui(app)
 
 
 out = Console()
@@ -214,6 +216,9 @@ def run(
             f"{lifecycle.requests} requests served at {lifecycle.url} (drifted from request {lifecycle.drift_at} "
             f"on); champion now: version {lifecycle.champion}",
             highlight=False,
+        )
+        out.print(
+            f"watch and steer it in the console: darkfab ui{f' --store {store}' if store else ''}", highlight=False
         )
     else:
         _print_summary(result, out)

@@ -35,4 +35,5 @@ def test_the_default_run_shows_drift_retrain_and_promotion(tmp_path: Path) -> No
     order = [shown.index(k) for k in ("drift_detected", "lifecycle_retrain_started", "challenger_promoted")]
     assert order == sorted(order)
     assert "champion now: version 2" in shown
+    assert "in the console: darkfab ui" in shown  # the demo ends by naming the console
     assert list((tmp_path / ".darkfab" / "data").glob("digits-campaign-2.parquet"))

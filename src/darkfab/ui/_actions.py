@@ -1,0 +1,73 @@
+"""The console's levers: log in and out, and roll a factory's champion back. Every action needs a live
+session and its CSRF token, and is recorded in the event log with the person and their reason."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from ._auth import COOKIE, check_action, read_form
+from ._pages import ConsoleDep
+
+router = APIRouter()
+
+MAX_REASON = 500
+MAX_PERSON = 80
+
+
+def _text(form: dict[str, str], field: str, what: str, limit: int) -> str:
+    value = " ".join(form.get(field, "").split())
+    if not value:
+        raise HTTPException(400, f"{what} is required; fix: fill in the {field!r} field")
+    if len(value) > limit:
+        raise HTTPException(400, f"{what} is {len(value)} characters long; fix: keep it under {limit}")
+    return value
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, c: ConsoleDep) -> HTMLResponse:
+    return c.page(request, "login.html", failed=False)
+
+
+@router.post("/login")
+async def login(request: Request, c: ConsoleDep) -> Response:
+    form = await read_form(request)
+    person = _text(form, "person", "your name", MAX_PERSON)
+    sid = c.sessions.login(form.get("token", ""), person)
+    if sid is None:
+        return c.page(request, "login.html", status=403, failed=True)
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, c: ConsoleDep) -> Response:
+    form = await read_form(request)
+    check_action(c.sessions, request, form)
+    c.sessions.logout(request.cookies.get(COOKIE, ""))
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.post("/factories/{name}/rollback")
+async def rollback(request: Request, c: ConsoleDep, name: str) -> Response:
+    """Point ``champion`` back at an earlier version (through the registry; its event names who and why)."""
+    form = await read_form(request)
+    session = check_action(c.sessions, request, form)
+    reason = _text(form, "reason", "the reason", MAX_REASON)
+    try:
+        version = int(form.get("version", ""))
+    except ValueError:
+        raise HTTPException(400, f"version must be a version number, got {form.get('version', '')!r}") from None
+    held = c.registry.aliases(name)
+    known = [r.version for r in c.registry.versions(name)]
+    if version not in known:
+        raise HTTPException(400, f"factory {name!r} has no version {version}; fix: choose one of {known}")
+    if held.get("champion") == version:
+        raise HTTPException(400, f"version {version} is already the champion of {name!r}; fix: choose another")
+    c.registry.set_alias(name, "champion", version, reason=f"rolled back by {session.person} in the console: {reason}")
+    return RedirectResponse(f"/factories/{quote(name)}/versions/{version}", status_code=303)

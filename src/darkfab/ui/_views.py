@@ -1,0 +1,417 @@
+"""What each page shows, read from the store through its public API; plain dicts and records for templates.
+
+Nothing here renders HTML: the templates escape every value (generated code and LLM text are hostile).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import DarkfabError, NotFoundError
+from ..registry import Registry
+from ..store import (
+    CampaignRecord,
+    ChainReport,
+    FactoryRecord,
+    LLMCallRecord,
+    ModelVersionRecord,
+    Store,
+    TrialRecord,
+)
+
+PAGE_SIZES = (25, 50, 100, 200)
+SORT_KEYS = ("number", "reward", "value", "state", "proposer", "trainer", "wall")
+HIDDEN_PARAMS = ("_patch", "_diff")  # a code-edit trial's edits, shown as the diff instead
+WORKER_FRESH_S = 60.0
+EVENT_LIMITS = (100, 200, 500, 1000, 5000)
+
+
+def chart_json(traces: list[dict[str, Any]], layout: dict[str, Any]) -> str:
+    """A chart as JSON for the page's ``data-chart`` attribute (the template escapes it as an attribute)."""
+    return json.dumps({"data": traces, "layout": layout}, default=str, allow_nan=False)
+
+
+def finite(x: Any) -> float | None:
+    if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x):
+        return float(x)
+    return None
+
+
+def shown_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k not in HIDDEN_PARAMS}
+
+
+# -- factories --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spend:
+    what: str
+    used: float
+    limit: float | None
+
+    @property
+    def share(self) -> float | None:
+        return None if not self.limit else min(1.0, self.used / self.limit)
+
+
+@dataclass(frozen=True)
+class FactoryRow:
+    factory: FactoryRecord
+    champion: ModelVersionRecord | None
+    challenger: ModelVersionRecord | None
+    campaign: CampaignRecord | None
+    counts: dict[str, int]
+    workers: int
+    spend: list[Spend]
+    versions: list[ModelVersionRecord]
+
+
+def _alias_version(store: Store, factory_id: int, held: dict[str, int], alias: str) -> ModelVersionRecord | None:
+    if alias not in held:
+        return None
+    try:
+        return store.get_model_version(factory_id, held[alias])
+    except NotFoundError:
+        return None
+
+
+def spend_of(store: Store, factory: FactoryRecord, campaign: CampaignRecord, counts: dict[str, int]) -> list[Spend]:
+    """What the campaign has used of each of its budgets (trials, time, CPU, LLM cost when declared)."""
+    budget = campaign.budget or {}
+    done = sum(n for state, n in counts.items() if state not in ("queued", "running"))
+    rows = [
+        Spend("trials", float(done), finite(budget.get("trials"))),
+        Spend("wall seconds", campaign.elapsed_s, finite(budget.get("time"))),
+        Spend("CPU seconds", campaign.cpu_s, finite(budget.get("cpu"))),
+    ]
+    llm = (factory.spec.get("search") or {}).get("llm")
+    if llm:
+        _tokens, cost = store.llm_usage(campaign.id)
+        rows.append(Spend("LLM cost", cost, finite(llm.get("max_cost"))))
+    return rows
+
+
+def factory_row(store: Store, factory: FactoryRecord) -> FactoryRow:
+    held = store.aliases(factory.id)
+    campaign = store.latest_campaign(factory.id)
+    counts = store.count_trials(campaign.id) if campaign else {}
+    return FactoryRow(
+        factory=factory,
+        champion=_alias_version(store, factory.id, held, "champion"),
+        challenger=_alias_version(store, factory.id, held, "challenger"),
+        campaign=campaign,
+        counts=counts,
+        workers=len(store.list_workers(factory.name, within_s=WORKER_FRESH_S)),
+        spend=spend_of(store, factory, campaign, counts) if campaign else [],
+        versions=store.list_model_versions(factory.id),
+    )
+
+
+def factory_by_id(store: Store, factory_id: int) -> FactoryRecord:
+    for f in store.list_factories():
+        if f.id == factory_id:
+            return f
+    raise NotFoundError(f"no factory with id {factory_id} in the store")
+
+
+# -- campaigns --------------------------------------------------------------------------------------
+
+
+def _sort_value(t: TrialRecord, key: str) -> Any:
+    if key == "wall":
+        return finite(t.resources.get("wall_seconds"))
+    if key in ("reward", "value"):
+        return finite(getattr(t, key))
+    return getattr(t, key)
+
+
+def sort_trials(trials: list[TrialRecord], key: str, descending: bool) -> list[TrialRecord]:
+    """Trials sorted by ``key``; trials without that figure go last whichever the direction."""
+    having = [t for t in trials if _sort_value(t, key) is not None]
+    missing = [t for t in trials if _sort_value(t, key) is None]
+    having.sort(key=lambda t: (_sort_value(t, key), -t.number if descending else t.number), reverse=descending)
+    return having + missing
+
+
+@dataclass(frozen=True)
+class ProposerRow:
+    proposer: str
+    trials: int
+    completed: int
+    failed: int
+    best: TrialRecord | None
+    llm_calls: int
+    tokens: int
+    cost: float
+
+
+@dataclass(frozen=True)
+class ProposerTrials:
+    trials: int
+    completed: int
+    failed: int
+    best: TrialRecord | None
+
+
+def proposer_trials(trials: list[TrialRecord]) -> dict[str, ProposerTrials]:
+    """Each proposer's trials, outcomes and best feasible trial, in one pass."""
+    counts: dict[str, list[int]] = {}
+    best: dict[str, TrialRecord] = {}
+    for t in trials:
+        n = counts.setdefault(t.proposer, [0, 0, 0])
+        n[0] += 1
+        n[1] += t.state == "completed"
+        n[2] += t.state == "failed"
+        if t.reward is not None and math.isfinite(t.reward) and t.feasible is not False:
+            held = best.get(t.proposer)
+            if held is None or (held.reward is not None and t.reward > held.reward):
+                best[t.proposer] = t
+    return {name: ProposerTrials(n[0], n[1], n[2], best.get(name)) for name, n in counts.items()}
+
+
+def proposer_rows(stats: dict[str, ProposerTrials], calls: list[LLMCallRecord]) -> list[ProposerRow]:
+    """Which proposer found what: trials, outcomes, its best trial, and what its LLM calls cost."""
+    rows = []
+    for name in sorted(set(stats) | {c.proposer for c in calls}):
+        own = stats.get(name, ProposerTrials(0, 0, 0, None))
+        mine = [c for c in calls if c.proposer == name]
+        rows.append(
+            ProposerRow(
+                proposer=name,
+                trials=own.trials,
+                completed=own.completed,
+                failed=own.failed,
+                best=own.best,
+                llm_calls=len(mine),
+                tokens=sum(c.tokens for c in mine),
+                cost=sum(c.cost for c in mine),
+            )
+        )
+    return rows
+
+
+def history_chart(trials: list[TrialRecord]) -> str:
+    """Each scored trial's reward by trial number, per proposer, and the best feasible reward so far."""
+    scored = sorted((t for t in trials if finite(t.reward) is not None), key=lambda t: t.number)
+    traces: list[dict[str, Any]] = []
+    for name in sorted({t.proposer for t in scored}):
+        mine = [t for t in scored if t.proposer == name]
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": name,
+                "x": [t.number for t in mine],
+                "y": [t.reward for t in mine],
+                "text": [f"trial {t.number} ({t.trainer})" for t in mine],
+            }
+        )
+    best: float | None = None
+    xs, ys = [], []
+    for t in scored:
+        if t.feasible is not False and (best is None or (t.reward is not None and t.reward > best)):
+            best = t.reward
+        if best is not None:
+            xs.append(t.number)
+            ys.append(best)
+    traces.append(
+        {"type": "scatter", "mode": "lines", "name": "best so far", "x": xs, "y": ys, "line": {"shape": "hv"}}
+    )
+    layout = {
+        "title": {"text": "optimization history"},
+        "xaxis": {"title": {"text": "trial"}},
+        "yaxis": {"title": {"text": "reward"}},
+        "height": 360,
+        "margin": {"t": 40, "r": 10, "b": 40, "l": 50},
+    }
+    return chart_json(traces, layout)
+
+
+# -- trials -----------------------------------------------------------------------------------------
+
+
+def llm_calls_of(store: Store, trial: TrialRecord) -> list[LLMCallRecord]:
+    """The LLM calls whose answer became this trial's proposal."""
+    if not trial.proposer.startswith("llm") and "llm" not in trial.proposer:
+        return []
+    return [c for c in store.list_llm_calls(campaign_id=trial.campaign_id) if trial.key in c.proposal_keys]
+
+
+def diff_lines(diff: Any) -> list[tuple[str, str]]:
+    """A unified diff as (css class, line) pairs, for highlighting added and removed lines."""
+    if not isinstance(diff, str) or not diff:
+        return []
+    out = []
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")):
+            kind = "file"
+        elif line.startswith("+"):
+            kind = "add"
+        elif line.startswith("-"):
+            kind = "del"
+        elif line.startswith("@@"):
+            kind = "hunk"
+        else:
+            kind = "ctx"
+        out.append((kind, line))
+    return out
+
+
+# -- model versions ---------------------------------------------------------------------------------
+
+
+def sealed_test(version: ModelVersionRecord) -> dict[str, Any]:
+    figures = version.metrics.get("sealed_test")
+    return figures if isinstance(figures, dict) else {}
+
+
+def model_card(registry: Registry, factory: str, version: ModelVersionRecord) -> str:
+    """The version's model card as Markdown: what it is, how good on the sealed test, where it came from."""
+    lineage = version.lineage
+    test = sealed_test(version)
+    lines = [
+        f"# Model card: {factory} version {version.version}",
+        "",
+        f"- trainer: `{version.trainer}`",
+        f"- registered: {version.created_at.isoformat()}",
+        f"- aliases now: {', '.join(version.aliases) or '(none)'}",
+        f"- artifact sha256: `{version.artifact_hash}`",
+        f"- task: {lineage.get('task', '?')}, target `{lineage.get('target', '?')}`",
+        f"- data fingerprint: `{lineage.get('data_fingerprint', '?')}`",
+        f"- campaign {lineage.get('campaign', '?')}, trial id {version.trial_id}",
+        "",
+        "## Sealed-test figures",
+        "",
+    ]
+    if test:
+        lines.append(
+            f"{test.get('metric', '?')}: {_fmt(test.get('score'))} "
+            f"(95% interval {_fmt(test.get('low'))} to {_fmt(test.get('high'))})"
+        )
+    else:
+        lines.append("(none recorded)")
+    gate = lineage.get("gate") or {}
+    lines += ["", "## Gate verdict", "", str(gate.get("reason", "(none recorded)")), "", "## Validation metrics", ""]
+    lines += [f"- {k}: {_fmt(v)}" for k, v in sorted((version.metrics.get("valid") or {}).items())]
+    lines += ["", "## Parameters", ""]
+    lines += [f"- {k}: `{v}`" for k, v in sorted(shown_params(version.params).items())]
+    proposal = lineage.get("proposal") or {}
+    lines += [
+        "",
+        "## Lineage",
+        "",
+        f"- proposer: {proposal.get('proposer', '?')} ({proposal.get('reason', '')})",
+        f"- parent versions: {', '.join(map(str, lineage.get('parents') or [])) or '(none)'}",
+        f"- features: {', '.join(map(str, lineage.get('features') or []))}",
+        "",
+        "## Packages",
+        "",
+    ]
+    lines += [f"- {k} {v}" for k, v in sorted((lineage.get("packages") or {}).items())]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(x: Any) -> str:
+    f = finite(x)
+    return f"{f:.4g}" if f is not None else str(x)
+
+
+# -- monitor ----------------------------------------------------------------------------------------
+
+
+def monitor_chart(windows: list[Any]) -> str:
+    """Drift share and live quality per window, the champion's sealed-test score as the reference."""
+    xs = [w.closed_at.isoformat() for w in windows]
+    traces: list[dict[str, Any]] = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": "drift share",
+            "x": xs,
+            "y": [w.share_drifted for w in windows],
+        }
+    ]
+    quality = [finite((w.quality or {}).get("value")) for w in windows]
+    if any(q is not None for q in quality):
+        traces.append(
+            {"type": "scatter", "mode": "lines+markers", "name": "live quality", "x": xs, "y": quality, "yaxis": "y2"}
+        )
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": "sealed-test score",
+                "x": xs,
+                "y": [finite((w.quality or {}).get("champion")) for w in windows],
+                "yaxis": "y2",
+                "line": {"dash": "dot"},
+            }
+        )
+    layout = {
+        "title": {"text": "monitor windows"},
+        "yaxis": {"title": {"text": "share of features drifted"}, "range": [0, 1]},
+        "yaxis2": {"title": {"text": "quality"}, "overlaying": "y", "side": "right"},
+        "height": 360,
+        "margin": {"t": 40, "r": 60, "b": 40, "l": 60},
+    }
+    return chart_json(traces, layout)
+
+
+def drifted_columns(window: Any, top: int = 8) -> list[str]:
+    cols = (window.drift or {}).get("columns") or []
+    return [str(c.get("column")) for c in cols if isinstance(c, dict) and c.get("drifted")][:top]
+
+
+# -- audit ------------------------------------------------------------------------------------------
+
+
+class ChainCache:
+    """The audit chain's verification, run in the background so no page waits long for it.
+
+    A check starts when the log has grown or the last one is ``max_age_s`` old (an edit to an old event
+    does not grow the log, and must still show within that time), and never two at once. A page waits up
+    to ``wait_s`` for a check it started (enough for a small store), then shows the latest finished one.
+    """
+
+    def __init__(self, max_age_s: float = 60.0, wait_s: float = 0.25) -> None:
+        self._lock = threading.Lock()
+        self._max_age_s = max_age_s
+        self._wait_s = wait_s
+        self._head = -1
+        self._at = 0.0
+        self._report: ChainReport | None = None
+        self._running: threading.Thread | None = None
+
+    def report(self, store: Store) -> tuple[ChainReport | None, float]:
+        """The latest finished check (None before the first) and how many seconds ago it started."""
+        newest = store.list_events(limit=1)
+        head = newest[-1].id if newest else 0
+        with self._lock:
+            stale = self._report is None or head != self._head or time.monotonic() - self._at > self._max_age_s
+            if stale and self._running is None:
+                self._running = threading.Thread(target=self._check, args=(store, head), daemon=True)
+                self._running.start()
+            running = self._running
+        if running is not None:
+            running.join(self._wait_s)
+        with self._lock:
+            return self._report, time.monotonic() - self._at
+
+    def _check(self, store: Store, head: int) -> None:
+        started = time.monotonic()
+        report = None
+        try:
+            report = store.verify_chain()
+        except DarkfabError as exc:  # the page says so, rather than showing an old good result
+            report = ChainReport(ok=False, checked=0, first_bad_id=None, message=f"could not verify: {exc}")
+        finally:
+            with self._lock:
+                if report is not None:
+                    self._report, self._head, self._at = report, head, started
+                self._running = None

@@ -1,0 +1,197 @@
+"""A store holding a real small campaign (run by the `darkfab` command on iris), hostile records added
+through the Store API, and the console serving it from a real `darkfab ui` process on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from darkfab.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "console-test-token-0123456789"
+HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+
+FACTORY = """\
+name: iris_console
+data: {source: "sklearn:iris", target: target}
+trainers:
+  - name: logistic_regression
+  - name: random_forest
+    space:
+      n_estimators: {low: 10, high: 40}
+search: {proposer: tpe, startup_trials: 2}
+budget: {trials: 4}
+execution: {workers: 2, trial_timeout: 60s, latency_rows: 3}
+gate: {bootstrap: 200}
+"""
+
+DIFF = f"""\
+--- train.py
++++ train.py
+@@ -1,2 +1,2 @@
+-model = Ridge()
++model = Ridge(alpha=0.5)  # {HOSTILE}
+ return model
+"""
+
+
+@dataclass(frozen=True)
+class ConsoleSite:
+    url: str  # the console's base address
+    store_url: str
+    factory: str
+    campaign_id: int  # the real campaign
+    hostile_campaign: int  # a second campaign holding the two trials below
+    hostile_trial: int  # failed, with HOSTILE in its error and log
+    code_trial: int  # a code edit with a diff and the LLM call behind it
+
+
+def console_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("DARKFAB_STORE", None)
+    env["DARKFAB_UI_TOKEN"] = TOKEN
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _add_hostile_records(store_url: str) -> tuple[int, int, int]:
+    """In a second campaign: a failed trial whose error is a script, and a code-edit trial with its LLM
+    call. Then version 2 (a copy of the champion) takes the champion alias, so there is a rollback to make."""
+    with Store(store_url) as st:
+        factory = st.get_factory("iris_console")
+        first = st.latest_campaign(factory.id)
+        assert first is not None
+        campaign = st.create_campaign(
+            factory.id, budget={"trials": 2}, trigger="drift", seed=1, data_fingerprint=first.data_fingerprint
+        )
+        bad = st.add_trial(
+            campaign.id,
+            proposer="llm",
+            trainer="random_forest",
+            params={"n_estimators": 10},
+            reason=HOSTILE,
+            start_as="test-worker",
+        )
+        st.finish_trial(
+            bad.id, state="failed", error=f"ValueError: {HOSTILE}", failure_kind="trainer", log_tail=HOSTILE
+        )
+        code = st.add_trial(
+            campaign.id,
+            proposer="llm_code",
+            trainer="script",
+            params={"_patch": [{"old": "Ridge()", "new": "Ridge(alpha=0.5)"}], "_diff": DIFF},
+            reason="an edit the LLM proposed",
+            key="edit-1",
+            start_as="test-worker",
+        )
+        st.finish_trial(
+            code.id,
+            state="completed",
+            value=0.9,
+            reward=0.9,
+            feasible=False,
+            metrics={"accuracy": 0.9},
+            breakdown={"terms": {}, "violations": [f"latency_p95_ms 80 > 50 {HOSTILE}"], "reward": 0.9},
+        )
+        st.add_llm_call(
+            factory_id=factory.id,
+            campaign_id=campaign.id,
+            call_id="call-1",
+            proposer="llm_code",
+            model="fake-model",
+            request=[{"role": "user", "content": f"improve this script {HOSTILE}"}],
+            response=f"here is an edit {HOSTILE}",
+            status="ok",
+            prompt_tokens=120,
+            completion_tokens=40,
+            cost=0.002,
+            proposal_keys=["edit-1"],
+        )
+        st.finish_campaign(campaign.id, status="stopped", summary={}, reason=f"stopped by a test {HOSTILE}")
+        champion = st.get_model_version(factory.id, "champion")
+        st.add_model_version(
+            factory.id,
+            artifact_hash=champion.artifact_hash,
+            artifact_path=champion.artifact_path,
+            trial_id=champion.trial_id,
+            trainer=champion.trainer,
+            params=champion.params,
+            metrics=champion.metrics,
+            lineage={**champion.lineage, "parents": [champion.version]},
+            reason="a second version, so there is something to roll back from",
+            aliases=("champion",),
+        )
+        return campaign.id, bad.id, code.id
+
+
+@contextlib.contextmanager
+def serve_console(store_url: str, cwd: Path, env: dict[str, str]) -> Iterator[str]:
+    """`darkfab ui` over ``store_url`` in its own process on a free loopback port; yields its address."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "darkfab", "ui", "--port", str(port), "--store", store_url],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/login", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"darkfab ui did not start:\n{proc.stdout.read() if proc.stdout else ''}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+@pytest.fixture(scope="package")
+def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSite]:
+    """Built once for tests/ui (package scope: the campaign is the slow part, every module reads it)."""
+    tmp = tmp_path_factory.mktemp("console")
+    (tmp / "factory.yaml").write_text(FACTORY)
+    store_url = f"sqlite:///{tmp / 'store.db'}"
+    env = console_env(tmp)
+    run = subprocess.run(
+        [sys.executable, "-m", "darkfab", "run", "factory.yaml", "--store", store_url],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    with Store(store_url) as st:
+        real = st.latest_campaign(st.get_factory("iris_console").id)
+    assert real is not None
+    hostile_campaign, hostile, code = _add_hostile_records(store_url)
+    with serve_console(store_url, tmp, env) as url:
+        yield ConsoleSite(url, store_url, "iris_console", real.id, hostile_campaign, hostile, code)
