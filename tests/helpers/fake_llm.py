@@ -215,3 +215,12 @@ class FakeLLM:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class CallLog(list):  # type: ignore[type-arg]
+    """An LLM call sink kept as the store keeps ``llm_calls``: a call whose id is already held (the request's
+    reservation, status ``reserved``) replaces it, at the end of the list."""
+
+    def record(self, call: Any) -> None:
+        self[:] = [c for c in self if c.call_id != call.call_id]
+        self.append(call)

@@ -19,7 +19,7 @@ from darkfab.spec import LLMSpec
 from darkfab.testing.proposer_contract import ProposerContract, ProposerFactory, check_inside, conditional_context
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/propose is not a package: reach tests.helpers
-from tests.helpers.fake_llm import FakeLLM, Reply, asked_for, drop, ok, proposals_text, raw, slow, status
+from tests.helpers.fake_llm import CallLog, FakeLLM, Reply, asked_for, drop, ok, proposals_text, raw, slow, status
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -59,9 +59,9 @@ class Made:
         options = {"base_url": fake.base_url, "model": "fake-model", "api_key_env": KEY_ENV, "timeout": 2.0}
         self.spec = LLMSpec(**{**options, **spec})
         self.slept: list[float] = []
-        self.calls: list[LLMCall] = []
+        self.calls: list[LLMCall] = CallLog()
         client = ChatClient(self.spec, sleep=self.slept.append, backoff_s=0.01, seed=0)
-        self.proposer = LLMProposer(self.context, llm=self.spec, on_llm_call=self.calls.append, client=client)
+        self.proposer = LLMProposer(self.context, llm=self.spec, on_llm_call=self.calls.record, client=client)
 
     @property
     def statuses(self) -> list[str]:
