@@ -20,7 +20,7 @@ from darkfab.testing.executor_contract import digits_payload, drain
 from darkfab.train import ScriptError, TrialRequest, apply_edits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/propose is not a package: reach tests.helpers
-from tests.helpers.fake_llm import CallLog, FakeLLM, ok  # noqa: E402
+from tests.helpers.fake_llm import CallLog, FakeLLM, ok, status  # noqa: E402
 from tests.helpers.scripts import prior_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,3 +183,44 @@ def test_the_torch_example_runs_end_to_end_against_the_fake_llm(llm: FakeLLM, tm
         assert "label_smoothing=0.1" in seen[2].params["_diff"]
     finally:
         ex.close()
+
+
+def test_wrongly_typed_edits_are_recorded_and_repaired(llm: FakeLLM, script: Path) -> None:
+    calls: list[object] = CallLog()
+    proposer = LLMCodeProposer(context(llm, script), on_llm_call=calls.record)
+    proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {"_patch": []}, "completed", 0.5))
+    llm.script(
+        ok(json.dumps({"edits": ["text"], "reason": "strings, not edits"})),
+        ok(json.dumps({"edits": [], "params": ["scale", 1.5]})),
+        ok(answer([{"block": "prior", "search": "SHIFT = 1.0", "replace": "SHIFT = 2.0"}])),
+    )
+    (proposal,) = proposer.propose(1)
+    assert "SHIFT = 2.0" in apply_edits(SCRIPT, proposal.params["_patch"])
+    assert [c.status for c in calls] == ["invalid", "invalid", "ok"]  # type: ignore[attr-defined]
+    repairs = [r["body"]["messages"][-1]["content"] for r in llm.requests[1:]]
+    assert "edits[0] must be an object" in repairs[0] and "`params` must be an object" in repairs[1]
+    assert all(c.prompt_tokens > 0 for c in calls)  # type: ignore[attr-defined]
+
+
+def test_every_attempt_is_a_row_and_the_token_budget_holds(llm: FakeLLM, script: Path) -> None:
+    calls: list[object] = CallLog()
+    usage = {"prompt_tokens": 400, "completion_tokens": 100}
+    proposer = LLMCodeProposer(
+        context(llm, script, retries=2, max_tokens=200, max_tokens_total=1500, max_repairs=3), on_llm_call=calls.record
+    )
+    proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {"_patch": []}, "completed", 0.5))
+    llm.script(
+        status(429, retry_after=0.01),
+        status(429, retry_after=0.01),
+        ok(answer([{"block": "nope", "search": "a", "replace": "b"}]), usage=usage),
+        ok(answer([{"block": "nope", "search": "a", "replace": "b"}]), usage=usage),
+        ok(answer([{"block": "nope", "search": "a", "replace": "b"}]), usage=usage),
+        ok(answer([{"block": "nope", "search": "a", "replace": "b"}]), usage=usage),
+    )
+    proposer.propose(1)
+    assert [c.status for c in calls][:3] == ["429", "429", "invalid"]  # type: ignore[attr-defined]
+    # each request reserved its max_tokens first: the repairs stop before the budget could be overshot
+    assert proposer.tokens <= 1500 and proposer.exhausted.startswith("LLM token budget reached")
+    assert all(r["body"]["max_tokens"] <= 200 for r in llm.requests)
+    sent = llm.count
+    assert proposer.propose(2) == [] and llm.count == sent
