@@ -104,8 +104,9 @@ class LLMCallLog(StoreBase):
         """Store one request and its outcome (``LLMCall.as_record()`` gives every field but the first two).
 
         A request is first stored as ``reserved`` (counted at its most before it is sent); its outcome, stored
-        later under the same ``call_id`` and campaign, settles that row in place, so a process killed while a
-        request is in flight leaves the reservation counted by :meth:`llm_usage`.
+        later under the same ``call_id`` and campaign, replaces that row in one transaction (after the rows of
+        its retried attempts, in id order), so a process killed while a request is in flight leaves the
+        reservation counted by :meth:`llm_usage`.
         """
         one_of(status, LLM_CALL_STATUSES, "LLM call status")
         if not isinstance(call_id, str) or not call_id or len(call_id) > 64:
@@ -141,11 +142,9 @@ class LLMCallLog(StoreBase):
                     c.status == "reserved",
                 )
             ).first()
-            if held is not None and status != "reserved":
-                new_id = int(held[0])
-                conn.execute(llm_calls.update().where(c.id == new_id).values(values))
-            else:
-                new_id = inserted_id(conn.execute(llm_calls.insert(), values))
+            if held is not None and status != "reserved":  # settled: the outcome takes the reservation's place
+                conn.execute(llm_calls.delete().where(c.id == held[0]))
+            new_id = inserted_id(conn.execute(llm_calls.insert(), values))
         return LLMCallRecord(id=new_id, **values)
 
     def list_llm_calls(
