@@ -511,14 +511,14 @@ def models(factory: FactoryArg = None, store: StoreOpt = None, as_json: JsonOpt 
 _LARGEST_VERSION = 2**63 - 1  # a store's integer column
 
 
-def _version_ref(v: str) -> int | str:
+def _version_ref(v: str, what: str = "--version") -> int | str:
     ref = v.removeprefix("v")
     if not ref.isdigit():
         return ref
     number = int(ref)
     if number > _LARGEST_VERSION:
         raise SpecError(
-            f"--version {v}: no model version has a number that large; fix: give a version listed by "
+            f"{what} {v}: no model version has a number that large; fix: give a version listed by "
             "`darkfab models`, or an alias such as champion"
         )
     return number
@@ -534,7 +534,7 @@ def lineage(
     if len(args) > 2:
         _fail(SpecError("lineage takes [FACTORY] VERSION; fix: e.g. `darkfab lineage 1`"))
     ref, version = (args[0], args[1]) if len(args) == 2 else (None, args[0])
-    info = _guard(lambda: _factory(ref, store).lineage(_version_ref(version)))
+    info = _guard(lambda: _factory(ref, store).lineage(_version_ref(version, "VERSION")))
     if as_json:
         _print_json(info)
         return
