@@ -13,16 +13,19 @@ One exchange with the model (:meth:`LLMProposer.propose`):
 3. An answer that cannot be read, or proposals that fail a check, are sent back with the errors, at most
    ``search.llm.max_repairs`` times; what is still wrong is then dropped and logged.
 
-Every HTTP request is handed to ``on_llm_call`` as an :class:`LLMCall` (the factory stores it), with its
-tokens, cost, status (``ok``, ``invalid``, ``error``, ``429``, ``timeout``) and the keys of the proposals it
-produced (``llm-<call id>-<i>``), so each proposal can be traced to the exchange that made it.
+Requests go through :class:`~darkfab.propose._llm_exchange.LLMExchange`, as ``llm_code``'s do: each is handed
+to ``on_llm_call`` first as ``reserved`` (counted at its most), then, under the same id, with its tokens, cost,
+status (``ok``, ``invalid``, ``error``, ``429``, ``timeout``) and the keys of the proposals it produced
+(``llm-<call id>-<i>``), so each proposal can be traced to the exchange that made it; each retried attempt is
+a call of its own.
 
 The proposer never raises into the factory. When an exchange yields nothing (the endpoint is down, every
 answer was invalid), it proposes random valid configurations instead, each with the reason
 ``llm unavailable: ...``, so the loop never spins; after three failed exchanges in a row it rests (random
 proposals only) for 2, 4, ... up to 16 rounds before asking the model again. The token budget
 (``max_tokens_total``) and the money budget (``max_cost``) are hard: a request is sent only when what is left
-can pay for its prompt and a minimal answer (``max_tokens`` is lowered to what is left); once either is
+can pay for its prompt and a minimal answer (``max_tokens`` is lowered to what is left, and reserved until
+the answer settles it, so a kill in flight cannot overspend a resumed campaign); once either is
 spent, or cannot pay for another prompt as long as the last one, :attr:`LLMProposer.exhausted` says why and
 :meth:`propose` returns nothing more.
 """
@@ -174,7 +177,7 @@ class LLMProposer(Proposer):
         return self._llm.budget.exhausted if self._llm is not None else ""
 
     @property
-    def _sink(self) -> LLMCallSink | None:
+    def _sink(self) -> LLMCallSink | None:  # tests swap the sink of a made proposer
         return self._llm.sink if self._llm is not None else None
 
     @_sink.setter
