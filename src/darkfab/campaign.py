@@ -290,7 +290,8 @@ class CampaignRun:
                 n = want if self.budget.trials is None else min(want, self.budget.trials - planned)
                 proposals = self.proposer.propose(n)
                 if not proposals and not running and not queued:
-                    self.stopped_because = "the proposer had nothing more to propose"
+                    # a proposer that stopped for good (an LLM budget spent) says why; the others ran dry
+                    self.stopped_because = self.proposer.exhausted or "the proposer had nothing more to propose"
                     break
                 for proposal in proposals:
                     t = self.store.add_trial(

@@ -20,9 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import __version__
-from ._cli_common import StoreOpt, err
+from ._cli_common import StoreOpt, err, guarded, report, set_debug
 from ._cli_common import fail as _fail
-from .errors import DarkfabError, SpecError
+from .errors import SpecError
 from .results import Progress as RunProgress
 from .results import RunResult, TrialRow
 
@@ -53,13 +53,17 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document o
 
 
 def _guard(fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except DarkfabError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        err.print("interrupted; run the same command again to resume")
-        raise typer.Exit(130) from None
+    return guarded(fn)
+
+
+@app.callback()
+def _root(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show the traceback under an error (anywhere on the command line)")
+    ] = False,
+) -> None:
+    if debug:
+        set_debug(True)
 
 
 @contextlib.contextmanager
@@ -511,9 +515,20 @@ def models(factory: FactoryArg = None, store: StoreOpt = None, as_json: JsonOpt 
     out.print(t)
 
 
-def _version_ref(v: str) -> int | str:
-    v = v.removeprefix("v")
-    return int(v) if v.isdigit() else v
+_LARGEST_VERSION = 2**63 - 1  # a store's integer column
+
+
+def _version_ref(v: str, what: str = "--version") -> int | str:
+    ref = v.removeprefix("v")
+    if not ref.isdigit():
+        return ref
+    number = int(ref)
+    if number > _LARGEST_VERSION:
+        raise SpecError(
+            f"{what} {v}: no model version has a number that large; fix: give a version listed by "
+            "`darkfab models`, or an alias such as champion"
+        )
+    return number
 
 
 @app.command()
@@ -526,7 +541,7 @@ def lineage(
     if len(args) > 2:
         _fail(SpecError("lineage takes [FACTORY] VERSION; fix: e.g. `darkfab lineage 1`"))
     ref, version = (args[0], args[1]) if len(args) == 2 else (None, args[0])
-    info = _guard(lambda: _factory(ref, store).lineage(_version_ref(version)))
+    info = _guard(lambda: _factory(ref, store).lineage(_version_ref(version, "VERSION")))
     if as_json:
         _print_json(info)
         return
@@ -542,8 +557,15 @@ def predict(
     trust_code: Annotated[
         bool, typer.Option("--trust-code", help="allow a model trained by a script to run its code in this process")
     ] = False,
+    ignore_extra: Annotated[
+        bool, typer.Option("--ignore-extra", help="score without the columns the model does not read")
+    ] = False,
 ) -> None:
-    """Score a file with the champion (or --version), as `mlflow models predict` does."""
+    """Score a file with the champion (or --version), as `mlflow models predict` does.
+
+    Every row is checked first, as the model server checks a request: a numeric value that is text,
+    infinite or too large stops the command (exit 2) naming the row, the column and the value.
+    """
     if trust_code:
         from .train import trust_script_code
 
@@ -555,12 +577,26 @@ def predict(
     def go() -> int:
         from .data import read_table
 
+        if not output.parent.is_dir():
+            raise SpecError(
+                f"-o {output}: the folder {output.parent} does not exist; fix: create it, or write elsewhere"
+            )
+        if output.is_dir():
+            raise SpecError(f"-o {output}: is a folder; fix: give a file name, e.g. {output / 'predictions.csv'}")
+        number = _version_ref(version)
         f = _factory(ref, store)
-        frame = read_table(source)
-        result = f.predict(frame, version=_version_ref(version), where=source)
+        try:
+            frame = read_table(source)
+            result = f.predict(frame, version=number, where=source, ignore_extra=ignore_extra)
+        finally:
+            f.close()
         tmp = output.with_name(output.name + ".tmp")
-        result.to_csv(tmp, index=False)
-        tmp.replace(output)
+        try:
+            result.to_csv(tmp, index=False)
+            tmp.replace(output)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # nothing half-written left behind
+            raise
         return len(result)
 
     n = _guard(go)
@@ -611,7 +647,15 @@ _register_extensions()
 
 
 def main() -> None:
-    app()
+    """The `darkfab` command: every error, from any command, goes through one handler (`report`)."""
+    args = sys.argv[1:]
+    if "--debug" in args:  # accepted anywhere, also after the command's own options
+        set_debug(True)
+        args = [a for a in args if a != "--debug"]
+    try:
+        app(args=args, prog_name="darkfab")
+    except (Exception, KeyboardInterrupt) as exc:
+        sys.exit(report(exc))
 
 
 if __name__ == "__main__":

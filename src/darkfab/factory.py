@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .campaign import Budget, CampaignRun, default_owner, limits_of, predict_split, row_of, trial_view, worker_payload
-from .data import Dataset, check_features, load_dataset
+from .data import Dataset, check_rows, load_dataset
 from .errors import DarkfabError, DataError, IntegrityError, NotFoundError
 from .evaluate import RewardModel, compute_metrics, gate, leaky_features, score_with_ci, suspicions
 from .execute import Executor, make_executor
@@ -607,14 +607,28 @@ class Factory:
         _, blob = Registry(self.store).load_bytes(self.name, version)
         return load_model(blob)
 
-    def predict(self, frame: pd.DataFrame, *, version: int | str = "champion", where: str = "input") -> pd.DataFrame:
-        """Predictions for raw rows, with the target's name as the column (and class probabilities)."""
+    def predict(
+        self,
+        frame: pd.DataFrame,
+        *,
+        version: int | str = "champion",
+        where: str = "input",
+        ignore_extra: bool = False,
+    ) -> pd.DataFrame:
+        """Predictions for raw rows, with the target's name as the column (and class probabilities).
+
+        Every row is checked first (:func:`darkfab.data.check_rows`): a column the model does not read is
+        refused unless ``ignore_extra`` (the target's own column is always allowed), and a numeric value that
+        is text, infinite or too large is a DataError naming the row, the column and the value.
+        """
         _, blob = Registry(self.store).load_bytes(self.name, version)
         model = load_model(blob)
-        rows = check_features(frame, model.features, where)
+        target = _target_name(self, version)
+        rows = check_rows(
+            frame, model.features, model.feature_types, where, allowed=(target,), ignore_extra=ignore_extra
+        )
         if len(rows) == 0:
             raise DataError(f"{where}: no rows to predict; fix: give at least one data row")
-        target = _target_name(self, version)
         out = pd.DataFrame({target: model.predict(rows)})
         if model.task == "classification":
             proba = model.predict_proba(rows)

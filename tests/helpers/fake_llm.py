@@ -27,7 +27,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Reply:
-    kind: str  # ok | status | slow | drop | raw
+    kind: str  # ok | status | slow | drop | raw | trickle
     content: str = ""
     code: int = 200
     headers: dict[str, str] = field(default_factory=dict)
@@ -56,6 +56,11 @@ def raw(body: str, code: int = 200) -> Reply:
 def slow(delay: float, then: Reply | None = None) -> Reply:
     """Wait ``delay`` seconds (past the client's timeout), then send ``then`` (if the client still listens)."""
     return Reply("slow", delay=delay, then=then or ok('{"proposals": []}'))
+
+
+def trickle(content: str, *, every: float = 1.0) -> Reply:
+    """HTTP 200 and a chat completion of ``content``, its body sent one byte every ``every`` seconds."""
+    return Reply("trickle", content=content, delay=every)
 
 
 def drop() -> Reply:
@@ -108,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        if reply.kind == "ok":
+        if reply.kind in ("ok", "trickle"):
             usage = reply.usage or {
                 "prompt_tokens": max(1, len(json.dumps(body.get("messages", []))) // 4),
                 "completion_tokens": max(1, len(reply.content) // 4),
@@ -140,7 +145,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if reply.kind == "trickle":
+                fake = self.server.fake
+                fake.trickled.append(0)
+                slot = len(fake.trickled) - 1
+                for i in range(len(data)):
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    fake.trickled[slot] = i + 1
+                    if fake.stopping.wait(reply.delay):
+                        return
+            else:
+                self.wfile.write(data)
         except OSError:  # the client gave up (a timeout): nothing to answer
             self.close_connection = True
 
@@ -164,6 +180,7 @@ class FakeLLM:
         self.responder = responder
         self.requests: list[dict[str, Any]] = []
         self.replies: list[str] = []  # kind of each reply sent, in order
+        self.trickled: list[int] = []  # bytes of each trickled answer written before the client went away
         self.stopping = threading.Event()
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -215,3 +232,12 @@ class FakeLLM:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class CallLog(list):  # type: ignore[type-arg]
+    """An LLM call sink kept as the store keeps ``llm_calls``: a call whose id is already held (the request's
+    reservation, status ``reserved``) replaces it, at the end of the list."""
+
+    def record(self, call: Any) -> None:
+        self[:] = [c for c in self if c.call_id != call.call_id]
+        self.append(call)

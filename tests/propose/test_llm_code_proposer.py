@@ -20,7 +20,7 @@ from darkfab.testing.executor_contract import digits_payload, drain
 from darkfab.train import ScriptError, TrialRequest, apply_edits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/propose is not a package: reach tests.helpers
-from tests.helpers.fake_llm import FakeLLM, ok  # noqa: E402
+from tests.helpers.fake_llm import CallLog, FakeLLM, ok, status  # noqa: E402
 from tests.helpers.scripts import prior_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,8 +63,8 @@ def view(proposal: object, trial_id: int, value: float | None, state: str = "com
 
 
 def test_the_unedited_script_comes_first_then_edits_with_diff_and_parent(llm: FakeLLM, script: Path) -> None:
-    calls: list[object] = []
-    proposer = make_proposer("llm_code", context(llm, script), on_llm_call=calls.append)
+    calls: list[object] = CallLog()
+    proposer = make_proposer("llm_code", context(llm, script), on_llm_call=calls.record)
     assert isinstance(proposer, LLMCodeProposer)
     (first,) = proposer.propose(1)
     assert first.params["_patch"] == [] and first.params["_diff"] == "" and first.params["scale"] == 1.25
@@ -96,14 +96,18 @@ def test_a_bad_answer_is_sent_back_with_its_error(llm: FakeLLM, script: Path) ->
     assert proposer.records[-1].proposal_keys == (proposal.key,)
 
 
-def test_it_runs_dry_when_repairs_or_the_endpoint_fail(llm: FakeLLM, script: Path) -> None:
+def test_it_falls_back_like_llm_when_repairs_or_the_endpoint_fail(llm: FakeLLM, script: Path) -> None:
+    # one failed exchange no longer ends the campaign: the best code so far with random valid params, saying why
     proposer = LLMCodeProposer(context(llm, script, max_repairs=1))
     proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {"_patch": []}, "completed", 0.5))
     llm.script(ok("{}"), ok(answer([{"block": "nope", "search": "a", "replace": "b"}])))
-    assert proposer.propose(2) == []
+    (fallback,) = proposer.propose(1)
     assert "no editable block 'nope'" in proposer.last_error
-    assert proposer.propose(1) == []  # nothing scripted: HTTP 500
-    assert "endpoint failed" in proposer.last_error
+    assert fallback.reason.startswith("llm unavailable:") and "no editable block 'nope'" in fallback.reason
+    assert fallback.params["_patch"] == [] and 0.5 <= fallback.params["scale"] <= 2.0 and fallback.parents == (1,)
+    (again,) = proposer.propose(1)  # nothing scripted: HTTP 500
+    assert "endpoint failed" in proposer.last_error and again.reason.startswith("llm unavailable:")
+    assert again.params["scale"] != fallback.params["scale"]
 
 
 def test_a_repeat_of_tried_code_is_refused(llm: FakeLLM, script: Path) -> None:
@@ -111,7 +115,8 @@ def test_a_repeat_of_tried_code_is_refused(llm: FakeLLM, script: Path) -> None:
     first = proposer.propose(1)[0]
     proposer.observe(first, view(first, 1, 0.5))
     llm.script(ok(answer([])), ok(answer([], scale=1.25)))
-    assert proposer.propose(1) == [] and "tried already" in proposer.last_error
+    (fallback,) = proposer.propose(1)
+    assert "tried already" in proposer.last_error and fallback.reason.startswith("llm unavailable:")
     assert "changes nothing" in llm.requests[1]["body"]["messages"][-1]["content"]
 
 
@@ -178,3 +183,44 @@ def test_the_torch_example_runs_end_to_end_against_the_fake_llm(llm: FakeLLM, tm
         assert "label_smoothing=0.1" in seen[2].params["_diff"]
     finally:
         ex.close()
+
+
+def test_wrongly_typed_edits_are_recorded_and_repaired(llm: FakeLLM, script: Path) -> None:
+    calls: list[object] = CallLog()
+    proposer = LLMCodeProposer(context(llm, script), on_llm_call=calls.record)
+    proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {"_patch": []}, "completed", 0.5))
+    llm.script(
+        ok(json.dumps({"edits": ["text"], "reason": "strings, not edits"})),
+        ok(json.dumps({"edits": [], "params": ["scale", 1.5]})),
+        ok(answer([{"block": "prior", "search": "SHIFT = 1.0", "replace": "SHIFT = 2.0"}])),
+    )
+    (proposal,) = proposer.propose(1)
+    assert "SHIFT = 2.0" in apply_edits(SCRIPT, proposal.params["_patch"])
+    assert [c.status for c in calls] == ["invalid", "invalid", "ok"]  # type: ignore[attr-defined]
+    repairs = [r["body"]["messages"][-1]["content"] for r in llm.requests[1:]]
+    assert "edits[0] must be an object" in repairs[0] and "`params` must be an object" in repairs[1]
+    assert all(c.prompt_tokens > 0 for c in calls)  # type: ignore[attr-defined]
+
+
+def test_every_attempt_is_a_row_and_the_token_budget_holds(llm: FakeLLM, script: Path) -> None:
+    calls: list[object] = CallLog()
+    usage = {"prompt_tokens": 400, "completion_tokens": 100}
+    proposer = LLMCodeProposer(
+        context(llm, script, retries=2, max_tokens=200, max_tokens_total=1500, max_repairs=3), on_llm_call=calls.record
+    )
+    proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {"_patch": []}, "completed", 0.5))
+    llm.script(
+        status(429, retry_after=0.01),
+        status(429, retry_after=0.01),
+        ok(answer([{"block": "nope", "search": "a", "replace": "b"}]), usage=usage),
+        ok(answer([{"block": "nope", "search": "a", "replace": "b"}]), usage=usage),
+        ok(answer([{"block": "nope", "search": "a", "replace": "b"}]), usage=usage),
+        ok(answer([{"block": "nope", "search": "a", "replace": "b"}]), usage=usage),
+    )
+    proposer.propose(1)
+    assert [c.status for c in calls][:3] == ["429", "429", "invalid"]  # type: ignore[attr-defined]
+    # each request reserved its max_tokens first: the repairs stop before the budget could be overshot
+    assert proposer.tokens <= 1500 and proposer.exhausted.startswith("LLM token budget reached")
+    assert all(r["body"]["max_tokens"] <= 200 for r in llm.requests)
+    sent = llm.count
+    assert proposer.propose(2) == [] and llm.count == sent

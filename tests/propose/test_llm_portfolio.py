@@ -14,7 +14,7 @@ from darkfab.spec import LLMSpec
 from darkfab.testing.proposer_contract import check_inside, conditional_context, conditional_score, view_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/propose is not a package: reach tests.helpers
-from tests.helpers.fake_llm import FakeLLM, ok, proposals_text  # noqa: E402
+from tests.helpers.fake_llm import CallLog, FakeLLM, ok, proposals_text  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -121,11 +121,11 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLM]:
 
 
 def test_the_llm_is_retired_at_its_token_budget_and_the_others_go_on(fake: FakeLLM) -> None:
-    calls: list[LLMCall] = []
+    calls: list[LLMCall] = CallLog()
     spec = LLMSpec(base_url=fake.base_url, model="fake", api_key_env=KEY_ENV, max_tokens_total=2500)
     context = conditional_context()
     context = type(context)(**{**context.__dict__, "llm": spec})
-    portfolio = PortfolioProposer(context, members=["llm", "tpe", "random"], on_llm_call=calls.append)
+    portfolio = PortfolioProposer(context, members=["llm", "tpe", "random"], on_llm_call=calls.record)
     made = []
     for i in range(30):
         got = portfolio.propose(2)

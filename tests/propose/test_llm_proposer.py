@@ -19,7 +19,19 @@ from darkfab.spec import LLMSpec
 from darkfab.testing.proposer_contract import ProposerContract, ProposerFactory, check_inside, conditional_context
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/propose is not a package: reach tests.helpers
-from tests.helpers.fake_llm import FakeLLM, Reply, asked_for, drop, ok, proposals_text, raw, slow, status
+from tests.helpers.fake_llm import (
+    CallLog,
+    FakeLLM,
+    Reply,
+    asked_for,
+    drop,
+    ok,
+    proposals_text,
+    raw,
+    slow,
+    status,
+    trickle,
+)
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -59,9 +71,9 @@ class Made:
         options = {"base_url": fake.base_url, "model": "fake-model", "api_key_env": KEY_ENV, "timeout": 2.0}
         self.spec = LLMSpec(**{**options, **spec})
         self.slept: list[float] = []
-        self.calls: list[LLMCall] = []
+        self.calls: list[LLMCall] = CallLog()
         client = ChatClient(self.spec, sleep=self.slept.append, backoff_s=0.01, seed=0)
-        self.proposer = LLMProposer(self.context, llm=self.spec, on_llm_call=self.calls.append, client=client)
+        self.proposer = LLMProposer(self.context, llm=self.spec, on_llm_call=self.calls.record, client=client)
 
     @property
     def statuses(self) -> list[str]:
@@ -347,3 +359,26 @@ class TestLLMProposerContract(ProposerContract):
     @pytest.fixture
     def proposer_learns(self) -> bool:
         return False
+
+
+def test_a_wrongly_typed_trainer_is_recorded_and_repaired(fake: FakeLLM) -> None:
+    listed = [{"trainer": ["tree"], "params": GOOD[0]["params"], "reason": "a list, not a name"}]
+    fake.script(
+        ok(proposals_text(listed), usage={"prompt_tokens": 50, "completion_tokens": 7}), ok(proposals_text(GOOD[:1]))
+    )
+    m = Made(fake)
+    (p,) = m.proposer.propose(1)
+    assert p.trainer == "tree" and p.reason == GOOD[0]["reason"]
+    assert m.statuses == ["invalid", "ok"]
+    assert m.calls[0].prompt_tokens == 50 and m.calls[0].completion_tokens == 7  # counted in the totals
+    assert "trainer must be a string" in m.calls[0].error
+    assert "trainer must be a string" in fake.requests[1]["body"]["messages"][-1]["content"]  # the repair
+
+
+def test_a_trickled_answer_is_cut_off_at_the_timeout_for_the_whole_request(fake: FakeLLM) -> None:
+    fake.script(trickle(proposals_text(GOOD), every=0.1))
+    m = Made(fake, timeout=1.0, retries=0)
+    (p,) = m.proposer.propose(1)
+    assert p.reason.startswith("llm unavailable") and "bounds the whole request" in p.reason
+    assert m.statuses == ["timeout"]
+    assert 0 < fake.trickled[0] < len(proposals_text(GOOD))  # the client stopped listening long before the end

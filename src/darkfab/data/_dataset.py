@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..spec import FactorySpec, TaskKind
+from ._rows import refuse_duplicates
 from ._sources import read_source
 
 MIN_ROWS = 20
@@ -103,6 +104,7 @@ def load_dataset(spec: FactorySpec) -> Dataset:
     """Read, check and split the data a factory declares. Raises DataError naming the problem and the fix."""
     d = spec.data
     frame = read_source(d.source, d.query)
+    refuse_duplicates(frame.columns, d.source)  # a SQL query may select one name twice
     frame.columns = [str(c) for c in frame.columns]
     target = d.target or ("target" if d.source.startswith("sklearn:") else None)
     if target is None:

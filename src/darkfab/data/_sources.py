@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError
+from ._rows import refuse_duplicates
 
 SKLEARN_SETS = ("digits", "breast_cancer", "wine", "iris", "diabetes")
 
@@ -76,15 +77,26 @@ def read_table(path: str | Path) -> pd.DataFrame:
             f"{p}: no such data file; fix: check the path (relative paths are relative to the factory file)"
         )
     suffix = p.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".txt", ".tsv"):
+        raise DataError(f"{p}: unknown file type {suffix!r}; fix: use .csv, .tsv or .parquet")
+    sep = "\t" if suffix == ".tsv" else ","
     try:
         if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(p)
-        if suffix in (".csv", ".txt"):
-            return pd.read_csv(p)
-        if suffix == ".tsv":
-            return pd.read_csv(p, sep="\t")
+            frame = pd.read_parquet(p)
+            header = [str(c) for c in frame.columns]
+        else:
+            frame = pd.read_csv(p, sep=sep)
+            header = _header(p, sep)  # pandas renames a repeated name ('a' -> 'a.1') without a word
     except pd.errors.EmptyDataError:
         raise DataError(f"{p}: the file is empty; fix: give a file with a header row and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
         raise DataError(f"{p}: cannot be read as {suffix.lstrip('.')}: {str(err).splitlines()[0]}") from None
-    raise DataError(f"{p}: unknown file type {suffix!r}; fix: use .csv, .tsv or .parquet")
+    refuse_duplicates(header, str(p))
+    return frame
+
+
+def _header(p: Path, sep: str) -> list[str]:
+    import csv
+
+    with p.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
+        return next(csv.reader(fh, delimiter=sep), [])

@@ -14,12 +14,13 @@ from ._llm_client import Attempt, ChatClient, ChatResult
 from ._registry import LLM_AWARE, PROPOSERS, make_proposer, proposer_names
 
 if TYPE_CHECKING:
-    from ._llm import LLMCall, LLMProposer
+    from ._llm import LLMProposer
+    from ._llm_exchange import LLMCall
     from ._optuna import OptunaProposer
     from ._portfolio import PortfolioProposer
 
 _LAZY = {
-    "LLMCall": "._llm",
+    "LLMCall": "._llm_exchange",
     "LLMProposer": "._llm",
     "OptunaProposer": "._optuna",
     "PortfolioProposer": "._portfolio",

@@ -77,6 +77,12 @@ class Proposer(abc.ABC):
     def observe(self, proposal: Proposal, result: TrialView) -> None:
         """Learn the outcome of a proposal this proposer made (or one replayed from a resumed run)."""
 
+    @property
+    def exhausted(self) -> str:
+        """Why this proposer stopped for good (its LLM's token or money budget is spent); empty while it may
+        propose. A campaign that stops because nothing more is proposed gives this as its reason."""
+        return ""
+
     def should_prune(self, proposal: Proposal, step: int, value: float) -> bool:
         """Called with each intermediate validation score; True stops the trial. Default: never."""
         return False

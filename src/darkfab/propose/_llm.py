@@ -13,16 +13,19 @@ One exchange with the model (:meth:`LLMProposer.propose`):
 3. An answer that cannot be read, or proposals that fail a check, are sent back with the errors, at most
    ``search.llm.max_repairs`` times; what is still wrong is then dropped and logged.
 
-Every HTTP request is handed to ``on_llm_call`` as an :class:`LLMCall` (the factory stores it), with its
-tokens, cost, status (``ok``, ``invalid``, ``error``, ``429``, ``timeout``) and the keys of the proposals it
-produced (``llm-<call id>-<i>``), so each proposal can be traced to the exchange that made it.
+Requests go through :class:`~darkfab.propose._llm_exchange.LLMExchange`, as ``llm_code``'s do: each is handed
+to ``on_llm_call`` first as ``reserved`` (counted at its most), then, under the same id, with its tokens, cost,
+status (``ok``, ``invalid``, ``error``, ``429``, ``timeout``) and the keys of the proposals it produced
+(``llm-<call id>-<i>``), so each proposal can be traced to the exchange that made it; each retried attempt is
+a call of its own.
 
 The proposer never raises into the factory. When an exchange yields nothing (the endpoint is down, every
 answer was invalid), it proposes random valid configurations instead, each with the reason
 ``llm unavailable: ...``, so the loop never spins; after three failed exchanges in a row it rests (random
 proposals only) for 2, 4, ... up to 16 rounds before asking the model again. The token budget
 (``max_tokens_total``) and the money budget (``max_cost``) are hard: a request is sent only when what is left
-can pay for its prompt and a minimal answer (``max_tokens`` is lowered to what is left); once either is
+can pay for its prompt and a minimal answer (``max_tokens`` is lowered to what is left, and reserved until
+the answer settles it, so a kill in flight cannot overspend a resumed campaign); once either is
 spent, or cannot pay for another prompt as long as the last one, :attr:`LLMProposer.exhausted` says why and
 :meth:`propose` returns nothing more.
 """
@@ -35,21 +38,19 @@ import math
 import random
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from ..spec import LLMSpec
 from ._base import Proposal, Proposer, SearchContext, TrialView
-from ._llm_client import ChatClient, ChatResult, messages_tokens
+from ._llm_client import ChatClient, messages_tokens
+from ._llm_exchange import MIN_COMPLETION_TOKENS, LLMCallSink, LLMExchange
 from ._space import ConditionalSpace, Dim, Signature
 
 logger = logging.getLogger("darkfab.propose.llm")
 
-MIN_COMPLETION_TOKENS = 64
-"""A request is sent only when the budget left can pay for its prompt and at least this many answer tokens."""
 NOTEBOOK_LINES = 30
 REST_AFTER = 3  # failed exchanges in a row before the proposer rests
 MAX_REST = 16
@@ -67,63 +68,6 @@ Answer with ONE JSON object and nothing else:
 
 Rules: give every searched parameter of the chosen trainer; keep each inside its range or among its choices; \
 int parameters are whole numbers; fixed parameters may be left out; never repeat a configuration already tried."""
-
-
-@dataclass(frozen=True)
-class LLMCall:
-    """One HTTP request to the model and what came of it, as the factory stores it (table ``llm_calls``)."""
-
-    call_id: str
-    proposer: str
-    model: str
-    request: list[dict[str, Any]]  # the messages sent
-    response: str  # the text answered ("" when none)
-    status: str  # ok | invalid | error | 429 | timeout
-    error: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
-    latency_s: float
-    proposal_keys: tuple[str, ...] = ()
-
-    @classmethod
-    def answered(
-        cls,
-        *,
-        call_id: str,
-        proposer: str,
-        model: str,
-        messages: list[dict[str, Any]],
-        result: ChatResult,
-        status: str,
-        error: str,
-        latency_s: float,
-        proposal_keys: tuple[str, ...] = (),
-    ) -> LLMCall:
-        """The record of a request that got an answer (or gave up): its text, tokens and cost from ``result``."""
-        return cls(
-            call_id=call_id,
-            proposer=proposer,
-            model=model,
-            request=[dict(m) for m in messages],
-            response=result.text,
-            status=status,
-            error=error,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            cost=result.cost,
-            latency_s=latency_s,
-            proposal_keys=proposal_keys,
-        )
-
-    def as_record(self) -> dict[str, Any]:
-        """The keyword arguments of ``Store.add_llm_call`` (besides factory and campaign)."""
-        out = asdict(self)
-        out["proposal_keys"] = list(self.proposal_keys)
-        return out
-
-
-LLMCallSink = Callable[[LLMCall], None]
 
 
 def describe_dim(dim: Dim) -> str:
@@ -198,7 +142,11 @@ class LLMProposer(Proposer):
         self.space = ConditionalSpace(context)
         self.spec = llm if llm is not None else context.llm
         self._client = client if client is not None else (ChatClient(self.spec) if self.spec is not None else None)
-        self._sink = on_llm_call
+        self._llm: LLMExchange | None = None
+        if self.spec is not None and self._client is not None:
+            self._llm = LLMExchange(
+                proposer=name, spec=self.spec, client=self._client, sink=on_llm_call, spent=llm_spent
+            )
         self._rng = random.Random(context.seed)
         self._token = uuid.uuid4().hex[:8]
         self._fallbacks = 0
@@ -211,14 +159,31 @@ class LLMProposer(Proposer):
         self._rest = 0
         self._last_error = ""
         self._cost_of: dict[str, tuple[float, float]] = {}
-        self.tokens_used = int(llm_spent[0])
-        """Prompt and completion tokens spent, the campaign's earlier runs included."""
-        self.cost_used = float(llm_spent[1])
-        """Money spent, priced by ``search.llm.prices``."""
-        """HTTP requests made by this proposer."""
-        self.exhausted = ""
+        self._spent = (int(llm_spent[0]), float(llm_spent[1]))
+
+    @property
+    def tokens_used(self) -> int:
+        """Prompt and completion tokens spent (a request in flight at its most), earlier runs included."""
+        return self._llm.budget.tokens_used if self._llm is not None else self._spent[0]
+
+    @property
+    def cost_used(self) -> float:
+        """Money spent, priced by ``search.llm.prices`` (a request in flight at its most)."""
+        return self._llm.budget.cost_used if self._llm is not None else self._spent[1]
+
+    @property
+    def exhausted(self) -> str:
         """Why the LLM stopped for good (its token or money budget is spent); empty while it may be asked."""
-        self._check_budget(0)
+        return self._llm.budget.exhausted if self._llm is not None else ""
+
+    @property
+    def _sink(self) -> LLMCallSink | None:  # tests swap the sink of a made proposer
+        return self._llm.sink if self._llm is not None else None
+
+    @_sink.setter
+    def _sink(self, sink: LLMCallSink | None) -> None:
+        if self._llm is not None:
+            self._llm.sink = sink
 
     # ------------------------------------------------------------------------------------------------
     # Proposer
@@ -277,7 +242,8 @@ class LLMProposer(Proposer):
     # the exchange
 
     def _exchange(self, n: int) -> tuple[list[Proposal], str, float, float]:
-        assert self._client is not None and self.spec is not None
+        assert self._llm is not None and self.spec is not None
+        exchange = self._llm
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": self._prompt(n)},
@@ -287,19 +253,15 @@ class LLMProposer(Proposer):
         error = ""
         money = seconds = 0.0
         for round_ in range(self.spec.max_repairs + 1):
-            max_tokens = self._affordable(messages)
-            if max_tokens is None:
+            call_id = uuid.uuid4().hex[:10]
+            result = exchange.ask(messages, call_id=call_id)
+            if result is None:
                 error = self.exhausted
                 break
-            call_id = uuid.uuid4().hex[:10]
-            result = self._client.complete(messages, max_tokens=max_tokens)
-            self.tokens_used += result.tokens
-            self.cost_used += result.cost
             money += result.cost
             seconds += result.latency_s
-            self._record_failed_attempts(call_id, messages, result)
             if not result.ok:
-                self._record(call_id, messages, result, result.status, result.error, ())
+                exchange.record(call_id, messages, result, result.status, result.error)
                 error = result.error
                 break
             items, notes, problem = parse_answer(result.text)
@@ -322,9 +284,8 @@ class LLMProposer(Proposer):
             if not items and not problem:
                 problems.append("the answer holds no proposals")
             status = "invalid" if problems else "ok"
-            self._record(call_id, messages, result, status, "; ".join(problems), tuple(keys))
+            exchange.record(call_id, messages, result, status, "; ".join(problems), tuple(keys))
             error = "; ".join(problems)
-            self._check_budget(0)
             if not problems or len(accepted) >= n:
                 break
             if round_ == self.spec.max_repairs or self.exhausted:
@@ -336,7 +297,7 @@ class LLMProposer(Proposer):
                 {"role": "user", "content": self._repair_prompt(problems, n - len(accepted))},
             ]
         # the next exchange's prompt will be at least as long as this one's: stop now if it cannot be paid for
-        self._check_budget(messages_tokens(messages[:2]) + MIN_COMPLETION_TOKENS)
+        exchange.budget.check(messages_tokens(messages[:2]) + MIN_COMPLETION_TOKENS)
         proposals = [p for p, _ in accepted]
         for p, signature in accepted:
             self._seen[signature] = f"an earlier proposal ({p.reason[:60]})"
@@ -346,101 +307,6 @@ class LLMProposer(Proposer):
         if not proposals:
             error = f"{error or 'no proposals'}" + (f" (after {round_} repairs)" if round_ else "")
         return proposals, error, money, seconds
-
-    def _affordable(self, messages: list[dict[str, Any]]) -> int | None:
-        """``max_tokens`` for the next request, lowered to what the budgets can pay; None when they cannot."""
-        assert self.spec is not None and self._client is not None
-        prompt = messages_tokens(messages)
-        max_tokens = self.spec.max_tokens
-        if self.spec.max_tokens_total is not None:
-            max_tokens = min(max_tokens, self.spec.max_tokens_total - self.tokens_used - prompt)
-        if self.spec.max_cost is not None:
-            out_price = self.spec.prices.output_per_1k / 1000.0
-            left = self.spec.max_cost - self.cost_used - self._client.cost_of(prompt, 0)
-            if out_price > 0:
-                max_tokens = min(max_tokens, math.floor(left / out_price))
-            elif left < 0:
-                max_tokens = 0
-        if max_tokens < MIN_COMPLETION_TOKENS:
-            self._check_budget(prompt + MIN_COMPLETION_TOKENS)
-            if not self.exhausted:  # pragma: no cover - the checks above agree with _check_budget
-                self.exhausted = "LLM budget reached: the next request cannot be paid for"
-            return None
-        return max_tokens
-
-    def _check_budget(self, need: int) -> None:
-        """Mark the LLM as stopped when a budget is spent, or (``need`` > 0) cannot pay ``need`` more tokens."""
-        if self.spec is None or self.exhausted:
-            return
-        total, max_cost = self.spec.max_tokens_total, self.spec.max_cost
-        tokens_short = total is not None and (self.tokens_used >= total or self.tokens_used + need > total)
-        money_short = max_cost is not None and (
-            self.cost_used >= max_cost
-            or (
-                need > 0
-                and self._client is not None
-                and self.cost_used + self._client.cost_of(max(0, need - MIN_COMPLETION_TOKENS), MIN_COMPLETION_TOKENS)
-                > max_cost
-            )
-        )
-        later = "; the next request cannot be paid for" if need else ""
-        if tokens_short:
-            self.exhausted = f"LLM token budget reached: {self.tokens_used} of {total} tokens spent{later}"
-        elif money_short:
-            self.exhausted = f"LLM money budget reached: {self.cost_used:.4g} of {max_cost:g} spent{later}"
-        if self.exhausted:
-            logger.info("%s; the LLM proposer stops", self.exhausted)
-
-    def _record(
-        self,
-        call_id: str,
-        messages: list[dict[str, Any]],
-        result: ChatResult,
-        status: str,
-        error: str,
-        keys: tuple[str, ...],
-    ) -> None:
-        last = result.attempts[-1].latency_s if result.attempts else result.latency_s
-        self._emit(
-            LLMCall.answered(
-                call_id=call_id,
-                proposer=self.name,
-                model=self.spec.model if self.spec else "",
-                messages=messages,
-                result=result,
-                status=status,
-                error=error,
-                latency_s=last,
-                proposal_keys=keys,
-            )
-        )
-
-    def _record_failed_attempts(self, call_id: str, messages: list[dict[str, Any]], result: ChatResult) -> None:
-        retried = result.attempts[:-1]
-        for j, attempt in enumerate(retried):
-            self._emit(
-                LLMCall(
-                    call_id=f"{call_id}.{j}",
-                    proposer=self.name,
-                    model=self.spec.model if self.spec else "",
-                    request=[dict(m) for m in messages],
-                    response="",
-                    status=attempt.status,
-                    error=attempt.error + (f"; retried after {attempt.waited_s:.2f}s" if attempt.waited_s else ""),
-                    prompt_tokens=0,
-                    completion_tokens=0,
-                    cost=0.0,
-                    latency_s=attempt.latency_s,
-                )
-            )
-
-    def _emit(self, call: LLMCall) -> None:
-        if self._sink is None:
-            return
-        try:
-            self._sink(call)
-        except Exception:  # a record that cannot be written must not lose the proposals
-            logger.exception("could not record LLM call %s", call.call_id)
 
     # ------------------------------------------------------------------------------------------------
     # checking a proposal
@@ -453,6 +319,8 @@ class LLMProposer(Proposer):
         trainer = item.get("trainer")
         if trainer is None and len(trainers) == 1:
             trainer = trainers[0]
+        if not isinstance(trainer, str):
+            return f"trainer must be a string, one of {list(trainers)}; got {json.dumps(trainer, default=str)[:80]}"
         if trainer not in self.space.spaces:
             return f"unknown trainer {trainer!r}; choose one of {list(trainers)}"
         given = item.get("params", {})

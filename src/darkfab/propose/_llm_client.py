@@ -199,9 +199,35 @@ class ChatClient:
     def _post(
         self, http: httpx.Client, payload: dict[str, Any], headers: dict[str, str]
     ) -> tuple[ChatStatus, str, int | None, float | None, dict[str, Any] | None]:
-        """(status, error, HTTP status, wait before a retry or None when not worth retrying, parsed body)."""
+        """(status, error, HTTP status, wait before a retry or None when not worth retrying, parsed body).
+
+        ``spec.timeout`` bounds the whole attempt, not each socket read: an endpoint that trickles its answer
+        a byte at a time is cut off once the attempt has taken ``timeout`` seconds in all.
+        """
+        deadline = time.monotonic() + self.spec.timeout
         try:
-            response = http.post(self.url, json=payload, headers=headers)
+            with http.stream("POST", self.url, json=payload, headers=headers) as streamed:
+                chunks: list[bytes] = []
+                for chunk in streamed.iter_bytes():
+                    chunks.append(chunk)
+                    if time.monotonic() > deadline:
+                        got = sum(map(len, chunks))
+                        return (
+                            "timeout",
+                            f"no whole answer within {self.spec.timeout:g}s (search.llm.timeout bounds the whole "
+                            f"request; {got} bytes had arrived)",
+                            None,
+                            0.0,
+                            None,
+                        )
+                plain = {  # the body is already decoded: the copy must not decode it twice
+                    k: v
+                    for k, v in streamed.headers.items()
+                    if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+                }
+                response = httpx.Response(
+                    streamed.status_code, headers=plain, content=b"".join(chunks), request=streamed.request
+                )
         except httpx.TimeoutException as exc:
             return "timeout", f"no answer within {self.spec.timeout:g}s ({type(exc).__name__})", None, 0.0, None
         except httpx.TransportError as exc:

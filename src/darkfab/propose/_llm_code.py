@@ -15,7 +15,9 @@ A proposal's ``params`` carry ``_patch`` (every edit from the user's script, the
 from __future__ import annotations
 
 import json
+import logging
 import math
+import random
 import re
 import uuid
 from collections.abc import Sequence
@@ -27,8 +29,8 @@ from ..errors import SpecError
 from ..spec import ParamSpec, TrainerSpec
 from ..train._script import ScriptError, apply_edits, block_texts, source_hash, unified_diff
 from ._base import Proposal, Proposer, SearchContext, TrialView
-from ._llm import LLMCall, LLMCallSink
 from ._llm_client import ChatClient
+from ._llm_exchange import LLMCall, LLMCallSink, LLMExchange
 
 _SYSTEM = (
     "You improve a machine-learning training script by editing only its editable blocks. "
@@ -40,6 +42,9 @@ _SYSTEM = (
     "outside its scratch folder; it must not try either."
 )
 _TAIL = 600  # characters of a diff or an error shown per past trial
+REST_AFTER = 3  # failed exchanges in a row before the proposer rests (as the llm proposer does)
+MAX_REST = 16
+logger = logging.getLogger("darkfab.propose.llm_code")
 
 
 @dataclass
@@ -92,6 +97,19 @@ def parse_answer(text: str) -> dict[str, Any]:
         raise ScriptError(f"the answer is not valid JSON: {err.msg} at character {err.pos}") from None
     if not isinstance(answer, dict) or not isinstance(answer.get("edits"), list):
         raise ScriptError("the answer must be an object with an `edits` list")
+    for i, edit in enumerate(answer["edits"]):
+        if not isinstance(edit, dict) or not all(isinstance(edit.get(k), str) for k in ("block", "search", "replace")):
+            raise ScriptError(
+                f'edits[{i}] must be an object {{"block": ..., "search": ..., "replace": ...}} of three '
+                f"strings, got {json.dumps(edit, default=str)[:120]}"
+            )
+        unknown = sorted(set(edit) - {"block", "search", "replace"})
+        if unknown:
+            raise ScriptError(f"edits[{i}] has unknown field(s) {unknown}; an edit holds block, search and replace")
+    if answer.get("params") is not None and not isinstance(answer["params"], dict):
+        raise ScriptError(
+            f"`params` must be an object of name -> value, got {json.dumps(answer['params'], default=str)[:80]}"
+        )
     return answer
 
 
@@ -129,17 +147,42 @@ class LLMCodeProposer(Proposer):
         self.context = context
         self.llm = context.llm
         self.client = client or ChatClient(context.llm, seed=context.seed)
+        self._user_sink = on_llm_call
+        self.exchange = LLMExchange(
+            proposer=self.name, spec=context.llm, client=self.client, sink=self._keep, spent=llm_spent
+        )
         self.originals = {t.name: Path(str(t.script)).read_text(encoding="utf-8") for t in self.trainers}
         for t in self.trainers:
             block_texts(self.originals[t.name])  # a malformed script fails here, with its line
         self.tried: list[_Tried] = []
-        self.records: list[LLMCall] = []  # every chat request, as handed to ``on_llm_call``
-        self._sink = on_llm_call
+        self.records: list[LLMCall] = []  # every chat request's outcome, as handed to ``on_llm_call``
         self._token = uuid.uuid4().hex[:8]
-        self.tokens = int(llm_spent[0])
-        self.cost = float(llm_spent[1])
+        self._calls = 0
+        self._rng = random.Random(context.seed)
         self.last_error = ""
         self._turn = 0
+        self._streak = 0  # failed exchanges in a row
+        self._rest = 0  # rounds left without asking the model
+
+    @property
+    def tokens(self) -> int:
+        """Tokens spent (a request in flight at its most), the campaign's earlier runs included."""
+        return self.exchange.budget.tokens_used
+
+    @property
+    def cost(self) -> float:
+        return self.exchange.budget.cost_used
+
+    @property
+    def exhausted(self) -> str:
+        """Why the LLM stopped for good (its token or money budget is spent); empty while it may be asked."""
+        return self.exchange.budget.exhausted
+
+    def _keep(self, call: LLMCall) -> None:
+        if call.status != "reserved":
+            self.records.append(call)
+        if self._user_sink is not None:
+            self._user_sink(call)
 
     # -- history ------------------------------------------------------------------------------------------
 
@@ -178,13 +221,6 @@ class LLMCodeProposer(Proposer):
 
     # -- proposing ----------------------------------------------------------------------------------------
 
-    def _out_of_budget(self) -> str:
-        if self.llm.max_tokens_total is not None and self.tokens >= self.llm.max_tokens_total:
-            return f"the token budget ({self.llm.max_tokens_total}, search.llm.max_tokens_total) is spent"
-        if self.llm.max_cost is not None and self.cost >= self.llm.max_cost:
-            return f"the money budget ({self.llm.max_cost:g}, search.llm.max_cost) is spent"
-        return ""
-
     def propose(self, n: int) -> list[Proposal]:
         out: list[Proposal] = []
         for _ in range(n):
@@ -196,31 +232,48 @@ class LLMCodeProposer(Proposer):
                 source = self.originals[trainer.name]
                 out.append(self._record(trainer.name, [], source, params, "the unedited script, as a reference", None))
                 continue
-            why = self._out_of_budget()
-            if why:
-                self.last_error = why
+            if self.exhausted:
+                self.last_error = self.exhausted
                 break
-            proposal = self._ask(trainer, space)
-            if proposal is None:
+            proposal: Proposal | None = None
+            if self._rest > 0:
+                self._rest -= 1
+                self.last_error = f"resting after {self._streak} failed exchanges; last: {self.last_error}"
+            else:
+                try:
+                    proposal = self._ask(trainer, space)
+                except Exception as exc:  # never into the factory: a bug here must not stop the campaign
+                    logger.exception("the LLM code proposer failed")
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                if self.exhausted:
+                    self.last_error = self.exhausted
+                    break
+                if proposal is not None:
+                    self._streak = 0
+                    out.append(proposal)
+                    continue
+                self._streak += 1
+                if self._streak >= REST_AFTER:
+                    self._rest = min(MAX_REST, 2 ** (self._streak - REST_AFTER + 1))
+            fallback = self._fallback(trainer, space)
+            if fallback is None:
                 break
-            out.append(proposal)
+            out.append(fallback)
         return out
 
-    def _log_call(self, messages: list[dict[str, str]], result: Any, status: str, error: str, key: str = "") -> None:
-        call = LLMCall.answered(
-            call_id=f"{self.name}-{self._token}-{len(self.records)}",
-            proposer=self.name,
-            model=self.llm.model,
-            messages=list(messages),
-            result=result,
-            status=status,
-            error=error,
-            latency_s=result.latency_s,
-            proposal_keys=(key,) if key else (),
-        )
-        self.records.append(call)
-        if self._sink is not None:
-            self._sink(call)
+    def _fallback(self, trainer: TrainerSpec, space: dict[str, Any]) -> Proposal | None:
+        """The best code so far with random valid params, saying why the LLM gave nothing; None if none is new."""
+        parent = self._best(trainer.name)
+        patch = list(parent.patch) if parent else []
+        source = apply_edits(self.originals[trainer.name], patch)
+        code = source_hash(source)
+        seen = {self._key(self._code(t), t.params) for t in self.tried if t.trainer == trainer.name}
+        for _try in range(50):
+            params = {k: _random_value(v, self._rng) for k, v in space.items()}
+            if self._key(code, params) not in seen:
+                reason = f"llm unavailable: {self.last_error}; the best code so far with random valid params"
+                return self._record(trainer.name, patch, source, params, reason[:500], parent)
+        return None
 
     def _record(
         self,
@@ -295,16 +348,20 @@ class LLMCodeProposer(Proposer):
         ]
         seen = {self._key(self._code(t), t.params) for t in self.tried if t.trainer == trainer.name}
         for _attempt in range(self.llm.max_repairs + 1):
-            result = self.client.complete(messages)
-            self.tokens += result.tokens
-            self.cost += result.cost
+            self._calls += 1
+            call_id = f"{self.name}-{self._token}-{self._calls}"
+            sent = list(messages)
+            result = self.exchange.ask(sent, call_id=call_id)
+            if result is None:
+                self.last_error = self.exhausted
+                return None
             if not result.ok:
                 self.last_error = f"the LLM endpoint failed: {result.error}"
-                self._log_call(messages, result, result.status, result.error)
+                self.exchange.record(call_id, sent, result, result.status, result.error)
                 return None
             try:
                 answer = parse_answer(result.text)
-                edits = [dict(e) for e in answer["edits"]]
+                edits = [{k: str(e[k]) for k in ("block", "search", "replace")} for e in answer["edits"]]
                 patch = base_patch + edits
                 source = apply_edits(self.originals[trainer.name], patch)
                 params = dict(base_params)
@@ -321,7 +378,7 @@ class LLMCodeProposer(Proposer):
                     raise ScriptError("this exact code and params were tried already; propose something new")
             except ScriptError as err:
                 self.last_error = str(err)
-                self._log_call(messages, result, "invalid", str(err))
+                self.exchange.record(call_id, sent, result, "invalid", str(err))
                 messages += [
                     {"role": "assistant", "content": result.text},
                     {"role": "user", "content": f"That answer was rejected: {err}. Answer again with the JSON only."},
@@ -329,6 +386,18 @@ class LLMCodeProposer(Proposer):
                 continue
             reason = str(answer.get("reason") or "").strip()[:500] or "an LLM code edit"
             proposal = self._record(trainer.name, patch, source, params, reason, parent)
-            self._log_call(messages, result, "ok", "", proposal.key)
+            self.exchange.record(call_id, sent, result, "ok", "", (proposal.key,))
             return proposal
         return None
+
+
+def _random_value(spec: ParamSpec | Any, rng: random.Random) -> Any:
+    """A random value inside a parameter's range or among its choices (a fixed value as it is)."""
+    if not isinstance(spec, ParamSpec):
+        return spec
+    if spec.choices is not None:
+        return rng.choice(list(spec.choices))
+    low, high = float(spec.low or 0.0), float(spec.high or 0.0)
+    log = spec.log and low > 0
+    value = math.exp(rng.uniform(math.log(low), math.log(high))) if log else rng.uniform(low, high)
+    return min(int(high), max(int(low), round(value))) if spec.type == "int" else value

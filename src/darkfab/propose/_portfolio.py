@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import SpecError
 from ._base import Proposal, Proposer, SearchContext, TrialView
-from ._llm import LLMCall, LLMCallSink
+from ._llm_exchange import LLMCall, LLMCallSink
 
 logger = logging.getLogger("darkfab.propose.portfolio")
 
@@ -167,6 +167,14 @@ class PortfolioProposer(Proposer):
         if owner is None:
             return False
         return bool(self.arms[owner].proposer.should_prune(inner, step, value))
+
+    @property
+    def exhausted(self) -> str:
+        """Why every member stopped for good, once all of them have; empty while one may still propose."""
+        arms = list(self.arms.values())
+        if arms and all(a.retired for a in arms):
+            return "; ".join(f"{a.name}: {a.retired}" for a in arms)
+        return ""
 
     # ------------------------------------------------------------------------------------------------
     # the bandit

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +27,36 @@ if TYPE_CHECKING:
     from typing import Unpack
 
 _LOCK_SQL = sa.text("SELECT pg_advisory_xact_lock(:key)")
+logger = logging.getLogger("darkfab.store")
+
+OUTAGE_WAIT_S = 300.0
+"""How long a store that cannot be reached, or stays locked by another writer, is waited for before giving up."""
+_FIRST_PAUSE_S = 0.25
+_MAX_PAUSE_S = 5.0
+# what a database says when it is down, restarting or locked by another writer: worth waiting out
+_TRANSIENT = (
+    "database is locked",
+    "database is busy",
+    "connection refused",
+    "could not connect",
+    "server closed the connection",
+    "terminating connection",
+    "connection timeout",
+    "timeout expired",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "connection reset",
+    "no route to host",
+)
+
+
+def _transient(err: sa.exc.DBAPIError) -> str:
+    """What is wrong, when ``err`` is an outage worth waiting out (down, restarting, locked); "" otherwise."""
+    text = " ".join(str(err.orig if err.orig is not None else err).split())
+    low = text.lower()
+    return text[:200] if isinstance(err, sa.exc.OperationalError) and any(m in low for m in _TRANSIENT) else ""
+
+
 _VERIFY_BATCH = 2000
 
 
@@ -117,7 +149,10 @@ class StoreBase:
         """One write transaction; ``chain`` writes will append an event, so they take the chain lock."""
         with self._lock:
             try:
-                with self._writer.connect() as conn, conn.begin():
+                conn = self._waiting(what, self._writer.connect, begin=True)
+                transaction = conn.get_transaction()
+                assert transaction is not None, "_waiting(begin=True) hands back a begun transaction"
+                with conn, transaction:
                     if chain and not self._sqlite:
                         conn.execute(_LOCK_SQL, {"key": CHAIN_LOCK_KEY})
                     yield conn
@@ -130,12 +165,55 @@ class StoreBase:
     def _read(self, what: str) -> Iterator[Connection]:
         with self._lock:
             try:
-                with self._engine.connect() as conn:
+                with self._waiting(what, self._engine.connect, begin=False) as conn:
                     yield conn
             except DarkfabError:
                 raise
             except sa.exc.StatementError as err:
                 raise self._db_error(what, err) from err
+
+    def _waiting(self, what: str, connect: Callable[[], Connection], *, begin: bool) -> Connection:
+        """A connection (in a begun transaction when ``begin``), waiting out an outage with backoff.
+
+        Only the start is retried, before anything is done, so nothing is lost or done twice: the store down or
+        restarting (PostgreSQL) or locked by another writer (SQLite) is logged, waited for up to
+        :data:`OUTAGE_WAIT_S` with pauses doubling to 5 s, and logged again when it is back.
+        """
+        t0 = time.monotonic()
+        pause = _FIRST_PAUSE_S
+        tries = 0
+        while True:
+            conn: Connection | None = None
+            try:
+                conn = connect()
+                if begin:
+                    conn.begin()
+                break
+            except sa.exc.DBAPIError as err:
+                if conn is not None:
+                    conn.close()
+                why = _transient(err)
+                waited = time.monotonic() - t0
+                if not why or waited + pause > OUTAGE_WAIT_S:
+                    raise
+                tries += 1
+                logger.warning(
+                    "the store at %s cannot %s now (%s); waiting %.1fs and trying again (%.0fs waited so far, "
+                    "up to %.0fs)",
+                    self._shown,
+                    what,
+                    why,
+                    pause,
+                    waited,
+                    OUTAGE_WAIT_S,
+                )
+                time.sleep(pause)
+                pause = min(2 * pause, _MAX_PAUSE_S)
+        if tries:
+            logger.warning(
+                "the store at %s is back after %.1fs; carrying on (%s)", self._shown, time.monotonic() - t0, what
+            )
+        return conn
 
     def _db_error(self, what: str, err: sa.exc.StatementError) -> StoreError:
         cause = err.orig if err.orig is not None else err

@@ -24,6 +24,8 @@ from ._codec import dumps
 from ._url import parse_url, shown_url, sqlite_file
 
 BUSY_TIMEOUT_S = 30.0
+BEGIN_WAIT_S = 2.0
+"""How long ``BEGIN IMMEDIATE`` waits for another writer's lock before the store says so and backs off."""
 BEGIN_OPTION = "darkfab_begin"  # execution option: "IMMEDIATE" for write transactions on SQLite
 CHAIN_LOCK_KEY = 0x6461726B666162  # "darkfab" in ASCII: the advisory lock that serialises chain appends
 MIGRATE_LOCK_KEY = CHAIN_LOCK_KEY + 1
@@ -75,7 +77,15 @@ def _use_wal(cursor: Any) -> None:
 
 def _sqlite_begin(conn: Connection) -> None:
     mode = conn.get_execution_options().get(BEGIN_OPTION, "DEFERRED")
-    conn.exec_driver_sql(f"BEGIN {mode}")
+    if mode != "IMMEDIATE":
+        conn.exec_driver_sql(f"BEGIN {mode}")
+        return
+    # a write waits briefly here, then the Store reports the lock and backs off (nothing has been done yet)
+    conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(BEGIN_WAIT_S * 1000)}")
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
 
 
 def make_engine(url: str) -> Engine:
@@ -96,7 +106,9 @@ def make_engine(url: str) -> Engine:
             event.listen(engine, "connect", _sqlite_connect)
             event.listen(engine, "begin", _sqlite_begin)
         else:
-            engine = sa.create_engine(parsed, json_serializer=dumps, pool_size=5, max_overflow=10)
+            # pre-ping: a connection the server dropped (a restart) is replaced at checkout, where a failure can
+            # still be waited out, rather than failing in the middle of a transaction
+            engine = sa.create_engine(parsed, json_serializer=dumps, pool_size=5, max_overflow=10, pool_pre_ping=True)
     except (ImportError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as err:
         raise StoreError(
             f"cannot open the store URL {shown_url(url)}: {err}; fix: for PostgreSQL use the psycopg 3 "

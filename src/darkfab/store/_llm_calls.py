@@ -19,7 +19,8 @@ from ._base import StoreBase, inserted_id, one_of, utc_now
 from ._codec import normalize
 from ._schema import UTCDateTime, metadata
 
-LLM_CALL_STATUSES: tuple[str, ...] = ("ok", "invalid", "error", "429", "timeout")
+LLM_CALL_STATUSES: tuple[str, ...] = ("reserved", "ok", "invalid", "error", "429", "timeout")
+"""``reserved``: sent and counted at its most (prompt and ``max_tokens``) until its outcome settles it."""
 
 # Declared on the shared metadata, so the schema test and Alembic see it with every other table.
 llm_calls = sa.Table(
@@ -100,7 +101,13 @@ class LLMCallLog(StoreBase):
         proposal_keys: Sequence[str] = (),
         created_at: datetime | None = None,
     ) -> LLMCallRecord:
-        """Store one request and its outcome (``LLMCall.as_record()`` gives every field but the first two)."""
+        """Store one request and its outcome (``LLMCall.as_record()`` gives every field but the first two).
+
+        A request is first stored as ``reserved`` (counted at its most before it is sent); its outcome, stored
+        later under the same ``call_id`` and campaign, replaces that row in one transaction (after the rows of
+        its retried attempts, in id order), so a process killed while a request is in flight leaves the
+        reservation counted by :meth:`llm_usage`.
+        """
         one_of(status, LLM_CALL_STATUSES, "LLM call status")
         if not isinstance(call_id, str) or not call_id or len(call_id) > 64:
             raise StoreError(f"call_id must be a non-empty string of at most 64 characters, got {call_id!r:.80}")
@@ -125,7 +132,18 @@ class LLMCallLog(StoreBase):
             "created_at": created_at or utc_now(),
             "proposal_keys": [str(k) for k in proposal_keys],
         }
+        c = llm_calls.c
         with self._write(f"record LLM call {call_id}", chain=False) as conn:
+            held = conn.execute(
+                sa.select(c.id).where(
+                    c.factory_id == factory_id,
+                    c.campaign_id.is_(None) if campaign_id is None else c.campaign_id == campaign_id,
+                    c.call_id == call_id,
+                    c.status == "reserved",
+                )
+            ).first()
+            if held is not None and status != "reserved":  # settled: the outcome takes the reservation's place
+                conn.execute(llm_calls.delete().where(c.id == held[0]))
             new_id = inserted_id(conn.execute(llm_calls.insert(), values))
         return LLMCallRecord(id=new_id, **values)
 

@@ -498,6 +498,66 @@ class StoreContract:
         with pytest.raises(StoreError, match="event kind"):
             store.append_event(kind="", reason="r")
 
+    def test_an_llm_call_is_reserved_then_settled(self, store: Store) -> None:
+        c = _campaign(store)
+        fid = c.factory_id
+        messages = [{"role": "user", "content": "propose"}]
+        held = store.add_llm_call(
+            factory_id=fid,
+            campaign_id=c.id,
+            call_id="a1",
+            proposer="llm",
+            model="m",
+            request=messages,
+            response="",
+            status="reserved",
+            prompt_tokens=100,
+            completion_tokens=500,
+            cost=0.6,
+        )
+        store.add_llm_call(
+            factory_id=fid,
+            campaign_id=c.id,
+            call_id="a1.0",
+            proposer="llm",
+            model="m",
+            request=messages,
+            response="",
+            status="429",
+            error="rate limited",
+        )
+        assert store.llm_usage(c.id) == (600, pytest.approx(0.6))  # killed now: the request counts at its most
+        settled = store.add_llm_call(
+            factory_id=fid,
+            campaign_id=c.id,
+            call_id="a1",
+            proposer="llm",
+            model="m",
+            request=messages,
+            response="{}",
+            status="ok",
+            prompt_tokens=90,
+            completion_tokens=20,
+            cost=0.11,
+            proposal_keys=["k"],
+        )
+        assert settled.id > held.id
+        rows = store.list_llm_calls(campaign_id=c.id)
+        assert [(r.call_id, r.status) for r in rows] == [("a1.0", "429"), ("a1", "ok")]
+        assert store.llm_usage(c.id) == (110, pytest.approx(0.11))
+        assert [r.call_id for r in store.list_llm_calls(campaign_id=c.id, status="reserved")] == []
+        with pytest.raises(StoreError, match="LLM call status"):
+            store.add_llm_call(
+                factory_id=fid,
+                campaign_id=c.id,
+                call_id="b",
+                proposer="llm",
+                model="m",
+                request=messages,
+                response="",
+                status="pending",
+            )
+
     def test_chain_verifies(self, store: Store) -> None:
         report = store.verify_chain()
         assert report.ok and report.checked == 0
