@@ -15,7 +15,8 @@ budget: {{trials: 2}}
 
 
 @pytest.mark.parametrize(
-    "path", ["os:system", "builtins:eval", "collections:OrderedDict"]  # a builtin, a function-like, a class without fit
+    "path",
+    ["os:system", "builtins:eval", "collections:OrderedDict"],  # a builtin, a function-like, a class without fit
 )
 def test_estimator_import_path_must_name_an_estimator_class(cli, tmp_path, path):
     (tmp_path / "factory.yaml").write_text(ESTIMATOR_FACTORY.format(path=path))
@@ -28,4 +29,3 @@ def test_estimator_import_path_must_name_an_estimator_class(cli, tmp_path, path)
     assert "class with fit and predict" in text  # the rule
     assert "fix:" in text
     assert not (tmp_path / ".darkfab").exists() or not any((tmp_path / ".darkfab" / "artifacts").glob("*"))
-
