@@ -13,19 +13,32 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult
 
 from ..errors import DarkfabError, NotFoundError, StoreError
-from ._codec import GENESIS, event_hash, normalize
+from ._audit import (
+    SWITCH_KIND,
+    HeadAnchor,
+    audit_places,
+    file_lock,
+    key_missing,
+    new_key,
+    private_file,
+    read_key,
+    tighten,
+)
+from ._codec import GENESIS, event_hash, keyed_event_hash, normalize
 from ._engine import BEGIN_OPTION, CHAIN_LOCK_KEY, make_engine, open_error, prepare_location
 from ._migrate import migrate_engine
 from ._records import ChainReport, EventRecord
 from ._schema import UTC, events
 from ._sql import CAMPAIGN_BY_ID, EVENT_SELECT, FACTORY_NAME, INSERT_EVENT, LAST_EVENT_HASH, event_record
 from ._url import default_artifact_root, resolve_store_url, shown_url, sqlite_file
+from ._verify import verify_events
 
 if TYPE_CHECKING:
     from typing import Unpack
 
 _LOCK_SQL = sa.text("SELECT pg_advisory_xact_lock(:key)")
-_VERIFY_BATCH = 2000
+_APPENDED = "darkfab_appended"  # conn.info key: (id, hash) of the newest event this transaction appended
+_LAST_EVENT = EVENT_SELECT.order_by(events.c.id.desc()).limit(1)
 
 
 def utc_now() -> datetime:
@@ -78,6 +91,8 @@ class StoreBase:
     def __init__(self, url: str | None = None) -> None:
         self.url: str = resolve_store_url(url)
         self._shown = shown_url(self.url)
+        db_file = sqlite_file(self.url)
+        created = db_file is not None and not db_file.exists()
         prepare_location(self.url)
         self._engine = make_engine(self.url)
         self._sqlite = self._engine.dialect.name == "sqlite"
@@ -96,6 +111,70 @@ class StoreBase:
             self._engine.dispose()
             raise open_error(self.url, err) from None
         self.artifact_root: Path = default_artifact_root(self.url)
+        self._head: HeadAnchor | None = None
+        try:
+            self._open_audit(created)
+        except BaseException:
+            self._engine.dispose()
+            raise
+        if db_file is not None:
+            for path in (db_file, db_file.with_name(db_file.name + "-wal"), db_file.with_name(db_file.name + "-shm")):
+                tighten(path, 0o600)
+
+    # -- the audit key and head (outside the store) --------------------------------------------------
+
+    def _open_audit(self, created: bool) -> None:
+        places = audit_places(self.url)
+        key = read_key(places)
+        if key is None and places.key_file is None:
+            key = new_key()  # an in-memory store: its log lives as long as this process, and so does its key
+        elif key is None:
+            assert places.key_file is not None
+            with file_lock(places.key_file):
+                key = read_key(places)
+                if key is None:
+                    with self._read("read the newest event") as conn:
+                        last = conn.execute(_LAST_EVENT).first()
+                    if last is not None and not _legacy(last):
+                        raise key_missing(places, self.url)
+                    key = new_key()
+                    try:
+                        private_file(places.key_file, key + b"\n")
+                    except OSError as err:
+                        raise StoreError(
+                            f"cannot create the audit key {places.key_file} of the store at {self._shown}: "
+                            f"{err.strerror or err}; fix: make that folder writable, or set $DARKFAB_AUDIT_KEY"
+                        ) from None
+        if places.key_file is not None:
+            tighten(places.key_file, 0o600)
+        self._key: bytes = key
+        self._head = HeadAnchor(places.head_file, key) if places.head_file is not None else None
+        if self._head is not None and created:
+            self._head.forget()
+        self._key_legacy_chain()
+
+    def _key_legacy_chain(self) -> None:
+        """A log whose newest event follows the unkeyed rule (an older darkfab wrote it) is keyed from now on:
+        event ``chain_keyed`` is the first under the keyed rule. Not when a head is anchored: a keyed log
+        re-chained by hand without the key must fail its verification, not be blessed."""
+        with self._read("read the newest event") as conn:
+            last = conn.execute(_LAST_EVENT).first()
+        if last is None or not _legacy(last) or (self._head is not None and self._head.read() is not None):
+            return
+        with self._write("key the audit chain") as conn:
+            last = conn.execute(_LAST_EVENT).first()
+            if last is None or not _legacy(last):
+                return
+            count = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one()
+            self._event(
+                conn,
+                utc_now(),
+                kind=SWITCH_KIND,
+                reason=f"the audit chain is keyed (HMAC-SHA256) from this event on; the {count} events before it "
+                "keep the unkeyed SHA-256 rule they were written with",
+                data={"legacy_events": count, "legacy_head": last.hash},
+                head=last.hash,
+            )
 
     def __repr__(self) -> str:
         return f"Store({self._shown!r})"
@@ -117,14 +196,28 @@ class StoreBase:
         """One write transaction; ``chain`` writes will append an event, so they take the chain lock."""
         with self._lock:
             try:
-                with self._writer.connect() as conn, conn.begin():
-                    if chain and not self._sqlite:
-                        conn.execute(_LOCK_SQL, {"key": CHAIN_LOCK_KEY})
-                    yield conn
+                with self._writer.connect() as conn:
+                    conn.info.pop(_APPENDED, None)
+                    try:
+                        with conn.begin():
+                            if chain and not self._sqlite:
+                                conn.execute(_LOCK_SQL, {"key": CHAIN_LOCK_KEY})
+                            yield conn
+                        appended = conn.info.pop(_APPENDED, None)
+                    finally:
+                        conn.info.pop(_APPENDED, None)
+                    if appended is not None and self._head is not None:
+                        last_id, last_hash = appended
+                        self._head.advance(last_id, last_hash, self._count_events)
             except DarkfabError:
                 raise
             except sa.exc.StatementError as err:
                 raise self._db_error(what, err) from err
+
+    def _count_events(self, after_id: int, upto_id: int) -> int:
+        query = sa.select(sa.func.count()).select_from(events).where(events.c.id > after_id, events.c.id <= upto_id)
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     @contextmanager
     def _read(self, what: str) -> Iterator[Connection]:
@@ -176,8 +269,9 @@ class StoreBase:
             "trial_id": trial_id,
             "data": data,
         }
-        digest = event_hash(prev, **fields)
+        digest = keyed_event_hash(self._key, prev, **fields)
         row_id = inserted_id(conn.execute(INSERT_EVENT, {"prev_hash": prev, "hash": digest, **fields}))
+        conn.info[_APPENDED] = (row_id, digest)
         return EventRecord(id=row_id, prev_hash=prev, hash=digest, **fields)
 
     def _factory_name(self, conn: Connection, factory_id: int) -> str:
@@ -250,53 +344,29 @@ class StoreBase:
         return found
 
     def verify_chain(self) -> ChainReport:
-        """Recompute every event's hash and link; report the first event that was altered or removed.
+        """Recompute every event's keyed hash and link, check the anchored head and cross-check the model
+        versions and aliases against the chain; report the first event (or row) that does not verify.
 
-        An event whose content changed fails its own hash; an event removed from the middle breaks the
-        link of the one after it. (Removing the newest events leaves a shorter valid chain: compare the
-        head hash this reports with one kept elsewhere to catch that.)
+        An event whose content changed fails its own hash (nobody without the audit key can recompute it); an
+        event removed from the middle breaks the link of the one after it; removing the newest events leaves a
+        chain shorter than its anchored head (the head file beside the store, see ``_audit``).
         """
-        checked = 0
-        expected_prev, prev_id = GENESIS, None
-        last_id = 0
         with self._read("verify the event chain") as conn:
-            while True:
-                batch = conn.execute(
-                    EVENT_SELECT.where(events.c.id > last_id).order_by(events.c.id).limit(_VERIFY_BATCH)
-                ).all()
-                if not batch:
-                    break
-                for row in batch:
-                    checked += 1
-                    if row.prev_hash != expected_prev:
-                        after = f"event {prev_id}" if prev_id is not None else "the start of the log"
-                        return ChainReport(
-                            ok=False,
-                            checked=checked,
-                            first_bad_id=row.id,
-                            message=f"event {row.id} ({row.kind}) does not follow {after}: it links to "
-                            f"{row.prev_hash[:12]}... but {after} ends in {expected_prev[:12]}...; "
-                            "an event between them was removed or inserted",
-                        )
-                    digest = event_hash(
-                        row.prev_hash,
-                        created_at=row.created_at,
-                        kind=row.kind,
-                        reason=row.reason,
-                        factory_id=row.factory_id,
-                        campaign_id=row.campaign_id,
-                        trial_id=row.trial_id,
-                        data=row.data,
-                    )
-                    if digest != row.hash:
-                        return ChainReport(
-                            ok=False,
-                            checked=checked,
-                            first_bad_id=row.id,
-                            message=f"event {row.id} ({row.kind}) does not match its hash: it was altered "
-                            "after it was written",
-                        )
-                    expected_prev, prev_id = row.hash, row.id
-                last_id = batch[-1].id
-        head = "empty log" if prev_id is None else f"head event {prev_id}, hash {expected_prev}"
-        return ChainReport(ok=True, checked=checked, first_bad_id=None, message=f"{checked} events verify ({head})")
+            return verify_events(conn, key=self._key, head=self._head)
+
+
+def _legacy(row: Any) -> bool:
+    """Whether an event's hash follows the unkeyed rule of older stores."""
+    return bool(
+        event_hash(
+            row.prev_hash,
+            created_at=row.created_at,
+            kind=row.kind,
+            reason=row.reason,
+            factory_id=row.factory_id,
+            campaign_id=row.campaign_id,
+            trial_id=row.trial_id,
+            data=row.data,
+        )
+        == row.hash
+    )
