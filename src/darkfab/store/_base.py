@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult
 
-from ..errors import DarkfabError, NotFoundError, StoreError
+from ..errors import DarkfabError, IntegrityError, NotFoundError, StoreError
 from ._audit import (
     SWITCH_KIND,
     HeadAnchor,
@@ -28,10 +28,10 @@ from ._codec import GENESIS, event_hash, keyed_event_hash, normalize
 from ._engine import BEGIN_OPTION, CHAIN_LOCK_KEY, make_engine, open_error, prepare_location
 from ._migrate import migrate_engine
 from ._records import ChainReport, EventRecord
-from ._schema import UTC, events
+from ._schema import UTC, events, factories
 from ._sql import CAMPAIGN_BY_ID, EVENT_SELECT, FACTORY_NAME, INSERT_EVENT, LAST_EVENT_HASH, event_record
 from ._url import default_artifact_root, resolve_store_url, shown_url, sqlite_file
-from ._verify import verify_events
+from ._verify import event_is_genuine, verify_events
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -342,6 +342,60 @@ class StoreBase:
         if newest_first:
             found.reverse()
         return found
+
+    def check_registration(self, factory_id: int, version: int, artifact_hash: str) -> None:
+        """IntegrityError unless ``artifact_hash`` is what the chained ``registered`` event of the version says.
+
+        Reads the factory's registrations only, and checks that event's own keyed hash: a model_versions row
+        pointed at another artifact, or a registration event edited to match it, is refused before serving.
+        (Links between events are checked by :meth:`verify_chain`.)
+        """
+        query = EVENT_SELECT.where(events.c.factory_id == factory_id, events.c.kind == "registered").order_by(
+            events.c.id
+        )
+        with self._read("read the registration of a model version") as conn:
+            switch_id = conn.execute(sa.select(sa.func.min(events.c.id)).where(events.c.kind == SWITCH_KIND)).scalar()
+            found = [r for r in conn.execute(query) if isinstance(r.data, dict) and r.data.get("version") == version]
+            name = self._factory_name(conn, factory_id)
+        fix = "fix: run `darkfab audit verify`, and restore the store from a backup"
+        if not found:
+            raise IntegrityError(
+                f"version {version} of factory {name!r} has no registration in the audit chain, so its artifact "
+                f"cannot be trusted; refusing to load it; {fix}"
+            )
+        row = found[-1]
+        legacy = switch_id is not None and row.id < switch_id
+        genuine = _legacy(row) if legacy else event_is_genuine(row, self._key)
+        chained = row.data.get("artifact_hash")
+        if not genuine or (chained is not None and chained != artifact_hash):
+            what = (
+                f"its registration event {row.id} does not match its keyed hash"
+                if not genuine
+                else f"its artifact hash {artifact_hash[:12]}... does not match its chained registration "
+                f"(event {row.id}: {str(chained)[:12]}...)"
+            )
+            raise IntegrityError(
+                f"version {version} of factory {name!r}: {what}; the store was altered, and the model is refused; {fix}"
+            )
+
+    def audit_head(self) -> dict[str, Any]:
+        """The chain's head for an external notary: the factories, how many events, the newest id and hash, now.
+
+        Keep what it returns somewhere the store's writers cannot reach; a later log that does not contain
+        that event with that hash, at that position, was rewritten.
+        """
+        with self._read("read the head of the event chain") as conn:
+            count = int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
+            last = conn.execute(_LAST_EVENT).first()
+            names = list(conn.execute(sa.select(factories.c.name).order_by(factories.c.id)).scalars())
+        return {
+            "store": self._shown,
+            "factories": names,
+            "count": count,
+            "last_id": None if last is None else last.id,
+            "last_hash": None if last is None else last.hash,
+            "exported_at": utc_now().isoformat(),
+        }
 
     def verify_chain(self) -> ChainReport:
         """Recompute every event's keyed hash and link, check the anchored head and cross-check the model
