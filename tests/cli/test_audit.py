@@ -247,8 +247,11 @@ def test_a_missing_key_is_refused_with_the_fix(victim):
     (victim.cwd / ".darkfab" / "audit.key").unlink()
     proc = victim("audit", "verify", check=False)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    text = " ".join(proc.stderr.split())
+    text = " ".join(proc.stdout.split())
     assert "audit key" in text and "missing" in text and "DARKFAB_AUDIT_KEY" in text
+    assert victim("status").returncode == 0  # the records stay readable
+    proc = victim("predict", _rows_csv(victim), "-o", "out.csv", check=False)  # but nothing is served
+    assert proc.returncode == 1 and "audit key" in proc.stderr and not (victim.cwd / "out.csv").exists()
     assert not (victim.cwd / ".darkfab" / "audit.key").exists()  # never silently replaced
 
 

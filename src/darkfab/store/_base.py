@@ -112,6 +112,8 @@ class StoreBase:
             raise open_error(self.url, err) from None
         self.artifact_root: Path = default_artifact_root(self.url)
         self._head: HeadAnchor | None = None
+        self._key: bytes = b""
+        self._key_error: StoreError | None = None
         try:
             self._open_audit(created)
         except BaseException:
@@ -136,7 +138,9 @@ class StoreBase:
                     with self._read("read the newest event") as conn:
                         last = conn.execute(_LAST_EVENT).first()
                     if last is not None and not _legacy(last):
-                        raise key_missing(places, self.url)
+                        # readable still (status, trials), but nothing is appended, verified or served from it
+                        self._key_error = key_missing(places, self.url)
+                        return
                     key = new_key()
                     try:
                         private_file(places.key_file, key + b"\n")
@@ -147,7 +151,7 @@ class StoreBase:
                         ) from None
         if places.key_file is not None:
             tighten(places.key_file, 0o600)
-        self._key: bytes = key
+        self._key = key
         self._head = HeadAnchor(places.head_file, key) if places.head_file is not None else None
         if self._head is not None and created:
             self._head.forget()
@@ -269,6 +273,8 @@ class StoreBase:
             "trial_id": trial_id,
             "data": data,
         }
+        if self._key_error is not None:
+            raise self._key_error
         digest = keyed_event_hash(self._key, prev, **fields)
         row_id = inserted_id(conn.execute(INSERT_EVENT, {"prev_hash": prev, "hash": digest, **fields}))
         conn.info[_APPENDED] = (row_id, digest)
@@ -350,6 +356,8 @@ class StoreBase:
         pointed at another artifact, or a registration event edited to match it, is refused before serving.
         (Links between events are checked by :meth:`verify_chain`.)
         """
+        if self._key_error is not None:
+            raise self._key_error
         query = EVENT_SELECT.where(events.c.factory_id == factory_id, events.c.kind == "registered").order_by(
             events.c.id
         )
@@ -405,6 +413,8 @@ class StoreBase:
         event removed from the middle breaks the link of the one after it; removing the newest events leaves a
         chain shorter than its anchored head (the head file beside the store, see ``_audit``).
         """
+        if self._key_error is not None:
+            return ChainReport(ok=False, checked=0, first_bad_id=None, message=str(self._key_error))
         with self._read("verify the event chain") as conn:
             return verify_events(conn, key=self._key, head=self._head)
 
