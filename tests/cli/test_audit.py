@@ -7,11 +7,13 @@ import json
 import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import pytest
 
-from .conftest import CLI
+from .conftest import CLI, env_for
 
 ESTIMATOR_FACTORY = """\
 name: est
@@ -277,3 +279,64 @@ def test_a_legacy_unkeyed_store_is_keyed_from_a_switch_event(victim):
     db.close()
     report = _verify(victim)
     assert not report["ok"] and report["first_bad_id"] == legacy + 1
+
+
+# -- redaction ------------------------------------------------------------------------------------------
+
+LEAKY_SCRIPT = """\
+def train(X, y, X_valid, params, report):
+    with open({secret_file!r}) as fh:
+        token = fh.read().strip()
+    print("using", token, "and postgresql://admin:{url_password}@db.internal:5432/prod")
+    raise RuntimeError(
+        "cannot reach the service with " + token + " via postgresql://admin:{url_password}@db.internal:5432/prod"
+    )
+"""
+
+LEAKY_FACTORY = """\
+name: leaky
+data: {source: "sklearn:breast_cancer", target: target}
+trainers:
+  - name: leaky
+    script: leaky.py
+budget: {trials: 2}
+execution: {workers: 1, trial_timeout: 60s}
+"""
+
+
+def test_a_secret_raised_by_a_trial_is_stored_nowhere(tmp_path):
+    token = "sk-live-" + "7f3a9c2e" * 4  # the factory's own API key, which the trial got hold of
+    url_password = "Hunter2-" + "e1d2c3"  # a password the factory never knew, in a URL
+    (tmp_path / "secret.txt").write_text(token)
+    (tmp_path / "leaky.py").write_text(
+        LEAKY_SCRIPT.format(secret_file=str(tmp_path / "secret.txt"), url_password=url_password)
+    )
+    (tmp_path / "factory.yaml").write_text(LEAKY_FACTORY)
+    env = {**env_for(tmp_path), "LEAKY_API_TOKEN": token}
+    run = subprocess.run(
+        [sys.executable, "-m", "darkfab", "run", "factory.yaml", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    listed = subprocess.run(
+        [sys.executable, "-m", "darkfab", "trials", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    trials = json.loads(listed.stdout)
+    assert trials and all(t["state"] == "failed" for t in trials), listed.stdout
+    assert any("cannot reach the service with ***" in (t.get("error") or "") for t in trials), listed.stdout
+    assert any("postgresql://admin:***@db.internal" in (t.get("error") or "") for t in trials), listed.stdout
+    for secret in (token, url_password):
+        assert secret not in listed.stdout
+        assert secret not in run.stdout
+        for path in (tmp_path / ".darkfab").iterdir():  # the database, its WAL, the head
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path

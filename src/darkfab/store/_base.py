@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult
 
 from ..errors import DarkfabError, IntegrityError, NotFoundError, StoreError
+from ..redact import known_secrets, redact, redact_value
 from ._audit import (
     SWITCH_KIND,
     HeadAnchor,
@@ -30,7 +31,7 @@ from ._migrate import migrate_engine
 from ._records import ChainReport, EventRecord
 from ._schema import UTC, events, factories
 from ._sql import CAMPAIGN_BY_ID, EVENT_SELECT, FACTORY_NAME, INSERT_EVENT, LAST_EVENT_HASH, event_record
-from ._url import default_artifact_root, resolve_store_url, shown_url, sqlite_file
+from ._url import default_artifact_root, parse_url, resolve_store_url, shown_url, sqlite_file
 from ._verify import event_is_genuine, verify_events
 
 if TYPE_CHECKING:
@@ -262,7 +263,9 @@ class StoreBase:
         ``head`` is the chain head (``hash`` of the newest event, None for an empty log) when the caller
         already read it in this transaction, after taking the write lock; False to read it here.
         """
-        data = normalize(data or {})
+        secrets = self._secrets()
+        data = redact_value(normalize(data or {}), secrets)
+        reason = redact(reason, secrets)
         prev = (conn.execute(LAST_EVENT_HASH).scalar() if head is False else head) or GENESIS
         fields: dict[str, Any] = {
             "created_at": now,
@@ -279,6 +282,12 @@ class StoreBase:
         row_id = inserted_id(conn.execute(INSERT_EVENT, {"prev_hash": prev, "hash": digest, **fields}))
         conn.info[_APPENDED] = (row_id, digest)
         return EventRecord(id=row_id, prev_hash=prev, hash=digest, **fields)
+
+    def _secrets(self) -> frozenset[str]:
+        """What :mod:`darkfab.redact` masks in this store's texts: the environment's secrets, the store URL's
+        password and the audit key."""
+        password = parse_url(self.url).password
+        return known_secrets(extra=[str(password or ""), self._key.decode("utf-8", "replace").strip()])
 
     def _factory_name(self, conn: Connection, factory_id: int) -> str:
         name = conn.execute(FACTORY_NAME, {"b_factory_id": factory_id}).scalar()
