@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
     from typing import Unpack
 
 _LOCK_SQL = sa.text("SELECT pg_advisory_xact_lock(:key)")
+_SECRETS_TTL_S = 1.0
 _APPENDED = "darkfab_appended"  # conn.info key: (id, hash) of the newest event this transaction appended
+_COUNT_AFTER = sa.select(sa.func.count(events.c.id)).where(events.c.id > sa.bindparam("b_after"))
 _LAST_EVENT = EVENT_SELECT.order_by(events.c.id.desc()).limit(1)
 
 
@@ -115,6 +118,7 @@ class StoreBase:
         self._head: HeadAnchor | None = None
         self._key: bytes = b""
         self._key_error: StoreError | None = None
+        self._secrets_cache: tuple[float, frozenset[str]] | None = None
         try:
             self._open_audit(created)
         except BaseException:
@@ -203,26 +207,29 @@ class StoreBase:
             try:
                 with self._writer.connect() as conn:
                     conn.info.pop(_APPENDED, None)
+                    head: tuple[int, int, str] | None = None
                     try:
                         with conn.begin():
                             if chain and not self._sqlite:
                                 conn.execute(_LOCK_SQL, {"key": CHAIN_LOCK_KEY})
                             yield conn
-                        appended = conn.info.pop(_APPENDED, None)
+                            appended = conn.info.pop(_APPENDED, None)
+                            if appended is not None and self._head is not None:
+                                # counted under the write lock, written once the change is committed
+                                count = self._head.count_after(lambda after, _: self._count_events(conn, after))
+                                head = (count, *appended)
                     finally:
                         conn.info.pop(_APPENDED, None)
-                    if appended is not None and self._head is not None:
-                        last_id, last_hash = appended
-                        self._head.advance(last_id, last_hash, self._count_events)
+                    if head is not None and self._head is not None:
+                        self._head.advance(*head)
             except DarkfabError:
                 raise
             except sa.exc.StatementError as err:
                 raise self._db_error(what, err) from err
 
-    def _count_events(self, after_id: int, upto_id: int) -> int:
-        query = sa.select(sa.func.count()).select_from(events).where(events.c.id > after_id, events.c.id <= upto_id)
-        with self._engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+    @staticmethod
+    def _count_events(conn: Connection, after_id: int) -> int:
+        return int(conn.execute(_COUNT_AFTER, {"b_after": after_id}).scalar_one())
 
     @contextmanager
     def _read(self, what: str) -> Iterator[Connection]:
@@ -285,9 +292,14 @@ class StoreBase:
 
     def _secrets(self) -> frozenset[str]:
         """What :mod:`darkfab.redact` masks in this store's texts: the environment's secrets, the store URL's
-        password and the audit key."""
-        password = parse_url(self.url).password
-        return known_secrets(extra=[str(password or ""), self._key.decode("utf-8", "replace").strip()])
+        password and the audit key. Read again at most once a second: scanning the environment at every write
+        cost as much as the write itself."""
+        now = time.monotonic()
+        if self._secrets_cache is None or now - self._secrets_cache[0] > _SECRETS_TTL_S:
+            password = parse_url(self.url).password
+            found = known_secrets(extra=[str(password or ""), self._key.decode("utf-8", "replace").strip()])
+            self._secrets_cache = (now, found)
+        return self._secrets_cache[1]
 
     def _factory_name(self, conn: Connection, factory_id: int) -> str:
         name = conn.execute(FACTORY_NAME, {"b_factory_id": factory_id}).scalar()
