@@ -619,14 +619,20 @@ def db_upgrade(store: StoreOpt = None) -> None:
     """Migrate the store's tables to this version of darkfab (in place; safe to run twice)."""
     from .store import current_revision, head_revision, resolve_store_url, upgrade
 
-    def go() -> tuple[str | None, str]:
+    def go() -> tuple[str | None, str, bool]:
+        from .store import Store
+
         url = resolve_store_url(store)
         before = current_revision(url)
         upgrade(url)
-        return before, url
+        with Store(url) as s:
+            keyed = s.key_legacy_chain()
+        return before, url, keyed
 
-    before, url = _guard(go)
+    before, url, keyed = _guard(go)
     out.print(f"store {url}: revision {before or '(empty)'} -> {head_revision()}", highlight=False)
+    if keyed:
+        out.print("the unkeyed event log of an older darkfab is keyed from now on (event chain_keyed)")
 
 
 @app.command()

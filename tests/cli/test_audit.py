@@ -265,6 +265,10 @@ def test_a_legacy_unkeyed_store_is_keyed_from_a_switch_event(victim):
     db.close()
     (victim.cwd / ".darkfab" / "audit.key").unlink()
     (victim.cwd / ".darkfab" / "audit.head").unlink()
+    # never keyed behind the operator's back: an old log and a log re-chained by hand look the same
+    report = _verify(victim)
+    assert not report["ok"] and "darkfab db upgrade" in report["message"]
+    assert "keyed from now on" in victim("db", "upgrade").stdout
     report = _verify(victim)
     assert report["ok"] and report["checked"] == legacy + 1, report
     db = _db(victim)

@@ -160,30 +160,59 @@ class StoreBase:
         self._head = HeadAnchor(places.head_file, key) if places.head_file is not None else None
         if self._head is not None and created:
             self._head.forget()
-        self._key_legacy_chain()
+        self._check_chain_head()
 
-    def _key_legacy_chain(self) -> None:
-        """A log whose newest event follows the unkeyed rule (an older darkfab wrote it) is keyed from now on:
-        event ``chain_keyed`` is the first under the keyed rule. Not when a head is anchored: a keyed log
-        re-chained by hand without the key must fail its verification, not be blessed."""
+    def _check_chain_head(self) -> None:
+        """Whether the newest event was written with this key; the store appends nothing when it was not."""
         with self._read("read the newest event") as conn:
             last = conn.execute(_LAST_EVENT).first()
-        if last is None or not _legacy(last) or (self._head is not None and self._head.read() is not None):
+        if last is None or event_is_genuine(last, self._key):
             return
+        if _legacy(last):
+            # an old store, or a keyed log re-chained by hand without the key: only its operator can tell which
+            self._key_error = StoreError(
+                f"the event log of the store at {self._shown} ends with an event ({last.id}, {last.kind}) under the "
+                "unkeyed rule of darkfab before the keyed audit chain; nothing is appended, verified or served "
+                "until it is keyed; fix: if this store was written by an older darkfab, run `darkfab db upgrade` "
+                "once (it keys the chain from a `chain_keyed` event on); if it was not, its log was rewritten: "
+                "restore it from a backup"
+            )
+            return
+        # appending under a wrong key would bury the log's last genuine event under events nobody can check
+        self._key_error = StoreError(
+            f"the audit key does not match the newest event ({last.id}, {last.kind}) of the store at "
+            f"{self._shown}: this is not the key the log was written with, or that event was altered; nothing "
+            "is appended, verified or served until it is resolved; fix: give the right key ($DARKFAB_AUDIT_KEY, "
+            "$DARKFAB_AUDIT_KEY_FILE or the audit.key file), then run `darkfab audit verify`"
+        )
+
+    def key_legacy_chain(self) -> bool:
+        """Key the log of a store written by an older darkfab: event ``chain_keyed`` is the first under the keyed
+        rule, the events before it keep the unkeyed rule. True when it did; False when the log was keyed already.
+
+        Never automatic: a keyed log re-chained by hand under the unkeyed rule looks exactly like an old one, and
+        only the operator knows which it is (``darkfab db upgrade`` calls this).
+        """
         with self._write("key the audit chain") as conn:
             last = conn.execute(_LAST_EVENT).first()
-            if last is None or not _legacy(last):
-                return
+            if last is None or not _legacy(last) or event_is_genuine(last, self._key):
+                return False
             count = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one()
-            self._event(
-                conn,
-                utc_now(),
-                kind=SWITCH_KIND,
-                reason=f"the audit chain is keyed (HMAC-SHA256) from this event on; the {count} events before it "
-                "keep the unkeyed SHA-256 rule they were written with",
-                data={"legacy_events": count, "legacy_head": last.hash},
-                head=last.hash,
-            )
+            error, self._key_error = self._key_error, None
+            try:
+                self._event(
+                    conn,
+                    utc_now(),
+                    kind=SWITCH_KIND,
+                    reason=f"the audit chain is keyed (HMAC-SHA256) from this event on; the {count} events before "
+                    "it keep the unkeyed SHA-256 rule they were written with",
+                    data={"legacy_events": count, "legacy_head": last.hash},
+                    head=last.hash,
+                )
+            except BaseException:
+                self._key_error = error
+                raise
+        return True
 
     def __repr__(self) -> str:
         return f"Store({self._shown!r})"
@@ -434,10 +463,19 @@ class StoreBase:
         event removed from the middle breaks the link of the one after it; removing the newest events leaves a
         chain shorter than its anchored head (the head file beside the store, see ``_audit``).
         """
-        if self._key_error is not None:
+        if self._key_error is not None and not self._key:
             return ChainReport(ok=False, checked=0, first_bad_id=None, message=str(self._key_error))
         with self._read("verify the event chain") as conn:
-            return verify_events(conn, key=self._key, head=self._head)
+            report = verify_events(conn, key=self._key, head=self._head)
+        if self._key_error is None:
+            return report
+        # a wrong key, or a log that ends under the unkeyed rule: the walk names the first event that fails
+        return ChainReport(
+            ok=False,
+            checked=report.checked,
+            first_bad_id=report.first_bad_id,
+            message=str(self._key_error) if report.ok else f"{report.message}; {self._key_error}",
+        )
 
 
 def _legacy(row: Any) -> bool:

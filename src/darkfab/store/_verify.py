@@ -42,7 +42,7 @@ def verify_events(conn: Connection, *, key: bytes, head: HeadAnchor | None) -> C
             ok=False,
             checked=0,
             first_bad_id=None,
-            message=f"the audit head file {head.path} was altered (its MAC does not match the audit key); "
+            message=f"the audit head file {head.path} was altered, or this is not the audit key the store was written with (its MAC does not match); "
             "fix: compare the log with the head you last exported (`darkfab audit export`)",
         )
     # events before the first `chain_keyed` event were written by an older darkfab under the unkeyed rule
