@@ -9,10 +9,10 @@ rest. The key comes from, in order:
 2. the file ``$DARKFAB_AUDIT_KEY_FILE``,
 3. ``audit.key`` beside a SQLite database file, or ``~/.darkfab/audit/<digest of the URL>.key`` for PostgreSQL.
 
-A missing key file is created (32 random bytes, mode 0600) while the log is empty, or while its newest event
-still follows the legacy unkeyed rule (a store written by an older darkfab: an event ``chain_keyed`` then
-marks where the keyed rule starts). A missing key for a log that is already keyed is an error: nothing can be
-appended or verified without it.
+A missing key file is created (64 random hex digits, mode 0600) while the log is empty, or while its newest
+event still follows the legacy unkeyed rule (a store written by an older darkfab, which ``darkfab db upgrade``
+keys from an event ``chain_keyed`` on). A missing key for a log that is already keyed is an error: the store
+stays readable, but nothing is appended, verified or served without it.
 
 The head (how many events, the newest id and hash, HMAC'd with the key) is written to a head file after each
 committed append: ``audit.head`` beside a SQLite file, ``$DARKFAB_AUDIT_HEAD`` for any store (PostgreSQL has
