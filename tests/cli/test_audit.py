@@ -308,6 +308,7 @@ execution: {workers: 1, trial_timeout: 60s}
 """
 
 
+@pytest.mark.slow  # a whole campaign of failing script trials: ~30 s on 2 shared cores
 def test_a_secret_raised_by_a_trial_is_stored_nowhere(tmp_path):
     token = "sk-live-" + "7f3a9c2e" * 4  # the factory's own API key, which the trial got hold of
     url_password = "Hunter2-" + "e1d2c3"  # a password the factory never knew, in a URL
