@@ -99,3 +99,31 @@ def test_a_wrong_key_is_told_apart_from_no_key(url: str, monkeypatch: pytest.Mon
         assert not report.ok and "not the key the log was written with" in report.message
         with pytest.raises(StoreError, match="audit key does not match"):  # and nothing is appended under it
             store.append_event(kind="note", reason="r")
+
+
+def test_an_alias_moved_by_sql_is_named(url: str) -> None:
+    with Store(url) as store:
+        f = store.ensure_factory("f", {})
+        for n in (1, 2):
+            store.add_model_version(
+                f.id,
+                artifact_hash=f"{n}" * 64,
+                artifact_path=f"sha256/{n}",
+                trial_id=None,
+                trainer="t",
+                params={},
+                metrics={},
+                lineage={},
+                reason="test",
+                aliases=("champion",) if n == 1 else ("challenger",),
+            )
+        assert store.verify_chain().ok
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:  # promote the challenger without a decision on record
+            conn.execute(sa.text("UPDATE aliases SET version = 2 WHERE alias = 'champion'"))
+    finally:
+        engine.dispose()
+    with Store(url) as store:
+        report = store.verify_chain()
+    assert not report.ok and "alias 'champion'" in report.message and "version 1" in report.message
