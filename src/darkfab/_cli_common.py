@@ -16,6 +16,7 @@ from typing import Annotated, NoReturn, TypeVar
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import DarkfabError, DataError, SpecError
 
@@ -60,7 +61,7 @@ def report(exc: BaseException) -> int:
             f"unexpected {type(exc).__name__}: {first}; this is a bug in darkfab; fix: run the command again "
             "with --debug to see where, and report it"
         )
-    err.print(f"[bold red]error:[/] {text}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(text)}", highlight=False, markup=True, soft_wrap=True)
     return code
 
 

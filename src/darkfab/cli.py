@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -608,14 +609,48 @@ def audit_verify(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Recompute the hash chain of the event log; exit 1 if an event was altered or removed."""
     from .store import Store
 
-    report = _guard(lambda: Store(store).verify_chain())
+    def go() -> Any:
+        with Store(store) as s:
+            return s.verify_chain()
+
+    report = _guard(go)
     if as_json:
         _print_json(report.__dict__)
     else:
         colour = "green" if report.ok else "red"
-        out.print(f"[{colour}]{report.message}[/] ({report.checked} events checked)")
+        out.print(f"[{colour}]{escape(report.message)}[/] ({report.checked} events checked)", soft_wrap=True)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    store: StoreOpt = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="write the head here (default: stdout)")] = None,
+) -> None:
+    """Write the verified head of the event log (factories, count, last hash, time) as JSON for a notary.
+
+    Exits 1 without writing when the log does not verify: a notary must never vouch for a rewritten log.
+    """
+    from .store import Store
+
+    def go() -> tuple[Any, dict[str, Any]]:
+        with Store(store) as s:
+            report = s.verify_chain()
+            return report, s.audit_head() if report.ok else {}
+
+    report, head = _guard(go)
+    if not report.ok:
+        err.print(f"[red]not exported: the log does not verify:[/] {escape(report.message)}", highlight=False)
+        raise typer.Exit(1)
+    text = json.dumps(head, indent=2) + "\n"
+    if output is None:
+        out.print(text, end="", highlight=False, markup=False, soft_wrap=True)
+        return
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(output)
+    err.print(f"wrote the head of {head['count']} events to {output}")
 
 
 db_app = typer.Typer(help="Store maintenance.")
@@ -627,14 +662,20 @@ def db_upgrade(store: StoreOpt = None) -> None:
     """Migrate the store's tables to this version of darkfab (in place; safe to run twice)."""
     from .store import current_revision, head_revision, resolve_store_url, upgrade
 
-    def go() -> tuple[str | None, str]:
+    def go() -> tuple[str | None, str, bool]:
+        from .store import Store
+
         url = resolve_store_url(store)
         before = current_revision(url)
         upgrade(url)
-        return before, url
+        with Store(url) as s:
+            keyed = s.key_legacy_chain()
+        return before, url, keyed
 
-    before, url = _guard(go)
+    before, url, keyed = _guard(go)
     out.print(f"store {url}: revision {before or '(empty)'} -> {head_revision()}", highlight=False)
+    if keyed:
+        out.print("the unkeyed event log of an older darkfab is keyed from now on (event chain_keyed)")
 
 
 @app.command()

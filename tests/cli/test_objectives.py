@@ -143,6 +143,7 @@ def test_audit_verify_finds_a_tampered_event(ran, tmp_path):
     cli, _ = ran
     store = tmp_path / "copy.db"
     shutil.copy(cli.cwd / ".darkfab" / "darkfab.db", store)
+    shutil.copy(cli.cwd / ".darkfab" / "audit.key", tmp_path)  # a store is its database and its audit key
     url = f"sqlite:///{store}"
     assert cli("audit", "verify", "--store", url).returncode == 0
     with sqlite3.connect(store) as con:

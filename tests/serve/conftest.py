@@ -150,6 +150,7 @@ def copy_store(built: Built, dest: Path) -> str:
         src.close()
         dst.close()
     shutil.copytree(built.folder / "artifacts", dest / "artifacts")
+    shutil.copy(built.folder / "audit.key", dest)  # a store is its database and its audit key
     return f"sqlite:///{dest / 's.db'}"
 
 

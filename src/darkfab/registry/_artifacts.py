@@ -29,6 +29,16 @@ class Blobs(Protocol):
     def get_artifact_blob(self, digest: str) -> bytes | None: ...
 
 
+def _private_dirs(folder: Path) -> None:
+    """Create ``folder`` and each missing folder above it readable by their owner only (0700)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+
+
 class ArtifactStore:
     """Files under ``root/sha256/<first two hex digits>/<sha256>``, written atomically, verified on read."""
 
@@ -72,7 +82,7 @@ class ArtifactStore:
 
     def _write_file(self, digest: str, target: Path, data: bytes) -> None:
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _private_dirs(target.parent)  # and mkstemp's files are 0600 already
             fd, tmp = tempfile.mkstemp(prefix=f".{digest[:12]}.", suffix=".tmp", dir=target.parent)
             try:
                 with os.fdopen(fd, "wb") as fh:

@@ -104,8 +104,10 @@ class Registry:
         return self.store.get_model_version(self.store.get_factory(factory).id, ref)
 
     def load_bytes(self, factory: str, ref: int | str = "champion") -> tuple[ModelVersionRecord, bytes]:
-        """The version and its artifact bytes, verified against the recorded sha256."""
+        """The version and its artifact bytes, verified against the recorded sha256, which is itself checked
+        against the version's registration in the keyed audit chain (IntegrityError when the store was altered)."""
         record = self.get(factory, ref)
+        self.store.check_registration(record.factory_id, record.version, record.artifact_hash)
         return record, self.artifacts.get(record.artifact_hash)
 
     def versions(self, factory: str) -> list[ModelVersionRecord]:

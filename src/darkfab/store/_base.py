@@ -14,14 +14,27 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult
 
-from ..errors import DarkfabError, NotFoundError, StoreError
-from ._codec import GENESIS, event_hash, normalize
+from ..errors import DarkfabError, IntegrityError, NotFoundError, StoreError
+from ..redact import known_secrets, redact, redact_value
+from ._audit import (
+    SWITCH_KIND,
+    HeadAnchor,
+    audit_places,
+    file_lock,
+    key_missing,
+    new_key,
+    private_file,
+    read_key,
+    tighten,
+)
+from ._codec import GENESIS, event_hash, keyed_event_hash, normalize
 from ._engine import BEGIN_OPTION, CHAIN_LOCK_KEY, make_engine, open_error, prepare_location
 from ._migrate import migrate_engine
 from ._records import ChainReport, EventRecord
-from ._schema import UTC, events
+from ._schema import UTC, events, factories
 from ._sql import CAMPAIGN_BY_ID, EVENT_SELECT, FACTORY_NAME, INSERT_EVENT, LAST_EVENT_HASH, event_record
-from ._url import default_artifact_root, resolve_store_url, shown_url, sqlite_file
+from ._url import default_artifact_root, parse_url, resolve_store_url, shown_url, sqlite_file
+from ._verify import event_is_genuine, verify_events
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -57,7 +70,10 @@ def _transient(err: sa.exc.DBAPIError) -> str:
     return text[:200] if isinstance(err, sa.exc.OperationalError) and any(m in low for m in _TRANSIENT) else ""
 
 
-_VERIFY_BATCH = 2000
+_SECRETS_TTL_S = 1.0
+_APPENDED = "darkfab_appended"  # conn.info key: (id, hash) of the newest event this transaction appended
+_COUNT_AFTER = sa.select(sa.func.count(events.c.id)).where(events.c.id > sa.bindparam("b_after"))
+_LAST_EVENT = EVENT_SELECT.order_by(events.c.id.desc()).limit(1)
 
 
 def utc_now() -> datetime:
@@ -110,6 +126,8 @@ class StoreBase:
     def __init__(self, url: str | None = None) -> None:
         self.url: str = resolve_store_url(url)
         self._shown = shown_url(self.url)
+        db_file = sqlite_file(self.url)
+        created = db_file is not None and not db_file.exists()
         prepare_location(self.url)
         self._engine = make_engine(self.url)
         self._sqlite = self._engine.dialect.name == "sqlite"
@@ -128,6 +146,104 @@ class StoreBase:
             self._engine.dispose()
             raise open_error(self.url, err) from None
         self.artifact_root: Path = default_artifact_root(self.url)
+        self._head: HeadAnchor | None = None
+        self._key: bytes = b""
+        self._key_error: StoreError | None = None
+        self._secrets_cache: tuple[float, frozenset[str]] | None = None
+        try:
+            self._open_audit(created)
+        except BaseException:
+            self._engine.dispose()
+            raise
+        if db_file is not None:
+            for path in (db_file, db_file.with_name(db_file.name + "-wal"), db_file.with_name(db_file.name + "-shm")):
+                tighten(path, 0o600)
+
+    # -- the audit key and head (outside the store) --------------------------------------------------
+
+    def _open_audit(self, created: bool) -> None:
+        places = audit_places(self.url)
+        key = read_key(places)
+        if key is None and places.key_file is None:
+            key = new_key()  # an in-memory store: its log lives as long as this process, and so does its key
+        elif key is None:
+            assert places.key_file is not None
+            with file_lock(places.key_file):
+                key = read_key(places)
+                if key is None:
+                    with self._read("read the newest event") as conn:
+                        last = conn.execute(_LAST_EVENT).first()
+                    if last is not None and not _legacy(last):
+                        # readable still (status, trials), but nothing is appended, verified or served from it
+                        self._key_error = key_missing(places, self.url)
+                        return
+                    key = new_key()
+                    try:
+                        private_file(places.key_file, key + b"\n")
+                    except OSError as err:
+                        raise StoreError(
+                            f"cannot create the audit key {places.key_file} of the store at {self._shown}: "
+                            f"{err.strerror or err}; fix: make that folder writable, or set $DARKFAB_AUDIT_KEY"
+                        ) from None
+        if places.key_file is not None:
+            tighten(places.key_file, 0o600)
+        self._key = key
+        self._head = HeadAnchor(places.head_file, key) if places.head_file is not None else None
+        if self._head is not None and created:
+            self._head.forget()
+        self._check_chain_head()
+
+    def _check_chain_head(self) -> None:
+        """Whether the newest event was written with this key; the store appends nothing when it was not."""
+        with self._read("read the newest event") as conn:
+            last = conn.execute(_LAST_EVENT).first()
+        if last is None or event_is_genuine(last, self._key):
+            return
+        if _legacy(last):
+            # an old store, or a keyed log re-chained by hand without the key: only its operator can tell which
+            self._key_error = StoreError(
+                f"the event log of the store at {self._shown} ends with an event ({last.id}, {last.kind}) under the "
+                "unkeyed rule of darkfab before the keyed audit chain; nothing is appended, verified or served "
+                "until it is keyed; fix: if this store was written by an older darkfab, run `darkfab db upgrade` "
+                "once (it keys the chain from a `chain_keyed` event on); if it was not, its log was rewritten: "
+                "restore it from a backup"
+            )
+            return
+        # appending under a wrong key would bury the log's last genuine event under events nobody can check
+        self._key_error = StoreError(
+            f"the audit key does not match the newest event ({last.id}, {last.kind}) of the store at "
+            f"{self._shown}: this is not the key the log was written with, or that event was altered; nothing "
+            "is appended, verified or served until it is resolved; fix: give the right key ($DARKFAB_AUDIT_KEY, "
+            "$DARKFAB_AUDIT_KEY_FILE or the audit.key file), then run `darkfab audit verify`"
+        )
+
+    def key_legacy_chain(self) -> bool:
+        """Key the log of a store written by an older darkfab: event ``chain_keyed`` is the first under the keyed
+        rule, the events before it keep the unkeyed rule. True when it did; False when the log was keyed already.
+
+        Never automatic: a keyed log re-chained by hand under the unkeyed rule looks exactly like an old one, and
+        only the operator knows which it is (``darkfab db upgrade`` calls this).
+        """
+        with self._write("key the audit chain") as conn:
+            last = conn.execute(_LAST_EVENT).first()
+            if last is None or not _legacy(last) or event_is_genuine(last, self._key):
+                return False
+            count = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one()
+            error, self._key_error = self._key_error, None
+            try:
+                self._event(
+                    conn,
+                    utc_now(),
+                    kind=SWITCH_KIND,
+                    reason=f"the audit chain is keyed (HMAC-SHA256) from this event on; the {count} events before "
+                    "it keep the unkeyed SHA-256 rule they were written with",
+                    data={"legacy_events": count, "legacy_head": last.hash},
+                    head=last.hash,
+                )
+            except BaseException:
+                self._key_error = error
+                raise
+        return True
 
     def __repr__(self) -> str:
         return f"Store({self._shown!r})"
@@ -152,14 +268,31 @@ class StoreBase:
                 conn = self._waiting(what, self._writer.connect, begin=True)
                 transaction = conn.get_transaction()
                 assert transaction is not None, "_waiting(begin=True) hands back a begun transaction"
-                with conn, transaction:
-                    if chain and not self._sqlite:
-                        conn.execute(_LOCK_SQL, {"key": CHAIN_LOCK_KEY})
-                    yield conn
+                head: tuple[int, int, str] | None = None
+                with conn:
+                    conn.info.pop(_APPENDED, None)
+                    try:
+                        with transaction:
+                            if chain and not self._sqlite:
+                                conn.execute(_LOCK_SQL, {"key": CHAIN_LOCK_KEY})
+                            yield conn
+                            appended = conn.info.pop(_APPENDED, None)
+                            if appended is not None and self._head is not None:
+                                # counted under the write lock, written once the change is committed
+                                count = self._head.count_after(lambda after, _: self._count_events(conn, after))
+                                head = (count, *appended)
+                    finally:
+                        conn.info.pop(_APPENDED, None)
+                if head is not None and self._head is not None:
+                    self._head.advance(*head)
             except DarkfabError:
                 raise
             except sa.exc.StatementError as err:
                 raise self._db_error(what, err) from err
+
+    @staticmethod
+    def _count_events(conn: Connection, after_id: int) -> int:
+        return int(conn.execute(_COUNT_AFTER, {"b_after": after_id}).scalar_one())
 
     @contextmanager
     def _read(self, what: str) -> Iterator[Connection]:
@@ -243,7 +376,9 @@ class StoreBase:
         ``head`` is the chain head (``hash`` of the newest event, None for an empty log) when the caller
         already read it in this transaction, after taking the write lock; False to read it here.
         """
-        data = normalize(data or {})
+        secrets = self._secrets()
+        data = redact_value(normalize(data or {}), secrets)
+        reason = redact(reason, secrets)
         prev = (conn.execute(LAST_EVENT_HASH).scalar() if head is False else head) or GENESIS
         fields: dict[str, Any] = {
             "created_at": now,
@@ -254,9 +389,23 @@ class StoreBase:
             "trial_id": trial_id,
             "data": data,
         }
-        digest = event_hash(prev, **fields)
+        if self._key_error is not None:
+            raise self._key_error
+        digest = keyed_event_hash(self._key, prev, **fields)
         row_id = inserted_id(conn.execute(INSERT_EVENT, {"prev_hash": prev, "hash": digest, **fields}))
+        conn.info[_APPENDED] = (row_id, digest)
         return EventRecord(id=row_id, prev_hash=prev, hash=digest, **fields)
+
+    def _secrets(self) -> frozenset[str]:
+        """What :mod:`darkfab.redact` masks in this store's texts: the environment's secrets, the store URL's
+        password and the audit key. Read again at most once a second: scanning the environment at every write
+        cost as much as the write itself."""
+        now = time.monotonic()
+        if self._secrets_cache is None or now - self._secrets_cache[0] > _SECRETS_TTL_S:
+            password = parse_url(self.url).password
+            found = known_secrets(extra=[str(password or ""), self._key.decode("utf-8", "replace").strip()])
+            self._secrets_cache = (now, found)
+        return self._secrets_cache[1]
 
     def _factory_name(self, conn: Connection, factory_id: int) -> str:
         name = conn.execute(FACTORY_NAME, {"b_factory_id": factory_id}).scalar()
@@ -327,54 +476,97 @@ class StoreBase:
             found.reverse()
         return found
 
-    def verify_chain(self) -> ChainReport:
-        """Recompute every event's hash and link; report the first event that was altered or removed.
+    def check_registration(self, factory_id: int, version: int, artifact_hash: str) -> None:
+        """IntegrityError unless ``artifact_hash`` is what the chained ``registered`` event of the version says.
 
-        An event whose content changed fails its own hash; an event removed from the middle breaks the
-        link of the one after it. (Removing the newest events leaves a shorter valid chain: compare the
-        head hash this reports with one kept elsewhere to catch that.)
+        Reads the factory's registrations only, and checks that event's own keyed hash: a model_versions row
+        pointed at another artifact, or a registration event edited to match it, is refused before serving.
+        (Links between events are checked by :meth:`verify_chain`.)
         """
-        checked = 0
-        expected_prev, prev_id = GENESIS, None
-        last_id = 0
+        if self._key_error is not None:
+            raise self._key_error
+        query = EVENT_SELECT.where(events.c.factory_id == factory_id, events.c.kind == "registered").order_by(
+            events.c.id
+        )
+        with self._read("read the registration of a model version") as conn:
+            switch_id = conn.execute(sa.select(sa.func.min(events.c.id)).where(events.c.kind == SWITCH_KIND)).scalar()
+            found = [r for r in conn.execute(query) if isinstance(r.data, dict) and r.data.get("version") == version]
+            name = self._factory_name(conn, factory_id)
+        fix = "fix: run `darkfab audit verify`, and restore the store from a backup"
+        if not found:
+            raise IntegrityError(
+                f"version {version} of factory {name!r} has no registration in the audit chain, so its artifact "
+                f"cannot be trusted; refusing to load it; {fix}"
+            )
+        row = found[-1]
+        legacy = switch_id is not None and row.id < switch_id
+        genuine = _legacy(row) if legacy else event_is_genuine(row, self._key)
+        chained = row.data.get("artifact_hash")
+        if not genuine or (chained is not None and chained != artifact_hash):
+            what = (
+                f"its registration event {row.id} does not match its keyed hash"
+                if not genuine
+                else f"its artifact hash {artifact_hash[:12]}... does not match its chained registration "
+                f"(event {row.id}: {str(chained)[:12]}...)"
+            )
+            raise IntegrityError(
+                f"version {version} of factory {name!r}: {what}; the store was altered, and the model is refused; {fix}"
+            )
+
+    def audit_head(self) -> dict[str, Any]:
+        """The chain's head for an external notary: the factories, how many events, the newest id and hash, now.
+
+        Keep what it returns somewhere the store's writers cannot reach; a later log that does not contain
+        that event with that hash, at that position, was rewritten.
+        """
+        with self._read("read the head of the event chain") as conn:
+            count = int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
+            last = conn.execute(_LAST_EVENT).first()
+            names = list(conn.execute(sa.select(factories.c.name).order_by(factories.c.id)).scalars())
+        return {
+            "store": self._shown,
+            "factories": names,
+            "count": count,
+            "last_id": None if last is None else last.id,
+            "last_hash": None if last is None else last.hash,
+            "exported_at": utc_now().isoformat(),
+        }
+
+    def verify_chain(self) -> ChainReport:
+        """Recompute every event's keyed hash and link, check the anchored head and cross-check the model
+        versions and aliases against the chain; report the first event (or row) that does not verify.
+
+        An event whose content changed fails its own hash (nobody without the audit key can recompute it); an
+        event removed from the middle breaks the link of the one after it; removing the newest events leaves a
+        chain shorter than its anchored head (the head file beside the store, see ``_audit``).
+        """
+        if self._key_error is not None and not self._key:
+            return ChainReport(ok=False, checked=0, first_bad_id=None, message=str(self._key_error))
         with self._read("verify the event chain") as conn:
-            while True:
-                batch = conn.execute(
-                    EVENT_SELECT.where(events.c.id > last_id).order_by(events.c.id).limit(_VERIFY_BATCH)
-                ).all()
-                if not batch:
-                    break
-                for row in batch:
-                    checked += 1
-                    if row.prev_hash != expected_prev:
-                        after = f"event {prev_id}" if prev_id is not None else "the start of the log"
-                        return ChainReport(
-                            ok=False,
-                            checked=checked,
-                            first_bad_id=row.id,
-                            message=f"event {row.id} ({row.kind}) does not follow {after}: it links to "
-                            f"{row.prev_hash[:12]}... but {after} ends in {expected_prev[:12]}...; "
-                            "an event between them was removed or inserted",
-                        )
-                    digest = event_hash(
-                        row.prev_hash,
-                        created_at=row.created_at,
-                        kind=row.kind,
-                        reason=row.reason,
-                        factory_id=row.factory_id,
-                        campaign_id=row.campaign_id,
-                        trial_id=row.trial_id,
-                        data=row.data,
-                    )
-                    if digest != row.hash:
-                        return ChainReport(
-                            ok=False,
-                            checked=checked,
-                            first_bad_id=row.id,
-                            message=f"event {row.id} ({row.kind}) does not match its hash: it was altered "
-                            "after it was written",
-                        )
-                    expected_prev, prev_id = row.hash, row.id
-                last_id = batch[-1].id
-        head = "empty log" if prev_id is None else f"head event {prev_id}, hash {expected_prev}"
-        return ChainReport(ok=True, checked=checked, first_bad_id=None, message=f"{checked} events verify ({head})")
+            report = verify_events(conn, key=self._key, head=self._head)
+        if self._key_error is None:
+            return report
+        # a wrong key, or a log that ends under the unkeyed rule: the walk names the first event that fails
+        return ChainReport(
+            ok=False,
+            checked=report.checked,
+            first_bad_id=report.first_bad_id,
+            message=str(self._key_error) if report.ok else f"{report.message}; {self._key_error}",
+        )
+
+
+def _legacy(row: Any) -> bool:
+    """Whether an event's hash follows the unkeyed rule of older stores."""
+    return bool(
+        event_hash(
+            row.prev_hash,
+            created_at=row.created_at,
+            kind=row.kind,
+            reason=row.reason,
+            factory_id=row.factory_id,
+            campaign_id=row.campaign_id,
+            trial_id=row.trial_id,
+            data=row.data,
+        )
+        == row.hash
+    )

@@ -8,6 +8,7 @@ strict JSON can hold them, and a metric that is not a number is a missing metric
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 from datetime import date, datetime
@@ -69,8 +70,7 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def event_hash(
-    prev_hash: str,
+def event_body(
     *,
     created_at: datetime,
     kind: str,
@@ -80,8 +80,8 @@ def event_hash(
     trial_id: int | None,
     data: Any,
 ) -> str:
-    """sha256 over the previous hash and the canonical JSON of every field of the event but its id."""
-    body = canonical(
+    """The canonical JSON of every field of an event but its id and hashes: what its hash covers."""
+    return canonical(
         {
             "created_at": created_at.isoformat(),
             "kind": kind,
@@ -92,4 +92,17 @@ def event_hash(
             "data": data,
         }
     )
-    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+def event_hash(prev_hash: str, **fields: Any) -> str:
+    """The legacy (unkeyed) rule: sha256 over the previous hash and :func:`event_body`.
+
+    Anyone can recompute it, so it proves nothing against someone who can write the store; stores keep it
+    only for the events written before their chain was keyed (see ``_audit``).
+    """
+    return hashlib.sha256((prev_hash + event_body(**fields)).encode("utf-8")).hexdigest()
+
+
+def keyed_event_hash(key: bytes, prev_hash: str, **fields: Any) -> str:
+    """HMAC-SHA256 with the store's audit key over the previous hash and :func:`event_body`."""
+    return hmac.new(key, (prev_hash + event_body(**fields)).encode("utf-8"), hashlib.sha256).hexdigest()

@@ -119,12 +119,18 @@ def make_engine(url: str) -> Engine:
 
 
 def prepare_location(url: str) -> None:
-    """Create the folder of a SQLite database file; StoreError naming it when that is not possible."""
+    """Create the folder (0700) and the file (0600) of a new SQLite database; StoreError naming the folder when
+    that is not possible. An existing folder keeps its mode (it may be the user's own, e.g. the home folder)."""
     db_file = sqlite_file(url)
     if db_file is None:
         return
     try:
-        db_file.parent.mkdir(parents=True, exist_ok=True)
+        if not db_file.parent.exists():
+            # the store holds features, prompts and error tails: its own folder is its owner's only
+            db_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not db_file.exists():
+            # SQLite gives the -wal and -shm files the mode of the database file
+            os.close(os.open(db_file, os.O_WRONLY | os.O_CREAT, 0o600))
     except OSError as err:
         raise StoreError(
             f"cannot create the folder {db_file.parent} for the store {shown_url(url)}: {err.strerror or err}; "

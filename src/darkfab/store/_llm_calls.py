@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import StoreError
+from ..redact import redact, redact_value
 from ._base import StoreBase, inserted_id, one_of, utc_now
 from ._codec import normalize
 from ._schema import UTCDateTime, metadata
@@ -115,6 +116,10 @@ class LLMCallLog(StoreBase):
             messages = normalize({"messages": [dict(m) for m in request]})["messages"]
         except (TypeError, ValueError) as err:
             raise StoreError(f"the request of LLM call {call_id}: {err}") from None
+        secrets = self._secrets()  # prompts quote trial errors; answers may quote them back
+        messages = redact_value(messages, secrets)
+        response = redact(str(response), secrets)
+        error = redact(str(error), secrets)
         values: dict[str, Any] = {
             "factory_id": factory_id,
             "campaign_id": campaign_id,

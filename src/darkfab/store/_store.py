@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..errors import NotFoundError, StoreError
+from ..redact import redact
 from ._aliases import AliasChanges
 from ._base import check_name, inserted_id, json_dict, one_of, utc_now, version_ref
 from ._blobs import ArtifactBlobs
@@ -449,6 +450,9 @@ class Store(
         be leased to that owner (a worker whose lease was reclaimed cannot finish the trial afterwards).
         """
         one_of(state, FINISHED_STATES, "the state of a finished trial")
+        secrets = self._secrets()  # a trial's error and log may carry what its code could read: mask it
+        error = None if error is None else redact(error, secrets)
+        log_tail = redact(log_tail, secrets)
         evaluated = any(x is not None for x in (value, metrics, reward, feasible, breakdown))
         trial_values: dict[str, Any] = {
             "b_trial_id": trial_id,

@@ -303,6 +303,23 @@ def import_object(path: str, what: str) -> Any:
         ) from None
 
 
+def estimator_class(path: str, what: str) -> type:
+    """The class an ``estimator: module:Class`` entry names; SpecError unless it is an estimator class.
+
+    Importing runs the module's code (the factory file is trusted to name it), but the callable itself is only
+    ever instantiated and fitted: a function such as ``os:system`` or ``builtins:eval`` is refused here.
+    """
+    obj = import_object(path, what)
+    if not isinstance(obj, type) or not all(callable(getattr(obj, m, None)) for m in ("fit", "predict")):
+        kind = "a class" if isinstance(obj, type) else f"a {type(obj).__name__}"
+        raise SpecError(
+            f"{what}: {path!r} is {kind} without both fit and predict, and the rule is that an estimator is a "
+            "class with fit and predict methods (scikit-learn style); fix: name such a class, e.g. "
+            "`estimator: sklearn.linear_model:LogisticRegression`, or use `script: train.py` for your own code"
+        )
+    return obj
+
+
 def resolve_trainer(spec: TrainerSpec, task: TaskKind) -> Trainer:
     """The trainer a factory file's entry names. Raises SpecError listing the valid names."""
     if getattr(spec, "script", None):
@@ -310,7 +327,7 @@ def resolve_trainer(spec: TrainerSpec, task: TaskKind) -> Trainer:
 
         return ScriptTrainer(spec.name, str(spec.script))
     if spec.estimator:
-        cls = import_object(spec.estimator, f"trainers[{spec.name}].estimator")
+        cls = estimator_class(spec.estimator, f"trainers[{spec.name}].estimator")
         path = f"{cls.__module__}:{cls.__qualname__}"
         return EstimatorTrainer(spec.name, classifier=path, regressor=path, flavour="linear")
     if spec.name not in BUILTINS:
