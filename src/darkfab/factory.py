@@ -21,7 +21,16 @@ import pandas as pd
 from .campaign import Budget, CampaignRun, default_owner, limits_of, predict_split, row_of, trial_view, worker_payload
 from .data import Dataset, check_features, load_dataset
 from .errors import DarkfabError, DataError, IntegrityError, NotFoundError
-from .evaluate import RewardModel, compute_metrics, gate, leaky_features, score_with_ci, suspicions
+from .evaluate import (
+    CustomMetric,
+    RewardModel,
+    compute_metrics,
+    gate,
+    leaky_features,
+    load_custom_metrics,
+    score_with_ci,
+    suspicions,
+)
 from .execute import Executor, make_executor
 from .propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
 from .registry import Registry
@@ -30,6 +39,8 @@ from .spec import Direction, FactorySpec, default_spec, load_spec, with_override
 from .store import CampaignRecord, ModelVersionRecord, Store, TrialRecord
 from .train import DarkfabModel, load_model, resolved_space
 
+_DISTRIBUTION_ALIASES = {"xgboost": ("xgboost-cpu",)}
+"""Other distributions of the same import package; the lineage records the one installed, by its own name."""
 PACKAGES = ("darkfab", "numpy", "pandas", "scikit-learn", "lightgbm", "xgboost", "optuna", "scipy")
 
 
@@ -37,10 +48,12 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     """Python and the installed versions of the packages a model depends on (for lineage and benchmarks)."""
     out = {"python": platform.python_version()}
     for name in PACKAGES + extra:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
+        for dist in (name, *_DISTRIBUTION_ALIASES.get(name, ())):
+            try:
+                out[dist] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                pass
     return out
 
 
@@ -398,6 +411,7 @@ class Factory:
             confidence=g.confidence,
             n_boot=g.bootstrap,
             seed=spec.search.seed,
+            custom=_custom_metrics(spec),
         )
         beat["score"] = verdict.champion.score if verdict.champion else None
         vjson = {
@@ -492,7 +506,9 @@ class Factory:
             reference = max(plain) if direction == "maximize" else min(plain)
         else:
             base = data.baseline_predictions(len(data.y_valid))
-            reference = compute_metrics(data.task, data.y_valid, base, n_classes=data.n_classes).get(metric)
+            reference = compute_metrics(
+                data.task, data.y_valid, base, n_classes=data.n_classes, custom=_custom_metrics(spec)
+            ).get(metric)
         for cand in candidates:
             if cand.value is None:
                 continue
@@ -500,7 +516,13 @@ class Factory:
             test_pred = predict_split(executor, blob, "test")
             valid_pred = predict_split(executor, blob, "valid")
             ci = score_with_ci(
-                data.task, metric, data.y_test, test_pred, n_boot=spec.gate.bootstrap, seed=spec.search.seed
+                data.task,
+                metric,
+                data.y_test,
+                test_pred,
+                n_boot=spec.gate.bootstrap,
+                seed=spec.search.seed,
+                custom=_custom_metrics(spec),
             )
             found = suspicions(
                 task=data.task,
@@ -541,7 +563,13 @@ class Factory:
             if scored is None:
                 pred = predict_split(executor, blob, "test")
                 scored = score_with_ci(
-                    data.task, metric, data.y_test, pred, n_boot=spec.gate.bootstrap, seed=spec.search.seed
+                    data.task,
+                    metric,
+                    data.y_test,
+                    pred,
+                    n_boot=spec.gate.bootstrap,
+                    seed=spec.search.seed,
+                    custom=_custom_metrics(spec),
                 )
             sealed: dict[str, Any] = {"metric": metric, **_ci(scored)}
         except RuntimeError:
@@ -635,11 +663,14 @@ def _current_champion(registry: Registry, name: str) -> tuple[ModelVersionRecord
 
 
 def _direction(spec: FactorySpec, data: Dataset, metric: str) -> Direction:
-    from .spec import METRICS
-
     if metric == spec.primary_metric(data.task):
         return spec.direction(data.task)
-    return METRICS[metric].direction
+    return spec.metric_direction(metric)
+
+
+def _custom_metrics(spec: FactorySpec) -> dict[str, CustomMetric]:
+    """The factory file's own metrics, imported (Python caches the modules, so this is cheap to repeat)."""
+    return load_custom_metrics(spec.objective.metrics)
 
 
 def executor_options(spec: FactorySpec) -> dict[str, Any]:
@@ -664,6 +695,7 @@ def reward_model(spec: FactorySpec, data: Dataset) -> RewardModel:
         weights=dict(spec.objective.weights),
         constraints=list(spec.objective.constraints),
         references=_references(data),
+        custom=_custom_metrics(spec),
     )
 
 

@@ -5,6 +5,7 @@ The factory, never the candidate, computes metrics: labels stay in the factory's
 
 from __future__ import annotations
 
+from ._custom import CustomMetric, load_custom_metrics
 from ._gate import (
     GateVerdict,
     ScoreCI,
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_REFERENCES",
     "MISSING_PENALTY",
     "PREDICTION_METRICS",
+    "CustomMetric",
     "Evaluation",
     "GateVerdict",
     "GroupCodes",
@@ -49,6 +51,7 @@ __all__ = [
     "encode_groups",
     "gate",
     "leaky_features",
+    "load_custom_metrics",
     "predicted_labels",
     "score_with_ci",
     "suspicions",
