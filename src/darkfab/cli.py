@@ -35,6 +35,7 @@ app.add_typer(audit_app, name="audit")
 
 
 def _register_extensions() -> None:
+    from .cli_export import register as register_export
     from .cli_monitor import register as register_monitor
     from .cli_proposals import register as register_proposals
     from .cli_serve import register as register_serve
@@ -42,6 +43,7 @@ def _register_extensions() -> None:
     register_serve(app)
     register_monitor(app)
     register_proposals(app)
+    register_export(app)
 
 
 out = Console()
