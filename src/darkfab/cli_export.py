@@ -5,6 +5,7 @@ cli.py calls :func:`register` to add them to the `darkfab` command.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -59,7 +60,10 @@ def export_mlflow_cmd(
     try:
         with Store(store) as st:
             bundle = _bundle(st, factory, version)
-        done = export_mlflow(bundle, tracking_uri=tracking_uri, registered_name=registered_name, experiment=experiment)
+        with contextlib.redirect_stdout(sys.stderr):  # MLflow prints links to its UI; stdout carries only the JSON
+            done = export_mlflow(
+                bundle, tracking_uri=tracking_uri, registered_name=registered_name, experiment=experiment
+            )
     except DarkfabError as exc:
         _fail(exc)
     if as_json:

@@ -34,7 +34,7 @@ from .evaluate import (
 from .execute import Executor, make_executor
 from .propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
 from .registry import Registry
-from .results import ChampionSummary, Progress, RunResult
+from .results import ChampionSummary, Leaderboard, Progress, RunResult
 from .spec import Direction, FactorySpec, default_spec, load_spec, with_overrides
 from .store import CampaignRecord, ModelVersionRecord, Store, TrialRecord
 from .train import DarkfabModel, load_model, resolved_space
@@ -622,6 +622,12 @@ class Factory:
 
     def models(self) -> list[ModelVersionRecord]:
         return Registry(self.store).versions(self.name)
+
+    def leaderboard(self, limit: int = 20) -> Leaderboard:
+        """Completed trials of every campaign, best first (feasible, then reward); a table in a notebook."""
+        done = [row_of(t) for t in self.trials() if t.state == "completed"]
+        done.sort(key=lambda r: (bool(r.feasible), r.reward if r.reward is not None else -math.inf), reverse=True)
+        return Leaderboard.of(done[:limit], self.spec.objective.metric or "")
 
     def lineage(self, version: int | str) -> dict[str, Any]:
         return Registry(self.store).lineage(self.name, version)

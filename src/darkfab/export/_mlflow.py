@@ -57,6 +57,21 @@ def _import_mlflow() -> Any:
     return mlflow
 
 
+def _reachable(tracking_uri: str) -> None:
+    """Fail at once on a tracking server nobody answers at (MLflow itself retries for minutes)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import httpx
+
+    try:
+        httpx.get(tracking_uri, timeout=10)
+    except httpx.HTTPError as exc:
+        raise DarkfabError(
+            f"cannot reach the MLflow tracking server at {tracking_uri} ({exc}); fix: start it (`mlflow server`) "
+            "or pass the right --tracking-uri"
+        ) from None
+
+
 def _metrics(bundle: VersionBundle) -> dict[str, float]:
     out: dict[str, float] = {}
     metrics = bundle.record.metrics
@@ -143,6 +158,7 @@ def export_mlflow(
     from mlflow.tracking import MlflowClient
 
     name = registered_name or bundle.factory
+    _reachable(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     try:
         exp = mlflow.set_experiment(experiment or bundle.factory)
