@@ -54,7 +54,9 @@ def test_the_build_context_pins_everything_runs_as_a_user_and_its_entrypoint_ser
     cmd = ["127.0.0.1" if a == "0.0.0.0" else str(port) if a == "8080" else a for a in cmd]
     env = {**os.environ, "PYTHONPATH": str(ctx / "lib")}
     env.pop("DARKFAB_STORE", None)
-    server = subprocess.Popen(cmd, cwd=ctx, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "server.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(cmd, cwd=ctx, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90
@@ -65,7 +67,7 @@ def test_the_build_context_pins_everything_runs_as_a_user_and_its_entrypoint_ser
                 break
             except httpx.HTTPError:
                 time.sleep(0.3)
-        assert ready is not None and ready.status_code == 200, server.stdout.read() if server.poll() else "no answer"
+        assert ready is not None and ready.status_code == 200, log.read_text()
         recs = trained.records()
         answer = httpx.post(f"{url}/v1/models/exported/predict", json=recs, timeout=30).json()
         with Store(trained.store) as st:

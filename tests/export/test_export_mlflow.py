@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +27,7 @@ mlflow = pytest.importorskip("mlflow", reason="MLflow is not installed (the mlfl
 def tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder: Path = tmp_path_factory.mktemp("mlflow")
     port = free_port()
+    log = (folder / "server.log").open("w")  # a file, not a pipe nobody reads: a full pipe would stall the server
     server = subprocess.Popen(
         [
             sys.executable,
@@ -43,16 +46,16 @@ def tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "1",
         ],
         cwd=folder,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
-        text=True,
+        start_new_session=True,  # its workers are its children: stopped together, by process group
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
             if server.poll() is not None:
-                pytest.fail(f"mlflow server exited {server.returncode}: {server.stdout.read()[-3000:]}")
+                pytest.fail(f"mlflow server exited {server.returncode}: {(folder / 'server.log').read_text()[-3000:]}")
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break
@@ -63,11 +66,13 @@ def tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.5)
         yield url
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+        log.close()
 
 
 def test_a_version_reaches_mlflow_with_its_figures_lineage_and_aliases_and_predicts_the_same(

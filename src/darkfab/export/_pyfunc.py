@@ -35,7 +35,7 @@ class DarkfabPyfunc(mlflow.pyfunc.PythonModel):
             )
         self.model = load_model(data)
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         if self.model is None:
             raise RuntimeError("the model is not loaded; load it with mlflow.pyfunc.load_model")
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
