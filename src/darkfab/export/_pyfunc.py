@@ -6,14 +6,14 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel
 
 from ..errors import IntegrityError
 from ..train import DarkfabModel, load_model
 
 
-class DarkfabPyfunc(mlflow.pyfunc.PythonModel):
+class DarkfabPyfunc(PythonModel):
     """Predicts what darkfab predicts: class labels (classification) or values (regression).
 
     The darkfab artifact travels as an MLflow artifact and is checked against its sha256 when loaded.
