@@ -7,6 +7,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import DataError, SpecError
 
@@ -19,7 +20,8 @@ StoreOpt = Annotated[
 
 def fail(exc: BaseException) -> NoReturn:
     """Print the error and exit: 2 for the user's input (a spec or data problem), 1 for the rest."""
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    # the message is text, not markup: `pip install 'darkfab[mlflow]'` must keep its brackets
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(2 if isinstance(exc, (SpecError, DataError)) else 1)
 
 

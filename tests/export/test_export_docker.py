@@ -120,3 +120,14 @@ def test_the_context_requirements_resolve_on_the_package_index(trained: Trained,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_without_mlflow_the_export_names_the_extra_to_install(trained: Trained):
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("MLflow is installed here; this checks the message people get without it")
+    proc = trained.cli("export", "mlflow", "1", "--tracking-uri", "http://127.0.0.1:9", check=False)
+    assert proc.returncode == 1 and "pip install 'darkfab[mlflow]'" in proc.stderr and "Traceback" not in proc.stderr
