@@ -99,3 +99,20 @@ def test_a_metric_function_that_raises_is_a_clear_error(cli, tmp_path):
     assert proc.returncode != 0
     assert "objective.metrics.broken: fabmetrics:broken raised ZeroDivisionError" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_custom_metric_is_an_objective_of_a_multi_objective_search(cli, tmp_path):
+    folder = tmp_path / "fab"
+    _factory(folder, "  metric: hits\n")
+    text = (folder / "factory.yaml").read_text()
+    text = text.replace(
+        "search: {proposer: random, pruner: none}",
+        "search: {proposer: nsga2, objectives: [hits, brier], startup_trials: 2}",
+    )
+    (folder / "factory.yaml").write_text(text.replace("budget: {trials: 3}", "budget: {trials: 4}"))
+    result = cli.json("run", "fab/factory.yaml")
+    assert result["trials"]["completed"] == 4 and result["champion"] is not None
+    text = text.replace("objectives: [hits, brier]", "objectives: [hits, brierr]")
+    (folder / "factory.yaml").write_text(text)
+    proc = cli("run", "fab/factory.yaml", check=False)
+    assert proc.returncode == 2 and "unknown metric 'brierr' in search.objectives" in proc.stderr

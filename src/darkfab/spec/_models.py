@@ -328,7 +328,8 @@ class SearchSpec(_Model):
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
         for name in value:
-            _check_metric(name, "search.objectives")
+            if not _METRIC_NAME.match(name):  # a custom metric's name is checked with the whole file
+                _check_metric(name, "search.objectives")
         return value
 
     @model_validator(mode="after")
@@ -450,6 +451,12 @@ class FactorySpec(_Model):
     gate: GateSpec = Field(default_factory=GateSpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
+
+    @model_validator(mode="after")
+    def _known_objectives(self) -> FactorySpec:
+        for name in self.search.objectives:
+            _check_metric(name, "search.objectives", self.objective.metrics)
+        return self
 
     @model_validator(mode="after")
     def _unique_trainers(self) -> FactorySpec:
