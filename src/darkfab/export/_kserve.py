@@ -14,9 +14,11 @@ from ._docker import SERVE_PORT, USER_ID, image_name
 
 
 def _dns_name(text: str) -> str:
-    """A Kubernetes resource name (RFC 1123 label, at most 63 characters)."""
+    """A name KServe accepts (an RFC 1035 label: a letter first, at most 63 characters)."""
     name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    return (name or "model")[:63].rstrip("-")
+    if not name[:1].isalpha():
+        name = f"m-{name}".rstrip("-")
+    return name[:63].rstrip("-")
 
 
 def kserve_manifest(bundle: VersionBundle, *, image: str | None = None, namespace: str | None = None) -> dict[str, Any]:
