@@ -1,27 +1,36 @@
 # Two commands on a fresh machine:  `make run` (install + the default factory)  and  `make test`.
+# `make run` installs what running needs (no PyTorch, Ray or CUDA libraries); `make test` adds the `dev` extra.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test check bench clean
+.PHONY: install install-dev run test check bench clean
 
-$(BIN)/darkfab: pyproject.toml
+$(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
-	touch $(BIN)/darkfab
 
-install: $(BIN)/darkfab
+$(VENV)/.core: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(VENV)/.core $@
+
+install: $(VENV)/.core
+
+install-dev: $(VENV)/.dev
 
 run: install
 	$(BIN)/darkfab run
 
-test: install
+test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -m "slow or not slow"
 
-check: install
+check: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 

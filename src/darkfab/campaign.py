@@ -380,9 +380,9 @@ class CampaignRun:
         if run is None:
             self.executor.answer(event.job_id, stop=True)
             return
-        value = compute_metrics(self.task, self.data.y_valid, event.predictions, n_classes=self.data.n_classes).get(
-            self.metric, math.nan
-        )
+        value = compute_metrics(
+            self.task, self.data.y_valid, event.predictions, n_classes=self.data.n_classes, custom=self.reward.custom
+        ).get(self.metric, math.nan)
         run.intermediate[event.step] = float(value)
         assert self.proposer is not None, "reports come only to run(), which has a proposer"
         stop = bool(np.isfinite(value)) and self.proposer.should_prune(run.proposal, event.step, float(value))
@@ -480,6 +480,7 @@ class CampaignRun:
             out.valid_predictions,
             n_classes=self.data.n_classes,
             groups=self.data.groups_valid,
+            custom=self.reward.custom,
         )
         lat = np.asarray(out.latency_ms, dtype=float)
         metrics.update(

@@ -36,6 +36,7 @@ app.add_typer(audit_app, name="audit")
 
 
 def _register_extensions() -> None:
+    from .cli_export import register as register_export
     from .cli_monitor import register as register_monitor
     from .cli_proposals import register as register_proposals
     from .cli_reward import register as register_reward
@@ -47,6 +48,7 @@ def _register_extensions() -> None:
     register_proposals(app)
     register_reward(app)
     register_ui(app)
+    register_export(app)
 
 
 out = Console()

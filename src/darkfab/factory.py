@@ -21,15 +21,26 @@ import pandas as pd
 from .campaign import Budget, CampaignRun, default_owner, limits_of, predict_split, row_of, trial_view, worker_payload
 from .data import Dataset, check_rows, load_dataset
 from .errors import DarkfabError, DataError, IntegrityError, NotFoundError
-from .evaluate import RewardModel, compute_metrics, gate, leaky_features, score_with_ci, suspicions
+from .evaluate import (
+    CustomMetric,
+    RewardModel,
+    compute_metrics,
+    gate,
+    leaky_features,
+    load_custom_metrics,
+    score_with_ci,
+    suspicions,
+)
 from .execute import Executor, make_executor
 from .propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
 from .registry import Registry
-from .results import ChampionSummary, Progress, RunResult
+from .results import ChampionSummary, Leaderboard, Progress, RunResult
 from .spec import Direction, FactorySpec, default_spec, load_spec, with_overrides
 from .store import CampaignRecord, ModelVersionRecord, Store, TrialRecord
 from .train import DarkfabModel, load_model, resolved_space
 
+_DISTRIBUTION_ALIASES = {"xgboost": ("xgboost-cpu",)}
+"""Other distributions of the same import package; the lineage records the one installed, by its own name."""
 PACKAGES = ("darkfab", "numpy", "pandas", "scikit-learn", "lightgbm", "xgboost", "optuna", "scipy")
 
 
@@ -37,10 +48,12 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     """Python and the installed versions of the packages a model depends on (for lineage and benchmarks)."""
     out = {"python": platform.python_version()}
     for name in PACKAGES + extra:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
+        for dist in (name, *_DISTRIBUTION_ALIASES.get(name, ())):
+            try:
+                out[dist] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                pass
     return out
 
 
@@ -398,6 +411,7 @@ class Factory:
             confidence=g.confidence,
             n_boot=g.bootstrap,
             seed=spec.search.seed,
+            custom=_custom_metrics(spec),
         )
         if current is not None and beat["kind"] == "champion":
             from .teach import reward_verdict
@@ -496,7 +510,9 @@ class Factory:
             reference = max(plain) if direction == "maximize" else min(plain)
         else:
             base = data.baseline_predictions(len(data.y_valid))
-            reference = compute_metrics(data.task, data.y_valid, base, n_classes=data.n_classes).get(metric)
+            reference = compute_metrics(
+                data.task, data.y_valid, base, n_classes=data.n_classes, custom=_custom_metrics(spec)
+            ).get(metric)
         for cand in candidates:
             if cand.value is None:
                 continue
@@ -504,7 +520,13 @@ class Factory:
             test_pred = predict_split(executor, blob, "test")
             valid_pred = predict_split(executor, blob, "valid")
             ci = score_with_ci(
-                data.task, metric, data.y_test, test_pred, n_boot=spec.gate.bootstrap, seed=spec.search.seed
+                data.task,
+                metric,
+                data.y_test,
+                test_pred,
+                n_boot=spec.gate.bootstrap,
+                seed=spec.search.seed,
+                custom=_custom_metrics(spec),
             )
             found = suspicions(
                 task=data.task,
@@ -545,7 +567,13 @@ class Factory:
             if scored is None:
                 pred = predict_split(executor, blob, "test")
                 scored = score_with_ci(
-                    data.task, metric, data.y_test, pred, n_boot=spec.gate.bootstrap, seed=spec.search.seed
+                    data.task,
+                    metric,
+                    data.y_test,
+                    pred,
+                    n_boot=spec.gate.bootstrap,
+                    seed=spec.search.seed,
+                    custom=_custom_metrics(spec),
                 )
             sealed: dict[str, Any] = {"metric": metric, **_ci(scored)}
         except RuntimeError:
@@ -598,6 +626,12 @@ class Factory:
 
     def models(self) -> list[ModelVersionRecord]:
         return Registry(self.store).versions(self.name)
+
+    def leaderboard(self, limit: int = 20) -> Leaderboard:
+        """Completed trials of every campaign, best first (feasible, then reward); a table in a notebook."""
+        done = [row_of(t) for t in self.trials() if t.state == "completed"]
+        done.sort(key=lambda r: (bool(r.feasible), r.reward if r.reward is not None else -math.inf), reverse=True)
+        return Leaderboard.of(done[:limit], self.spec.objective.metric or "")
 
     def lineage(self, version: int | str) -> dict[str, Any]:
         return Registry(self.store).lineage(self.name, version)
@@ -653,11 +687,14 @@ def _current_champion(registry: Registry, name: str) -> tuple[ModelVersionRecord
 
 
 def _direction(spec: FactorySpec, data: Dataset, metric: str) -> Direction:
-    from .spec import METRICS
-
     if metric == spec.primary_metric(data.task):
         return spec.direction(data.task)
-    return METRICS[metric].direction
+    return spec.metric_direction(metric)
+
+
+def _custom_metrics(spec: FactorySpec) -> dict[str, CustomMetric]:
+    """The factory file's own metrics, imported (Python caches the modules, so this is cheap to repeat)."""
+    return load_custom_metrics(spec.objective.metrics)
 
 
 def executor_options(spec: FactorySpec) -> dict[str, Any]:
@@ -693,6 +730,7 @@ def reward_model(spec: FactorySpec, data: Dataset, store: Store | None = None) -
         weights=weights,
         constraints=list(spec.objective.constraints),
         references=_references(data),
+        custom=_custom_metrics(spec),
     )
 
 

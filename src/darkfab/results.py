@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from . import _html
+
+LEADERBOARD_COLUMNS = ("number", "trainer", "proposer", "value", "reward", "feasible", "state", "params")
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,28 @@ class TrialRow:
             parts.append(f"{k}={shown}")
         text = " ".join(parts)
         return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """Trials best first (feasible before infeasible, then by reward); a table in a notebook."""
+
+    rows: tuple[TrialRow, ...]
+    metric: str = ""
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.rows]
+
+    def _repr_html_(self) -> str:
+        caption = f"leaderboard ({self.metric} on validation)" if self.metric else "leaderboard"
+        return _html.table(self.to_records(), LEADERBOARD_COLUMNS, caption=caption)
+
+    @classmethod
+    def of(cls, rows: Sequence[TrialRow | dict[str, Any]], metric: str = "") -> Leaderboard:
+        return cls(tuple(r if isinstance(r, TrialRow) else TrialRow(**r) for r in rows), metric)
 
 
 @dataclass(frozen=True)
@@ -62,6 +89,19 @@ class ChampionSummary:
     promoted_now: bool
     alias: str = "champion"  # "challenger" when deploy.mode puts the winner through a canary or shadow first
 
+    def _repr_html_(self) -> str:
+        return _html.fields(
+            {
+                "version": self.version,
+                "alias": self.alias,
+                "trainer": self.trainer,
+                "params": self.params,
+                "sealed test": _html.sealed(self.metrics),
+                "promoted now": self.promoted_now,
+            },
+            caption=f"{self.alias} v{self.version}",
+        )
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -85,3 +125,22 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def board(self) -> Leaderboard:
+        """The leaderboard (best 10) as a :class:`Leaderboard`."""
+        return Leaderboard.of(self.leaderboard, self.metric)
+
+    def _repr_html_(self) -> str:
+        c = self.champion
+        summary: dict[str, Any] = {
+            "champion": f"v{c.version} {c.trainer} ({c.alias})" if c else "none",
+            "sealed test": _html.sealed(c.metrics) if c else "",
+            "beat": (self.beat or {}).get("name") or (self.beat or {}).get("kind") or "",
+            "gate": (self.gate or {}).get("reason", ""),
+            "trials": self.trials,
+            "budget": self.budget,
+            "stopped because": self.stopped_because,
+            "store": self.store,
+        }
+        caption = f"darkfab run: factory {self.factory}, campaign {self.campaign_number} ({self.task}, {self.metric})"
+        return _html.fields(summary, caption=caption) + self.board()._repr_html_()

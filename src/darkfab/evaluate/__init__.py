@@ -5,6 +5,7 @@ The factory, never the candidate, computes metrics: labels stay in the factory's
 
 from __future__ import annotations
 
+from ._custom import CustomMetric, load_custom_metrics
 from ._gate import (
     GateVerdict,
     ScoreCI,
@@ -47,6 +48,7 @@ __all__ = [
     "MISSING_PENALTY",
     "PREDICTION_METRICS",
     "Comparison",
+    "CustomMetric",
     "Evaluation",
     "GateVerdict",
     "GroupCodes",
@@ -68,6 +70,7 @@ __all__ = [
     "judge_learned",
     "kendall_tau",
     "leaky_features",
+    "load_custom_metrics",
     "predicted_labels",
     "score_with_ci",
     "suspicions",

@@ -14,8 +14,9 @@ fairness metrics loop over resamples.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from ._metrics import (
     _regression_gap,
     as_probabilities,
 )
+
+if TYPE_CHECKING:
+    from ._custom import CustomMetric
 
 
 @dataclass(frozen=True)
@@ -106,9 +110,28 @@ def _bootstrap_roc_auc(y: np.ndarray, p: np.ndarray, idx: np.ndarray) -> np.ndar
 class _Prepared:
     """Per-row quantities of one prediction set, computed once and indexed by every resample."""
 
-    def __init__(self, task: TaskKind, metric: str, y_true: Any, predictions: Any, groups: Any) -> None:
+    def __init__(
+        self,
+        task: TaskKind,
+        metric: str,
+        y_true: Any,
+        predictions: Any,
+        groups: Any,
+        custom: Mapping[str, CustomMetric] | None = None,
+    ) -> None:
         _check_task(task)
         allowed = PREDICTION_METRICS[task]
+        self.custom = (custom or {}).get(metric)
+        self.groups: GroupCodes | None = None
+        if self.custom is not None:
+            self.task = task
+            self.metric = metric
+            self.y = np.asarray(y_true)
+            self.custom_pred = self.custom.y_pred(task, predictions)
+            self.n = self.custom_pred.shape[0]
+            if self.y.shape[0] != self.n:
+                raise DataError(f"y_true has {self.y.shape[0]} rows but the predictions have {self.n}")
+            return
         if metric not in allowed:
             raise SpecError(
                 f"metric {metric!r} cannot be scored from {task} predictions, so it cannot be bootstrapped; "
@@ -116,7 +139,6 @@ class _Prepared:
             )
         self.task = task
         self.metric = metric
-        self.groups: GroupCodes | None = None
         if metric in GROUP_METRICS:
             if groups is None:
                 raise SpecError(f"metric {metric!r} needs the group of each row; pass groups=")
@@ -143,6 +165,9 @@ class _Prepared:
         """The metric on each resample (one row of ``idx`` each)."""
         b, n = idx.shape
         m = self.metric
+        if self.custom is not None:
+            fn = self.custom
+            return np.array([fn.value(self.y[r], self.custom_pred[r]) for r in idx], dtype=float)
         if self.task == "regression":
             if m == "rmse":
                 return np.sqrt((self.err**2)[idx].mean(axis=1))
@@ -209,9 +234,10 @@ def bootstrap_scores(
     n_boot: int,
     seed: int,
     groups: Any = None,
+    custom: Mapping[str, CustomMetric] | None = None,
 ) -> np.ndarray:
     """The metric on ``n_boot`` resamples of the rows (``bootstrap_indices(n, n_boot, seed)``)."""
-    prepared = _Prepared(task, metric, y_true, predictions, groups)
+    prepared = _Prepared(task, metric, y_true, predictions, groups, custom)
     return prepared.scores(bootstrap_indices(prepared.n, n_boot, seed))
 
 
@@ -238,10 +264,14 @@ def score_with_ci(
     seed: int = 0,
     level: float = 0.95,
     groups: Any = None,
+    custom: Mapping[str, CustomMetric] | None = None,
 ) -> ScoreCI:
-    """The metric on all rows and its central bootstrap percentile interval at ``level``."""
+    """The metric on all rows and its central bootstrap percentile interval at ``level``.
+
+    ``custom`` holds the factory's own metrics (``load_custom_metrics``); ``metric`` may name one of them.
+    """
     _check_level("level", level)
-    prepared = _Prepared(task, metric, y_true, predictions, groups)
+    prepared = _Prepared(task, metric, y_true, predictions, groups, custom)
     low, high = _interval(prepared.scores(bootstrap_indices(prepared.n, n_boot, seed)), level)
     return ScoreCI(prepared.point(), low, high)
 
@@ -279,6 +309,7 @@ def gate(
     seed: int,
     groups: Any = None,
     level: float = 0.95,
+    custom: Mapping[str, CustomMetric] | None = None,
 ) -> GateVerdict:
     """Decide whether ``candidate`` predictions beat ``champion`` predictions on the same rows.
 
@@ -294,7 +325,7 @@ def gate(
         raise SpecError(f"min_improvement must be a finite number, got {min_improvement}")
     if groups is not None and not isinstance(groups, GroupCodes):
         groups = GroupCodes(groups)
-    cand = _Prepared(task, metric, y_true, candidate, groups)
+    cand = _Prepared(task, metric, y_true, candidate, groups, custom)
     idx = bootstrap_indices(cand.n, n_boot, seed)
     cand_boot = cand.scores(idx)
     lo, hi = _interval(cand_boot, level)
@@ -314,7 +345,7 @@ def gate(
         return GateVerdict(
             ok, metric, cand_ci, None, math.nan, math.nan, math.nan, math.nan, min_improvement, confidence, reason
         )
-    champ = _Prepared(task, metric, y_true, champion, groups)
+    champ = _Prepared(task, metric, y_true, champion, groups, custom)
     if champ.n != cand.n:
         raise DataError(f"the champion's predictions have {champ.n} rows but the candidate's have {cand.n}")
     champ_boot = champ.scores(idx)

@@ -30,12 +30,16 @@ Conventions (they match scikit-learn's where scikit-learn defines the metric):
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import DataError
 from ..spec import TaskKind
+
+if TYPE_CHECKING:
+    from ._custom import CustomMetric
 
 LOG_LOSS_EPS = 1e-15
 ECE_BINS = 10
@@ -356,8 +360,9 @@ def compute_metrics(
     *,
     n_classes: int,
     groups: Any = None,
+    custom: Mapping[str, CustomMetric] | None = None,
 ) -> dict[str, float]:
-    """Every metric the predictions determine, by catalogue name.
+    """Every metric the predictions determine, by catalogue name, then the custom ones by their names.
 
     Args:
         task: ``"classification"`` or ``"regression"``.
@@ -366,11 +371,16 @@ def compute_metrics(
         n_classes: number of classes (ignored for regression).
         groups: one group label per row (any dtype; None and NaN form the group "missing"), or a
             :class:`GroupCodes` made once for the same rows; adds the fairness metrics.
+        custom: the factory's own metrics (``load_custom_metrics``), computed from the same predictions.
     """
     _check_task(task)
     if task == "classification":
-        return classification_metrics(y_true, predictions, n_classes=n_classes, groups=groups)
-    return regression_metrics(y_true, predictions, groups=groups)
+        out = classification_metrics(y_true, predictions, n_classes=n_classes, groups=groups)
+    else:
+        out = regression_metrics(y_true, predictions, groups=groups)
+    for name, metric in (custom or {}).items():
+        out[name] = metric(task, y_true, predictions)
+    return out
 
 
 PREDICTION_METRICS: dict[TaskKind, tuple[str, ...]] = {

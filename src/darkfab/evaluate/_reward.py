@@ -36,9 +36,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import SpecError
 from ..spec import METRICS, Constraint, Direction, TaskKind, metric_names
+
+if TYPE_CHECKING:
+    from ._custom import CustomMetric
 
 MISSING_PENALTY = 1000.0
 """The relative violation a missing or NaN metric counts, so that it ranks below any measured one."""
@@ -93,8 +97,10 @@ class RewardModel:
         weights: Mapping[str, float],
         constraints: Sequence[Constraint],
         references: Mapping[str, float] | None = None,
+        custom: Mapping[str, CustomMetric] | None = None,
     ) -> None:
-        valid = metric_names(task)
+        self.custom: dict[str, CustomMetric] = dict(custom or {})
+        valid = [*metric_names(task), *self.custom]
         if task not in ("classification", "regression"):
             raise SpecError(f"task must be 'classification' or 'regression', got {task!r}")
         if primary not in valid:
@@ -129,10 +135,21 @@ class RewardModel:
         self.weights: dict[str, float] = {n: w / total for n, w in raw.items() if w > 0}
         self.constraints: tuple[Constraint, ...] = tuple(constraints)
         self.references: dict[str, float] = refs
-        self._flip_primary = direction != METRICS[primary].direction
+        self._flip_primary = direction != self._direction(primary)
+
+    def _direction(self, metric: str) -> Direction:
+        own = self.custom.get(metric)
+        return own.direction if own is not None else METRICS[metric].direction
 
     def utility(self, metric: str, x: float) -> float:
-        """``x`` mapped onto "higher is better"; NaN stays NaN."""
+        """``x`` mapped onto "higher is better"; NaN stays NaN.
+
+        A custom metric has no known scale: its value, negated when lower is better.
+        """
+        own = self.custom.get(metric)
+        if own is not None:
+            u = x if own.direction == "maximize" else -x
+            return 1.0 - u if metric == self.primary and self._flip_primary else u
         info = METRICS[metric]
         if metric == "log_loss":
             u = 1.0 / (1.0 + x)

@@ -98,6 +98,12 @@ def _resolve_paths(spec: FactorySpec, base: Path, file: Path | None = None) -> F
             )
     if trainers != spec.trainers:
         spec = spec.model_copy(update={"trainers": trainers})
+    if any(m.folder is None for m in spec.objective.metrics.values()):
+        metrics = {
+            k: m if m.folder is not None else m.model_copy(update={"folder": str(base.resolve())})
+            for k, m in spec.objective.metrics.items()
+        }
+        spec = spec.model_copy(update={"objective": spec.objective.model_copy(update={"metrics": metrics})})
     src = spec.data.source
     if ":" in src.split("/")[0] or Path(src).is_absolute():
         return spec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -184,9 +185,33 @@ def _coerce_constraint(value: Any) -> Any:
     return value
 
 
-def _check_metric(name: str, where: str) -> None:
-    if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r} in {where}; valid metrics: {', '.join(METRICS)}")
+def _check_metric(name: str, where: str, custom: Mapping[str, Any] | None = None) -> None:
+    if name not in METRICS and name not in (custom or {}):
+        valid = [*METRICS, *(custom or {})]
+        raise ValueError(
+            f"unknown metric {name!r} in {where}; valid metrics: {', '.join(valid)}; "
+            "or declare your own under objective.metrics"
+        )
+
+
+_METRIC_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+class CustomMetricSpec(_Model):
+    """A metric of the user's own, computed by the factory from predictions like the built-in ones."""
+
+    function: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$",
+        description="module:function, called as fn(y_true, y_pred, sample_weight=None) -> float; the module is "
+        "looked for on the import path and in the factory file's folder",
+    )
+    direction: Literal["maximize", "minimize"] = Field(description="whether a higher or a lower value is better")
+    proba: bool = Field(
+        False,
+        description="classification: y_pred is the (n, n_classes) probability matrix instead of the predicted "
+        "class indices",
+    )
+    folder: str | None = Field(None, description="folder searched for the module; the factory file's folder")
 
 
 class ObjectiveSpec(_Model):
@@ -204,15 +229,26 @@ class ObjectiveSpec(_Model):
         description="declared: the weights above; learned: the reward learned from preferences (`darkfab prefer`, "
         "`darkfab compare`) once it passes its gate (`darkfab reward --learn`), the declared weights until then",
     )
+    metrics: dict[str, CustomMetricSpec] = Field(
+        default_factory=dict,
+        description="metrics of your own by name, usable as the primary metric, in constraints and in weights",
+    )
 
     @model_validator(mode="after")
     def _known_metrics(self) -> ObjectiveSpec:
+        for name in self.metrics:
+            if not _METRIC_NAME.match(name):
+                raise ValueError(
+                    f"objective.metrics: {name!r} is not a metric name; use lower-case letters, digits and _"
+                )
+            if name in METRICS:
+                raise ValueError(f"objective.metrics: {name!r} is a built-in metric; give yours another name")
         if self.metric is not None:
-            _check_metric(self.metric, "objective.metric")
+            _check_metric(self.metric, "objective.metric", self.metrics)
         for c in self.constraints:
-            _check_metric(c.metric, "objective.constraints")
+            _check_metric(c.metric, "objective.constraints", self.metrics)
         for name, weight in self.weights.items():
-            _check_metric(name, "objective.weights")
+            _check_metric(name, "objective.weights", self.metrics)
             if weight < 0:
                 raise ValueError(f"weight of {name!r} must be >= 0, got {weight}")
         return self
@@ -297,7 +333,8 @@ class SearchSpec(_Model):
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
         for name in value:
-            _check_metric(name, "search.objectives")
+            if not _METRIC_NAME.match(name):  # a custom metric's name is checked with the whole file
+                _check_metric(name, "search.objectives")
         return value
 
     @model_validator(mode="after")
@@ -421,6 +458,12 @@ class FactorySpec(_Model):
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
 
     @model_validator(mode="after")
+    def _known_objectives(self) -> FactorySpec:
+        for name in self.search.objectives:
+            _check_metric(name, "search.objectives", self.objective.metrics)
+        return self
+
+    @model_validator(mode="after")
     def _unique_trainers(self) -> FactorySpec:
         seen: set[str] = set()
         for t in self.trainers:
@@ -433,4 +476,9 @@ class FactorySpec(_Model):
         return self.objective.metric or DEFAULT_PRIMARY[task]
 
     def direction(self, task: TaskKind) -> Literal["maximize", "minimize"]:
-        return self.objective.direction or METRICS[self.primary_metric(task)].direction
+        return self.objective.direction or self.metric_direction(self.primary_metric(task))
+
+    def metric_direction(self, name: str) -> Literal["maximize", "minimize"]:
+        """The natural direction of a built-in or a custom metric."""
+        custom = self.objective.metrics.get(name)
+        return custom.direction if custom is not None else METRICS[name].direction

@@ -108,6 +108,22 @@ class ModelVersionRecord:
     created_at: datetime
     aliases: tuple[str, ...] = ()
 
+    def _repr_html_(self) -> str:
+        from .._html import fields, sealed
+
+        return fields(
+            {
+                "aliases": ", ".join(self.aliases),
+                "trainer": self.trainer,
+                "params": self.params,
+                "sealed test": sealed(self.metrics),
+                "trial": self.trial_id,
+                "created": self.created_at,
+                "artifact sha256": self.artifact_hash,
+            },
+            caption=f"model version {self.version}",
+        )
+
 
 @dataclass(frozen=True)
 class EventRecord:
