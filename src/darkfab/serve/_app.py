@@ -46,7 +46,16 @@ from ..errors import DarkfabError
 from ..spec import DeploySpec
 from ..store import Store
 from ._decide import DEFAULT_LATENCY_FLOOR_MS
-from ._errors import BadRequest, InputError, ModelNotFound, PayloadTooLarge, ServeError, Unauthorized, Unavailable
+from ._errors import (
+    BadRequest,
+    InputError,
+    ModelNotFound,
+    OutOfRange,
+    PayloadTooLarge,
+    ServeError,
+    Unauthorized,
+    Unavailable,
+)
 from ._metrics import CONTENT_TYPE, ServeMetrics
 from ._router import Route
 from ._service import OUTPUTS, Answer, Deployment, ModelService, _class_datatype, reason_of
@@ -59,6 +68,7 @@ DRAIN_BYTES = 16 * 1024 * 1024  # the most of an oversized body read (and droppe
 INLINE_BYTES = 64 * 1024  # bodies up to this are parsed and predicted on the event loop; larger ones in a thread
 _OUTCOME = {
     InputError: "invalid",
+    OutOfRange: "invalid",
     BadRequest: "invalid",
     ModelNotFound: "not_found",
     PayloadTooLarge: "too_large",

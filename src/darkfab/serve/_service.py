@@ -26,6 +26,7 @@ import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -39,7 +40,7 @@ from ..spec import DeploySpec, spec_from_dict
 from ..store import Store
 from ._decide import DEFAULT_LATENCY_FLOOR_MS, judge
 from ._deployment import CHALLENGER, CHAMPION, OUTPUTS, Answer, Deployment, _class_datatype, load_deployment
-from ._errors import BadRequest, Conflict, InputError, ModelNotFound, Unavailable
+from ._errors import BadRequest, Conflict, InputError, ModelFailed, ModelNotFound, OutOfRange, Unavailable
 from ._live import LiveBook, LiveFigures
 from ._log import PredictionLogger
 from ._metrics import DriftCollector, ServeMetrics
@@ -63,6 +64,9 @@ log = logging.getLogger("darkfab.serve")
 
 PROMOTED = "challenger_promoted"
 ROLLED_BACK = "challenger_rolled_back"
+MODEL_FAILED = "prediction_failed"
+FAILURE_EVENTS = 60  # model failures recorded as events per minute at most (the rest are counted)
+FAILURE_ROWS = 20  # rows of a failed request kept in its event
 
 
 def deploy_of(store: Store, factory: str) -> DeploySpec:
@@ -105,6 +109,9 @@ class ModelService:
         self.book = LiveBook()
         self._rng = random.Random(seed)
         self._admin = threading.RLock()
+        self._failure_lock = threading.Lock()
+        self._failure_times: deque[float] = deque()
+        self._failures_unrecorded = 0
         self._skipped: dict[str, int] = {}  # alias -> version that failed to load (not retried until it moves)
         champion = load_deployment(self.registry, factory, CHAMPION)
         self.factory_id = champion.factory_id
@@ -211,23 +218,73 @@ class ModelService:
     def _frame_for(dep: Deployment, schema: Any, frame: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
         return frame if dep.schema == schema else dep.schema.from_records(rows)[0]
 
+    def _model_failed(
+        self, dep: Deployment, role: str, request_id: str, rows: list[dict[str, Any]], err: Exception
+    ) -> int | None:
+        """Record a model's failure on rows that passed the input checks: an event holding the rows (at most
+        ``FAILURE_EVENTS`` a minute, the others counted in the next one). Returns the event id, if written."""
+        what = f"{type(err).__name__}: {err}"[:500]
+        log.error("model v%s (%s) failed on request %s: %s", dep.version, role, request_id, what)
+        log.debug("the model's traceback", exc_info=err)
+        now = time.monotonic()
+        with self._failure_lock:
+            while self._failure_times and now - self._failure_times[0] > 60.0:
+                self._failure_times.popleft()
+            if len(self._failure_times) >= FAILURE_EVENTS:
+                self._failures_unrecorded += 1
+                return None
+            self._failure_times.append(now)
+            unrecorded, self._failures_unrecorded = self._failures_unrecorded, 0
+        try:
+            event = self.store.append_event(
+                kind=MODEL_FAILED,
+                reason=f"version {dep.version} ({role}) raised {what} on a request of {len(rows)} row(s) that "
+                "passed the input checks",
+                factory_id=self.factory_id,
+                data={
+                    "version": dep.version,
+                    "role": role,
+                    "request_id": request_id,
+                    "error": what,
+                    "n_rows": len(rows),
+                    "rows": rows[:FAILURE_ROWS],
+                    "unrecorded_before": unrecorded,
+                },
+            )
+        except DarkfabError as store_err:  # the answer (a 500, or the champion's) must not depend on the store
+            log.warning("could not record the model failure of request %s: %s", request_id, store_err)
+            return None
+        return event.id
+
     def predict(self, route: Route, frame: pd.DataFrame, rows: list[dict[str, Any]]) -> Answer:
         """Predict ``rows`` (already checked against ``route.deployment``'s schema) where the route says.
 
-        A canary challenger that raises on a request is counted as an error of the challenger, and the
-        champion answers the request instead: a bad challenger costs the client nothing.
+        The rows passed the input checks, so whatever the model raises is the model's failure: it is counted
+        in the version's live figures and recorded with the rows (a ``prediction_failed`` event), and the
+        client gets :class:`ModelFailed` (500). A canary challenger that raises is counted the same way, and
+        the champion answers the request instead: a bad challenger costs the client nothing.
         """
         dep, role = route.deployment, route.role
+        request_id = uuid.uuid4().hex
         try:
             _, predictions, probabilities, _ = self._timed(dep, frame)
-        except Exception:
+        except Exception as err:
+            event = self._model_failed(dep, role, request_id, rows, err)
             if role != CHALLENGER or route.pinned:
-                raise
-            log.warning("challenger v%s failed on a request; the champion answered it", dep.version, exc_info=True)
+                raise ModelFailed(
+                    f"version {dep.version} of {dep.factory!r} failed on this input (request {request_id}); the "
+                    f"failure is recorded{f' as event {event}' if event else ''} with the rows"
+                ) from None
             frame = self._frame_for(route.champion, dep.schema, frame, rows)
             dep, role = route.champion, CHAMPION
-            _, predictions, probabilities, _ = self._timed(dep, frame)
-        request_id = uuid.uuid4().hex
+            try:
+                _, predictions, probabilities, _ = self._timed(dep, frame)
+            except Exception as again:
+                event = self._model_failed(dep, role, request_id, rows, again)
+                raise ModelFailed(
+                    f"version {dep.version} of {dep.factory!r} failed on this input (request {request_id}); the "
+                    f"failure is recorded{f' as event {event}' if event else ''} with the rows"
+                ) from None
         self.metrics.predicted(dep.factory, str(dep.version), dep.task, predictions)
         if self.logger is not None:
             now = datetime.now(timezone.utc)
@@ -259,13 +316,15 @@ class ModelService:
             return  # the contest ended while the job waited
         try:
             frame = self._frame_for(dep, job.schema, job.frame, job.rows)
+        except OutOfRange:  # absurd for the challenger's training range: the client's error, not the model's
+            return
         except InputError:  # the challenger's schema refuses rows the champion took: its failure
             self._counted(dep, self.book.of(dep.version, dep.task).failed())
             return
         try:
             _, predictions, _, _ = self._timed(dep, frame)
-        except Exception:
-            log.debug("shadow challenger v%s failed on a request", dep.version, exc_info=True)
+        except Exception as err:
+            self._model_failed(dep, "shadow", job.request_id, job.rows, err)
             return
         self.book.remember_shadow(job.request_id, dep.version, predictions)
 
