@@ -31,7 +31,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ from ._errors import (
     Unauthorized,
     Unavailable,
 )
+from ._guard import LOOPBACK_HOSTS, Guard, host_allowlist
 from ._metrics import CONTENT_TYPE, ServeMetrics
 from ._router import Route
 from ._service import OUTPUTS, Answer, Deployment, ModelService, _class_datatype, reason_of
@@ -213,6 +214,8 @@ def create_app(
     seed: int | None = None,
     latency_floor_ms: float = DEFAULT_LATENCY_FLOOR_MS,
     shadow_capacity: int = 1000,
+    allowed_hosts: Iterable[str] | None = None,
+    feedback_token: str | None = None,
 ) -> FastAPI:
     """The model server of ``factory``'s champion (and challenger), as an ASGI app (serve it with uvicorn).
 
@@ -224,6 +227,9 @@ def create_app(
     ``challenger`` gets a canary share of requests or a shadow copy of them, and is promoted or rolled
     back after ``deploy.min_requests``. Alias moves made elsewhere are picked up every ``poll_interval_s``.
     ``seed`` seeds the canary draw; ``latency_floor_ms`` is the p95 below which latencies count as equal.
+
+    ``allowed_hosts``: the names the Host header may carry (default: the loopback names; ``*`` for any; see
+    ``_guard``). ``feedback_token``: when given, ``/v1/feedback`` needs ``Authorization: Bearer <it>``.
     """
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
@@ -273,7 +279,12 @@ def create_app(
         endpoint = "v2_infer" if path.startswith("/v2/") else "v1_predict" if path.startswith("/v1/models") else "other"
         metrics.request(model_label(path), "", endpoint, "too_large", None)
 
+    hosts = frozenset(LOOPBACK_HOSTS) if allowed_hosts is None else host_allowlist(allowed_hosts)
+    app.add_middleware(Guard, hosts=hosts)  # inside BodyLimit: an oversized body is 413 whatever it claims to be
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, on_reject=on_reject)
+    if feedback_token is not None and not feedback_token.strip():
+        raise ValueError("feedback_token: empty; give a secret, or None for feedback without a credential")
+    feedback_secret = feedback_token.strip().encode() if feedback_token is not None else None
 
     @app.exception_handler(ServeError)
     async def serve_error(_: Request, err: ServeError) -> JSONResponse:
@@ -386,6 +397,13 @@ def create_app(
 
     @app.post("/v1/feedback")
     async def feedback(request: Request) -> Response:
+        if feedback_secret is not None:
+            scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not secrets.compare_digest(credential.strip().encode(), feedback_secret):
+                raise Unauthorized(
+                    "feedback: this server takes labels only with its feedback token; fix: send "
+                    "'Authorization: Bearer <token>' (the --feedback-token the server was started with)"
+                )
         body = parse_json(await request.body())
         return JSONResponse(await run_in_threadpool(svc.feedback, body))
 

@@ -67,6 +67,33 @@ ROLLED_BACK = "challenger_rolled_back"
 MODEL_FAILED = "prediction_failed"
 FAILURE_EVENTS = 60  # model failures recorded as events per minute at most (the rest are counted)
 FAILURE_ROWS = 20  # rows of a failed request kept in its event
+FEEDBACK_CONFLICT = "feedback_conflict"
+
+
+class EventBudget:
+    """At most ``per_minute`` events of a kind a client can cause; the rest are counted, not written."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._lock = threading.Lock()
+        self._times: deque[float] = deque()
+        self.skipped = 0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            while self._times and now - self._times[0] > 60.0:
+                self._times.popleft()
+            if len(self._times) >= self.per_minute:
+                self.skipped += 1
+                return False
+            self._times.append(now)
+            return True
+
+    def skipped_since(self) -> int:
+        with self._lock:
+            n, self.skipped = self.skipped, 0
+            return n
 
 
 def deploy_of(store: Store, factory: str) -> DeploySpec:
@@ -109,9 +136,8 @@ class ModelService:
         self.book = LiveBook()
         self._rng = random.Random(seed)
         self._admin = threading.RLock()
-        self._failure_lock = threading.Lock()
-        self._failure_times: deque[float] = deque()
-        self._failures_unrecorded = 0
+        self._failures = EventBudget(FAILURE_EVENTS)
+        self._events = EventBudget(FAILURE_EVENTS)
         self._skipped: dict[str, int] = {}  # alias -> version that failed to load (not retried until it moves)
         champion = load_deployment(self.registry, factory, CHAMPION)
         self.factory_id = champion.factory_id
@@ -226,15 +252,9 @@ class ModelService:
         what = f"{type(err).__name__}: {err}"[:500]
         log.error("model v%s (%s) failed on request %s: %s", dep.version, role, request_id, what)
         log.debug("the model's traceback", exc_info=err)
-        now = time.monotonic()
-        with self._failure_lock:
-            while self._failure_times and now - self._failure_times[0] > 60.0:
-                self._failure_times.popleft()
-            if len(self._failure_times) >= FAILURE_EVENTS:
-                self._failures_unrecorded += 1
-                return None
-            self._failure_times.append(now)
-            unrecorded, self._failures_unrecorded = self._failures_unrecorded, 0
+        if not self._failures.take():
+            return None
+        unrecorded = self._failures.skipped_since()
         try:
             event = self.store.append_event(
                 kind=MODEL_FAILED,
@@ -361,14 +381,33 @@ class ModelService:
             raise InputError(f"label: {label!r:.60} is not one of the model's classes {list(dep.classes)}", "label")
         if self.logger is not None:
             self.logger.flush()  # the request's rows may still be in the queue
+        write_once = self.deploy.feedback == "write_once"
         try:
-            updated = self.store.add_feedback(self.factory_id, request_id, label, row=row)
+            done = self.store.record_feedback(self.factory_id, request_id, label, row=row, write_once=write_once)
         except NotFoundError:
             which = f"row {row} of request" if row is not None else "request"
             raise ModelNotFound(
                 f"no logged prediction for {which} {request_id!r} of {self.factory!r}; fix: use a request_id "
                 "returned by /v1/models/{name}/predict or /v2/models/{name}/infer"
             ) from None
+        if done.conflicts:
+            held = [{"row": r, "label": held} for r, held in done.conflicts[:FAILURE_ROWS]]
+            if self._events.take():
+                self.store.append_event(
+                    kind=FEEDBACK_CONFLICT,
+                    reason=f"feedback {label!r:.60} for request {request_id} {'refused' if write_once else 'replaced'}"
+                    f" {len(done.conflicts)} earlier different label(s) (deploy.feedback: {self.deploy.feedback})",
+                    factory_id=self.factory_id,
+                    data={"request_id": request_id, "row": row, "label": label, "held": held},
+                )
+            if write_once:
+                raise Conflict(
+                    f"request {request_id!r} already has a different label ({done.conflicts[0][1]!r:.60} for row "
+                    f"{done.conflicts[0][0]}); feedback is write-once (deploy.feedback: write_once), so nothing was "
+                    "changed; fix: send the label once, or set deploy.feedback: last_wins in the factory file",
+                    "label",
+                )
+        updated = done.labelled
         routing = self.routing
         if routing.challenger is not None and routing.mode == "shadow":
             self.shadow.drain(5.0)  # the challenger's shadow answer for these rows may still be queued
