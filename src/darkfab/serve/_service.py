@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -68,6 +69,7 @@ MODEL_FAILED = "prediction_failed"
 FAILURE_EVENTS = 60  # model failures recorded as events per minute at most (the rest are counted)
 FAILURE_ROWS = 20  # rows of a failed request kept in its event
 FEEDBACK_CONFLICT = "feedback_conflict"
+WAL_FOLDER = "prediction-wal"  # beside the store's artifacts: the write-ahead prediction log (see _log)
 
 
 class EventBudget:
@@ -126,6 +128,7 @@ class ModelService:
         seed: int | None = None,
         latency_floor_ms: float = DEFAULT_LATENCY_FLOOR_MS,
         shadow_capacity: int = 1000,
+        write_ahead: bool = True,
     ) -> None:
         self.store = store
         self.registry = Registry(store)
@@ -145,7 +148,13 @@ class ModelService:
         self.book.restart({champion.version: champion.task})
         self.paused: str | None = self._paused_in_store()
         self.logger = (
-            PredictionLogger(store, self.metrics, interval_s=flush_interval_s, batch_rows=flush_rows)
+            PredictionLogger(
+                store,
+                self.metrics,
+                interval_s=flush_interval_s,
+                batch_rows=flush_rows,
+                wal_dir=Path(store.artifact_root).parent / WAL_FOLDER if write_ahead else None,
+            )
             if log_predictions
             else None
         )

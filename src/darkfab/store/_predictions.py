@@ -125,6 +125,18 @@ class PredictionLog(StoreBase):
                 )
             return done.rowcount
 
+    def logged_keys(self, factory_id: int, request_ids: Sequence[str]) -> set[tuple[str, int]]:
+        """The (request_id, row) pairs of ``request_ids`` already in the log (to replay a log without doubles)."""
+        found: set[tuple[str, int]] = set()
+        ids = sorted(set(request_ids))
+        with self._read("list logged prediction keys") as conn:
+            for i in range(0, len(ids), 500):
+                query = sa.select(predictions.c.request_id, predictions.c.row).where(
+                    predictions.c.factory_id == factory_id, predictions.c.request_id.in_(ids[i : i + 500])
+                )
+                found.update((r.request_id, r.row) for r in conn.execute(query))
+        return found
+
     def record_feedback(
         self, factory_id: int, request_id: str, label: Any, *, row: int | None = None, write_once: bool = True
     ) -> FeedbackResult:
