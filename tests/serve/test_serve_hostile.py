@@ -276,3 +276,12 @@ def test_feedback_token_when_given_is_required(fresh_store: Store) -> None:
             assert r.status_code == 200 and r.json()["updated"] == 2
     finally:
         server.stop()
+
+
+def test_a_tensor_named_by_a_list_is_422_not_500(kinds_server: LiveServer) -> None:  # found by the fuzzer
+    with kinds_server.client() as c:
+        r = c.post(
+            "/v2/models/kinds/infer",
+            json={"inputs": [{"name": ["x"], "shape": [1], "datatype": "FP64", "data": [1.0]}]},
+        )
+        assert r.status_code == 422 and r.json()["field"] == "inputs[0].name", r.text

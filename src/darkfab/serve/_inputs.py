@@ -187,6 +187,11 @@ class FeatureSchema:
                     raise InputError(
                         f"inputs[{i}]: a tensor needs {key!r} (name, shape, datatype, data)", f"inputs[{i}]"
                     )
+            if not isinstance(t["name"], str):
+                raise InputError(
+                    f"inputs[{i}].name: expected a feature name (a string), got {_kind_of(t['name'])}",
+                    f"inputs[{i}].name",
+                )
         names = [t["name"] for t in inputs]
         if len(inputs) == 1 and names[0] == MATRIX_INPUT and MATRIX_INPUT not in self.kinds:
             return self._from_matrix(inputs[0])
