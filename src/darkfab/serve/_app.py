@@ -23,6 +23,8 @@ Every prediction answer names the version that produced it (``model_version``) a
 
 Errors are ``{"error": message, "field"?: where}`` with a 4xx status; the server never unpickles what a
 request sends (bodies are JSON), and a body over ``max_body_bytes`` is refused with 413 before it is read.
+Before any route: a foreign Host is 421, a POST with a foreign Origin 403, a body not declared JSON 415
+(``_guard``). A 500 means the model raised on rows that passed every input check; it is recorded.
 """
 
 from __future__ import annotations
