@@ -72,15 +72,22 @@ class WriteAhead:
         os.write(self._fd, json.dumps(rows, default=_encode, separators=(",", ":")).encode() + b"\n")
         self._dirty = True
 
-    def rotate(self) -> Path | None:
-        """Start a new segment; the old one, synced and closed, is returned (None when nothing was written)."""
-        if not self._dirty:
+    def rotate(self) -> tuple[int, Path] | None:
+        """Start a new segment; the old one's descriptor and path (None when nothing was written to it).
+
+        The caller syncs and closes it with :meth:`retire`, outside the lock that requests take."""
+        if not self._dirty or self._path is None:
             return None
-        fd, path = self._fd, self._path
+        old = (self._fd, self._path)
         self._open()
-        os.fsync(fd)
-        os.close(fd)
-        return path
+        return old
+
+    @staticmethod
+    def retire(fd: int) -> None:
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         """Close and delete the (empty) current segment and the lock. Segments still held stay for replay."""
@@ -164,6 +171,7 @@ class PredictionLogger:
         self.capacity_rows = capacity_rows
         self.wal_dir = wal_dir
         self._wal: WriteAhead | None = None
+        self._wal_failing = False
         self._queue: collections.deque[Any] = collections.deque()  # appends and pops are thread-safe
         self._wake = threading.Event()
         self._queued = 0
@@ -228,7 +236,14 @@ class PredictionLogger:
             self._queued += len(rows)
             full = self._queued >= self.batch_rows
             if self._wal is not None:
-                self._wal.append(rows)
+                try:
+                    self._wal.append(rows)
+                except OSError as err:  # a full disk must not fail the request: the rows are only less safe
+                    if not self._wal_failing:
+                        log.warning("cannot append to the write-ahead prediction log: %s", err.strerror or err)
+                    self._wal_failing = True
+                else:
+                    self._wal_failing = False
             self._queue.append(rows)
         if self._thread is None:
             self.start()
@@ -279,12 +294,18 @@ class PredictionLogger:
                 self._queued -= len(rows)
 
     def _take(self) -> tuple[list[Any], Path | None]:
-        """Everything queued, and the segment that holds exactly those rows (a new one is started)."""
+        """Everything queued, and the segment that holds exactly those rows (synced; a new one is started)."""
         with self._count_lock:
             items = list(self._queue)
             self._queue.clear()
-            segment = self._wal.rotate() if self._wal is not None else None
-        return items, segment
+            old = self._wal.rotate() if self._wal is not None else None
+        if old is None:
+            return items, None
+        try:
+            WriteAhead.retire(old[0])
+        except OSError as err:
+            log.warning("could not sync the write-ahead prediction log %s: %s", old[1], err.strerror or err)
+        return items, old[1]
 
     def _run(self) -> None:
         while True:
