@@ -13,6 +13,10 @@ reported), so that a change of machine load hits every server alike:
   load:    `--clients` concurrent clients (throughput).
 
     .venv/bin/python benchmarks/serve_overhead.py [--requests 2000] [--clients 8] [--rounds 3] [--mlflow PATH]
+        [--baseline SRC]
+
+``--baseline SRC`` adds darkfab (all on) as another source tree has it (e.g. `git archive <commit> src`
+unpacked), interleaved with the rest, and prints the throughput ratio of this tree to it: what a change costs.
 
 Prints the tables with the ratios to the bare endpoint and writes JSON to benchmarks/out/.
 """
@@ -241,6 +245,7 @@ def main() -> None:
     ap.add_argument("--mlflow", help="the mlflow command of an environment with mlflow and darkfab installed")
     ap.add_argument("--store", help="an existing store (default: build a small breast_cancer model)")
     ap.add_argument("--factory", default="bench")
+    ap.add_argument("--baseline", help="a darkfab src folder to compare with (e.g. an older commit's src)")
     ap.add_argument("--_server", choices=["darkfab", "darkfab-nolog", "darkfab-plain", "bare"], help=argparse.SUPPRESS)
     ap.add_argument("--_save_mlflow", help=argparse.SUPPRESS)
     ap.add_argument("--_port", type=int, help=argparse.SUPPRESS)
@@ -269,6 +274,12 @@ def main() -> None:
         ):
             cmd = [sys.executable, str(HERE), "--_server", kind, "--store", store_url, "--factory", factory]
             targets[label] = (cmd, path, body)
+        envs: dict[str, dict[str, str]] = {}
+        if args.baseline:
+            label = "baseline /v1 predict (all on)"
+            cmd = [sys.executable, str(HERE), "--_server", "darkfab", "--store", store_url, "--factory", factory]
+            targets[label] = (cmd, f"/v1/models/{factory}/predict", body)
+            envs[label] = {**env, "PYTHONPATH": str(Path(args.baseline).resolve())}
         if mlflow_cmd:
             folder = str(Path(tmp) / "mlflow-model")
             python = str(Path(mlflow_cmd).parent / "python")
@@ -286,6 +297,7 @@ def main() -> None:
                 full = [*cmd, "-p", str(port)] if "mlflow" in label else [*cmd, "--_port", str(port)]
                 ready = {"bare": "/docs", "mlflow": "/ping"}.get(label.split()[0], "/v2/health/ready")
                 here = env if "mlflow" not in label else {**env, "PATH": f"{Path(full[0]).parent}:{env['PATH']}"}
+                here = envs.get(label, here)
                 proc = _start(label, full, here, f"http://127.0.0.1:{port}{ready}")  # mlflow runs its uvicorn
                 procs.append(proc)
                 urls[label] = f"http://127.0.0.1:{port}{path}"
@@ -340,6 +352,11 @@ def main() -> None:
     print(f"\nload profile: {args.clients} clients, {args.requests} requests a round (median of rounds)")
     print(table(report["load"]))
     print(f"\nlogging and metrics cost {100 * cost:.1f}% of darkfab's throughput under load")
+    if args.baseline:
+        base = next(r for r in report["load"] if r["server"].startswith("baseline"))
+        print(
+            f"this tree / baseline ({args.baseline}): {full['req/s'] / base['req/s']:.3f} of its throughput under load"
+        )
     write_json(
         "serve_overhead",
         {"machine": machine(), "load": sampler.summary(), "args": vars(args), "report": report, "runs": runs},

@@ -23,6 +23,7 @@ from rich.table import Table
 from . import __version__
 from ._cli_common import StoreOpt, err, guarded, report, set_debug
 from ._cli_common import fail as _fail
+from .cli_serve import AllowHostOpt, FeedbackTokenOpt
 from .errors import SpecError
 from .results import Progress as RunProgress
 from .results import RunResult, TrialRow
@@ -161,6 +162,8 @@ def run(
     ] = False,
     host: Annotated[str, typer.Option("--host", help="address the model server listens on")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="port of the model server; 0 picks a free one")] = 0,
+    allow_host: AllowHostOpt = None,
+    feedback_token: FeedbackTokenOpt = None,
 ) -> None:
     """Run the factory: resume its unfinished campaign or start a new one, gate and register the winner.
 
@@ -195,7 +198,9 @@ def run(
                 result = run_if_needed(f, campaign)
                 if result is not None:
                     _print_summary(result, err)
-                serve_forever(f, host=host, port=port, err=err)
+                serve_forever(
+                    f, host=host, port=port, err=err, allow_hosts=allow_host or (), feedback_token=feedback_token
+                )
                 return result
             loop = factory is None and not no_loop
             mark = last_event_id(f.store) if loop else 0  # the store is opened only when the data is sure

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
@@ -109,7 +110,16 @@ def run_if_needed(f: Factory, run: Any) -> RunResult | None:
     return run(target, trigger)
 
 
-def serve_forever(f: Factory, *, host: str, port: int, err: Console, on_progress: Any = None) -> None:
+def serve_forever(
+    f: Factory,
+    *,
+    host: str,
+    port: int,
+    err: Console,
+    on_progress: Any = None,
+    allow_hosts: Sequence[str] = (),
+    feedback_token: str | None = None,
+) -> None:
     """Serve, watch and retrain ``f`` until SIGINT or SIGTERM; then flush the prediction log and stop."""
     stop = threading.Event()
 
@@ -120,7 +130,13 @@ def serve_forever(f: Factory, *, host: str, port: int, err: Console, on_progress
     previous = {sig: signal.signal(sig, ask_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         lc = Lifecycle(
-            f, host=host, port=port, cooldown_s=300.0, on_step=lambda s: err.print(step_line(s), markup=False)
+            f,
+            host=host,
+            port=port,
+            cooldown_s=300.0,
+            on_step=lambda s: err.print(step_line(s), markup=False),
+            allow_hosts=allow_hosts,
+            feedback_token=feedback_token,
         )
         lc.start()
         err.print(f"serving {f.name!r} at {lc.url} (Ctrl-C or SIGTERM stops it; running it again resumes)")

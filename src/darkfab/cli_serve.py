@@ -25,6 +25,23 @@ TokenOpt = Annotated[
 ]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="why; recorded in the event log")]
 DEFAULT_URL = "http://127.0.0.1:8000"
+AllowHostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-host",
+        help="a name the server may be reached by (Host header), besides the loopback names and the address "
+        "bound; repeat for several; '*' allows any (only behind a proxy that checks Host)",
+    ),
+]
+FeedbackTokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--feedback-token",
+        help="require 'Authorization: Bearer <this>' on /v1/feedback; use it when untrusted clients can reach the "
+        "server",
+        envvar="DARKFAB_FEEDBACK_TOKEN",
+    ),
+]
 
 
 def _factory_name(ref: str | None) -> str | None:
@@ -90,6 +107,8 @@ def register(app: typer.Typer) -> None:
         store: StoreOpt = None,
         max_body: Annotated[int, typer.Option("--max-body", help="largest request body in bytes")] = 1_000_000,
         no_log: Annotated[bool, typer.Option("--no-log", help="do not log predictions to the store")] = False,
+        allow_host: AllowHostOpt = None,
+        feedback_token: FeedbackTokenOpt = None,
     ) -> None:
         """Serve a factory's champion (and challenger, by the factory's deploy section): Open Inference Protocol v2
         over HTTP, routing and live figures at /v1/routing, metrics at /metrics."""
@@ -106,6 +125,8 @@ def register(app: typer.Typer) -> None:
                 port=port,
                 max_body_bytes=max_body,
                 log_predictions=not no_log,
+                allow_hosts=allow_host or (),
+                feedback_token=feedback_token,
             )
         except DarkfabError as exc:
             _fail(exc)

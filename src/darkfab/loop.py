@@ -27,7 +27,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -232,6 +232,8 @@ class Lifecycle:
         max_age_s: float | None = None,
         seed: int | None = None,
         on_step: Callable[[Step], None] | None = None,
+        allow_hosts: Sequence[str] = (),
+        feedback_token: str | None = None,
     ) -> None:
         if check_every_s <= 0 or fresh_labels < 0 or fresh_wait_s < 0 or cooldown_s < 0:
             raise ValueError(
@@ -253,6 +255,8 @@ class Lifecycle:
         self.max_age_s = max_age_s
         self.seed = seed
         self.on_step = on_step
+        self.allow_hosts = tuple(allow_hosts)
+        self.feedback_token = feedback_token
         self.alerter = Alerter(self.base.monitor.webhook)
         self.results: list[RunResult] = []  # retraining campaigns, in order
         self.failures: list[str] = []
@@ -306,7 +310,7 @@ class Lifecycle:
 
     def start(self) -> Lifecycle:
         """Serve the champion (and a challenger) and start watching. NotFoundError when there is no champion."""
-        from .serve import create_app
+        from .serve import create_app, host_allowlist
 
         fid = self.factory_id
         try:
@@ -317,7 +321,12 @@ class Lifecycle:
             ) from None
         self._seen_event = self._seen_decision = last_event_id(self.store)
         self._app = create_app(
-            store=self.store, factory=self.base.name, poll_interval_s=self.poll_interval_s, seed=self.seed
+            store=self.store,
+            factory=self.base.name,
+            poll_interval_s=self.poll_interval_s,
+            seed=self.seed,
+            allowed_hosts=host_allowlist(self.allow_hosts, bind=self.host),
+            feedback_token=self.feedback_token,
         )
         self._server = _ServerThread(self._app, self.host, self.requested_port)
         self._server.start()

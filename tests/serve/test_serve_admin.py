@@ -93,7 +93,11 @@ def test_promote_and_rollback_move_champion_with_reasons(server: LiveServer, pri
             assert r.status_code == status, (bad, r.text)
         assert "versions: 1, 2" in admin.post("/admin/promote", json={"version": 99}).json()["error"]
         assert admin.post("/admin/promote", json={"version": 2, "model": "other"}).status_code == 404
-        assert admin.post("/admin/promote", content=b"{no").status_code == 400
+        assert (
+            admin.post("/admin/promote", content=b"{no", headers={"content-type": "application/json"}).status_code
+            == 400
+        )
+        assert admin.post("/admin/promote", content=b"{no").status_code == 415  # JSON bodies say so
         assert _version(c) == 1
     assert private_store.verify_chain().ok
 

@@ -148,8 +148,12 @@ def test_non_json_bodies_are_400(http: httpx.Client, raw: bytes) -> None:
 def test_a_pickle_is_never_unpickled(http: httpx.Client) -> None:
     import pickle
 
-    r = http.post("/v1/models/kinds/predict", content=pickle.dumps(records(1)))
+    r = http.post(
+        "/v1/models/kinds/predict", content=pickle.dumps(records(1)), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400 and "JSON" in r.json()["error"]
+    r = http.post("/v1/models/kinds/predict", content=pickle.dumps(records(1)))  # not even claimed to be JSON
+    assert r.status_code == 415 and "application/json" in r.json()["error"]
 
 
 def test_oversize_bodies_are_413_by_header_and_by_bytes(http: httpx.Client) -> None:
@@ -340,9 +344,13 @@ def test_every_prediction_is_logged_and_feedback_labels_it(http: httpx.Client, s
     r = http.post("/v1/feedback", json={"request_id": body["request_id"], "label": "good", "row": 1})
     assert r.status_code == 200 and r.json()["updated"] == 1
     r = http.post("/v1/feedback", json={"request_id": body["request_id"], "label": "bad"})
-    assert r.json()["updated"] == 3
+    assert r.status_code == 409  # write-once by default: row 1 keeps "good", and nothing else is changed
+    r = http.post("/v1/feedback", json={"request_id": body["request_id"], "label": "bad", "row": 0})
+    assert r.json()["updated"] == 1
+    r = http.post("/v1/feedback", json={"request_id": body["request_id"], "label": "bad", "row": 2})
+    assert r.json()["updated"] == 1
     labelled = store.list_predictions(store.get_factory("kinds").id, request_id=body["request_id"])
-    assert [x.label for x in labelled] == ["bad"] * 3 and all(x.labelled_at is not None for x in labelled)
+    assert [x.label for x in labelled] == ["bad", "good", "bad"] and all(x.labelled_at is not None for x in labelled)
 
     v2 = http.post("/v2/models/kinds/infer", json={"inputs": tensors(recs[:1])})
     rid = v2.json()["parameters"]["request_id"]

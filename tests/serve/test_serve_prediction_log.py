@@ -92,6 +92,27 @@ def test_log_predictions_and_feedback(store: Store) -> None:
         store.add_feedback(other, "a", 1)  # request ids belong to their factory
 
 
+def test_record_feedback_write_once_and_last_wins(store: Store) -> None:
+    fid = store.ensure_factory("f", {"name": "f"}).id
+    store.log_predictions(_rows(fid, "a", 3) + _rows(fid, "b", 2))
+    assert store.logged_keys(fid, ["a", "b", "zzz"]) == {("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1)}
+    done = store.record_feedback(fid, "a", "good", row=1)
+    assert (done.labelled, done.unchanged, done.conflicts) == (1, 0, ())
+    again = store.record_feedback(fid, "a", "good", row=1)  # the same label: nothing to do
+    assert (again.labelled, again.unchanged, again.conflicts) == (0, 1, ())
+    refused = store.record_feedback(fid, "a", "bad")  # write-once: row 1 holds "good", so nothing changes
+    assert refused.labelled == 0 and refused.conflicts == ((1, "good"),)
+    assert [r.label for r in store.list_predictions(fid, request_id="a")] == [None, "good", None]
+    replaced = store.record_feedback(fid, "a", "bad", write_once=False)
+    assert replaced.labelled == 3 and replaced.conflicts == ((1, "good"),)
+    assert [r.label for r in store.list_predictions(fid, request_id="a")] == ["bad"] * 3
+    assert store.record_feedback(fid, "b", 1.0).labelled == 2
+    assert store.record_feedback(fid, "b", 1).conflicts == ()  # 1 and 1.0: the same number
+    assert store.record_feedback(fid, "b", True).conflicts == ((0, 1.0), (1, 1.0))  # a boolean is not a number
+    with pytest.raises(NotFoundError, match="'zzz'"):
+        store.record_feedback(fid, "zzz", 1)
+
+
 @pytest.mark.parametrize(
     ("row", "match"),
     [

@@ -23,6 +23,8 @@ Every prediction answer names the version that produced it (``model_version``) a
 
 Errors are ``{"error": message, "field"?: where}`` with a 4xx status; the server never unpickles what a
 request sends (bodies are JSON), and a body over ``max_body_bytes`` is refused with 413 before it is read.
+Before any route: a foreign Host is 421, a POST with a foreign Origin 403, a body not declared JSON 415
+(``_guard``). A 500 means the model raised on rows that passed every input check; it is recorded.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,17 @@ from ..errors import DarkfabError
 from ..spec import DeploySpec
 from ..store import Store
 from ._decide import DEFAULT_LATENCY_FLOOR_MS
-from ._errors import BadRequest, InputError, ModelNotFound, PayloadTooLarge, ServeError, Unauthorized, Unavailable
+from ._errors import (
+    BadRequest,
+    InputError,
+    ModelNotFound,
+    OutOfRange,
+    PayloadTooLarge,
+    ServeError,
+    Unauthorized,
+    Unavailable,
+)
+from ._guard import LOOPBACK_HOSTS, Guard, host_allowlist
 from ._metrics import CONTENT_TYPE, ServeMetrics
 from ._router import Route
 from ._service import OUTPUTS, Answer, Deployment, ModelService, _class_datatype, reason_of
@@ -59,6 +71,7 @@ DRAIN_BYTES = 16 * 1024 * 1024  # the most of an oversized body read (and droppe
 INLINE_BYTES = 64 * 1024  # bodies up to this are parsed and predicted on the event loop; larger ones in a thread
 _OUTCOME = {
     InputError: "invalid",
+    OutOfRange: "invalid",
     BadRequest: "invalid",
     ModelNotFound: "not_found",
     PayloadTooLarge: "too_large",
@@ -203,6 +216,8 @@ def create_app(
     seed: int | None = None,
     latency_floor_ms: float = DEFAULT_LATENCY_FLOOR_MS,
     shadow_capacity: int = 1000,
+    allowed_hosts: Iterable[str] | None = None,
+    feedback_token: str | None = None,
 ) -> FastAPI:
     """The model server of ``factory``'s champion (and challenger), as an ASGI app (serve it with uvicorn).
 
@@ -214,6 +229,9 @@ def create_app(
     ``challenger`` gets a canary share of requests or a shadow copy of them, and is promoted or rolled
     back after ``deploy.min_requests``. Alias moves made elsewhere are picked up every ``poll_interval_s``.
     ``seed`` seeds the canary draw; ``latency_floor_ms`` is the p95 below which latencies count as equal.
+
+    ``allowed_hosts``: the names the Host header may carry (default: the loopback names; ``*`` for any; see
+    ``_guard``). ``feedback_token``: when given, ``/v1/feedback`` needs ``Authorization: Bearer <it>``.
     """
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
@@ -263,7 +281,12 @@ def create_app(
         endpoint = "v2_infer" if path.startswith("/v2/") else "v1_predict" if path.startswith("/v1/models") else "other"
         metrics.request(model_label(path), "", endpoint, "too_large", None)
 
+    hosts = frozenset(LOOPBACK_HOSTS) if allowed_hosts is None else host_allowlist(allowed_hosts)
+    app.add_middleware(Guard, hosts=hosts)  # inside BodyLimit: an oversized body is 413 whatever it claims to be
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, on_reject=on_reject)
+    if feedback_token is not None and not feedback_token.strip():
+        raise ValueError("feedback_token: empty; give a secret, or None for feedback without a credential")
+    feedback_secret = feedback_token.strip().encode() if feedback_token is not None else None
 
     @app.exception_handler(ServeError)
     async def serve_error(_: Request, err: ServeError) -> JSONResponse:
@@ -376,6 +399,13 @@ def create_app(
 
     @app.post("/v1/feedback")
     async def feedback(request: Request) -> Response:
+        if feedback_secret is not None:
+            scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not secrets.compare_digest(credential.strip().encode(), feedback_secret):
+                raise Unauthorized(
+                    "feedback: this server takes labels only with its feedback token; fix: send "
+                    "'Authorization: Bearer <token>' (the --feedback-token the server was started with)"
+                )
         body = parse_json(await request.body())
         return JSONResponse(await run_in_threadpool(svc.feedback, body))
 

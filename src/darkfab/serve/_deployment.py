@@ -91,7 +91,11 @@ def load_deployment(registry: Registry, factory: str, ref: int | str) -> Deploym
         factory_id=record.factory_id,
         record=record,
         model=model,
-        schema=FeatureSchema.of(tuple(model.features), dict(model.feature_types)),
+        schema=FeatureSchema.of(
+            tuple(model.features),
+            dict(model.feature_types),
+            getattr(getattr(model, "prep", None), "ranges", None),  # absent from models saved before it was kept
+        ),
         classes=classes,
     )
 

@@ -5,6 +5,12 @@ prediction log. A value breaks a rule -> :class:`InputError` naming the field, t
 
 Missing values: ``null`` is accepted for every feature and reaches the model's preprocessing as missing
 (NaN), which imputes it as it did during training.
+
+Client error or model error: a numeric value must be one the model can hold (a finite float64; an integer
+within int64) and lie within ``RANGE_FACTOR`` times the training span of its column around the range seen
+in training (:class:`OutOfRange`, 422). Honest drift never goes that far (it would be a change of units
+by a factor of a million); a value that does is the client's error, refused before the model runs, so it
+can never count as the model's failure in the live figures that decide a canary.
 """
 
 from __future__ import annotations
@@ -12,19 +18,34 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ._errors import InputError
+from ._errors import InputError, OutOfRange
 
 FLOATS = ("FP16", "FP32", "FP64")
 INTS = ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
 # datatypes a tensor of each feature kind may have; the first is the one metadata advertises
 ACCEPTED = {"numeric": ("FP64", *FLOATS[:2], *INTS, "BOOL"), "categorical": ("BYTES", *INTS, "BOOL")}
 MATRIX_INPUT = "input"
+RANGE_FACTOR = 1e6  # how many training spans beyond the training range a value may lie
+
+
+def bounds_of(ranges: Mapping[str, tuple[float, float]]) -> dict[str, tuple[float, float, float, float]]:
+    """Per column (low, high) seen in training -> (allowed low, allowed high, low, high)."""
+    out: dict[str, tuple[float, float, float, float]] = {}
+    for column, (low, high) in ranges.items():
+        low, high = float(low), float(high)
+        if math.isnan(low) or math.isnan(high):
+            continue
+        span = high - low
+        if not span > 0 or not math.isfinite(span):
+            span = max(abs(low), abs(high), 1.0)
+        out[column] = (low - RANGE_FACTOR * span, high + RANGE_FACTOR * span, low, high)
+    return out
 
 
 def _shown(value: Any) -> str:
@@ -40,14 +61,23 @@ def _kind_of(value: Any) -> str:
 
 @dataclass(frozen=True)
 class FeatureSchema:
-    """The model's features in order and their kinds (``numeric`` or ``categorical``)."""
+    """The model's features in order, their kinds (``numeric`` or ``categorical``), and for numeric ones
+    the bounds a value must respect (from the range seen in training; none for models saved without it)."""
 
     names: tuple[str, ...]
     kinds: dict[str, str]
+    bounds: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, features: tuple[str, ...], feature_types: Mapping[str, str]) -> FeatureSchema:
-        return cls(tuple(features), {f: feature_types.get(f, "numeric") for f in features})
+    def of(
+        cls,
+        features: tuple[str, ...],
+        feature_types: Mapping[str, str],
+        ranges: Mapping[str, tuple[float, float]] | None = None,
+    ) -> FeatureSchema:
+        kinds = {f: feature_types.get(f, "numeric") for f in features}
+        numeric = {c: r for c, r in (ranges or {}).items() if kinds.get(c) == "numeric"}
+        return cls(tuple(features), kinds, bounds_of(numeric))
 
     @functools.cached_property
     def all_numeric(self) -> bool:
@@ -71,17 +101,35 @@ class FeatureSchema:
             if t is float:
                 if not math.isfinite(value):
                     raise InputError(f"{field}: {value} is not a finite number; send null for a missing value", field)
-                return value
-            if t is int or t is bool:
+            elif t is int or t is bool:
                 if t is int and abs(value) > 2**63:
-                    raise InputError(f"{field}: integer {_shown(value)} is out of range", field)
-                return value
-            rule = "a number (numeric feature) or null"
-        else:
-            if t is str or t is int or t is bool:
-                return value
-            rule = "a string (categorical feature), an integer code or null"
-        raise InputError(f"{field}: expected {rule}, got {_kind_of(value)} {_shown(value)}", field)
+                    raise OutOfRange(
+                        f"{field}: integer {_shown(value)} is out of range; a numeric feature holds a 64-bit integer "
+                        "or a float",
+                        field,
+                    )
+            else:
+                raise InputError(
+                    f"{field}: expected a number (numeric feature) or null, got {_kind_of(value)} {_shown(value)}",
+                    field,
+                )
+            bound = self.bounds.get(feature)
+            if bound is not None and not bound[0] <= value <= bound[1]:
+                raise OutOfRange(
+                    f"{field}: {value!r} is absurdly far outside the range {feature!r} had in training "
+                    f"[{bound[2]:.6g}, {bound[3]:.6g}]; this model refuses values beyond [{bound[0]:.6g}, "
+                    f"{bound[1]:.6g}] ({RANGE_FACTOR:.0e} times the training span); fix: check the value and its "
+                    "units, or send null for a missing value",
+                    field,
+                )
+            return value
+        if t is str or t is int or t is bool:
+            return value
+        raise InputError(
+            f"{field}: expected a string (categorical feature), an integer code or null, got {_kind_of(value)} "
+            f"{_shown(value)}",
+            field,
+        )
 
     # -- records: [{feature: value, ...}, ...] -----------------------------------------------------
 
@@ -139,6 +187,11 @@ class FeatureSchema:
                     raise InputError(
                         f"inputs[{i}]: a tensor needs {key!r} (name, shape, datatype, data)", f"inputs[{i}]"
                     )
+            if not isinstance(t["name"], str):
+                raise InputError(
+                    f"inputs[{i}].name: expected a feature name (a string), got {_kind_of(t['name'])}",
+                    f"inputs[{i}].name",
+                )
         names = [t["name"] for t in inputs]
         if len(inputs) == 1 and names[0] == MATRIX_INPUT and MATRIX_INPUT not in self.kinds:
             return self._from_matrix(inputs[0])

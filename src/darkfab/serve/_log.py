@@ -5,13 +5,29 @@ the loss, when the store has fallen that far behind). The thread writes a batch 
 or every ``batch_rows`` rows, whichever comes first, and everything left on ``close``. A request does
 not wake the thread either (a wake-up per request costs a GIL hand-off, about a sixth of the server's
 throughput under load): the thread sleeps ``interval_s``, or until the queue holds a full batch.
+
+Write-ahead (``wal_dir``): what is queued in memory dies with the process, so ``submit`` first appends
+the rows as one JSON line to the current segment file (``<owner>-<n>.jsonl``; one ``write`` call, before
+the answer is sent). Each cycle the thread starts a new segment, fsyncs the old one, writes its rows to
+the store and deletes it; a segment whose rows the store refused stays. The bound: a SIGKILL of the
+server loses no answered prediction (the lines are in the operating system's hands), and a crash of the
+machine itself loses at most the last ``interval_s`` of them (the unsynced segment). A server holds an
+``flock`` on ``<owner>.lock`` while it runs; at start, the segments of owners whose lock is free (dead
+servers) are replayed into the store, skipping rows already there (by request id and row), then deleted.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
+import json
 import logging
+import os
 import threading
+import uuid
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from ..errors import DarkfabError
@@ -21,6 +37,115 @@ from ._metrics import ServeMetrics
 log = logging.getLogger("darkfab.serve")
 
 _STOP = object()
+WAL_SUFFIX = ".jsonl"
+LOCK_SUFFIX = ".lock"
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+class WriteAhead:
+    """The segment files of one server (see the module doc). Not thread-safe: the logger serialises calls."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._lock_fd = os.open(self.folder / f"{self.owner}{LOCK_SUFFIX}", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._seq = 0
+        self._fd = -1
+        self._path: Path | None = None
+        self._dirty = False
+        self._open()
+
+    def _open(self) -> None:
+        self._seq += 1
+        self._path = self.folder / f"{self.owner}-{self._seq:08d}{WAL_SUFFIX}"
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._dirty = False
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        os.write(self._fd, json.dumps(rows, default=_encode, separators=(",", ":")).encode() + b"\n")
+        self._dirty = True
+
+    def rotate(self) -> tuple[int, Path] | None:
+        """Start a new segment; the old one's descriptor and path (None when nothing was written to it).
+
+        The caller syncs and closes it with :meth:`retire`, outside the lock that requests take."""
+        if not self._dirty or self._path is None:
+            return None
+        old = (self._fd, self._path)
+        self._open()
+        return old
+
+    @staticmethod
+    def retire(fd: int) -> None:
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close and delete the (empty) current segment and the lock. Segments still held stay for replay."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            if not self._dirty and self._path is not None:
+                with contextlib.suppress(OSError):
+                    self._path.unlink()
+        with contextlib.suppress(OSError):
+            (self.folder / f"{self.owner}{LOCK_SUFFIX}").unlink()
+        os.close(self._lock_fd)
+
+    def orphans(self) -> list[tuple[str, int | None, list[Path]]]:
+        """(owner, its lock held by us or None, its segments oldest first) of every server that is gone."""
+        segments: dict[str, list[Path]] = collections.defaultdict(list)
+        for path in self.folder.glob(f"*{WAL_SUFFIX}"):
+            owner = path.name[: -len(WAL_SUFFIX)].rpartition("-")[0]
+            if owner != self.owner:
+                segments[owner].append(path)
+        locks = {p.name[: -len(LOCK_SUFFIX)] for p in self.folder.glob(f"*{LOCK_SUFFIX}")} - {self.owner}
+        out: list[tuple[str, int | None, list[Path]]] = []
+        for owner in sorted(set(segments) | locks):
+            fd: int | None = None
+            if owner in locks:
+                try:
+                    fd = os.open(self.folder / f"{owner}{LOCK_SUFFIX}", os.O_RDWR)
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:  # alive (the lock is held), or its lock file just went away
+                    if fd is not None:
+                        os.close(fd)
+                    if (self.folder / f"{owner}{LOCK_SUFFIX}").exists():
+                        continue
+                    fd = None
+            out.append((owner, fd, sorted(segments.get(owner, []))))
+        return out
+
+    def release(self, owner: str, fd: int | None) -> None:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                (self.folder / f"{owner}{LOCK_SUFFIX}").unlink()
+            os.close(fd)
+
+
+def read_segment(path: Path) -> list[dict[str, Any]]:
+    """The rows of a segment; a torn last line (a crash mid-write) is skipped with a warning."""
+    rows: list[dict[str, Any]] = []
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                batch = json.loads(line)
+            except ValueError:
+                log.warning("prediction log %s: line %d is incomplete (a crash while writing it); skipped", path, n)
+                continue
+            for row in batch:
+                row["created_at"] = datetime.fromisoformat(row["created_at"])
+                rows.append(row)
+    return rows
 
 
 class PredictionLogger:
@@ -32,6 +157,7 @@ class PredictionLogger:
         interval_s: float = 0.2,
         batch_rows: int = 500,
         capacity_rows: int = 100_000,
+        wal_dir: Path | None = None,
     ) -> None:
         if interval_s <= 0 or batch_rows < 1 or capacity_rows < 1:
             raise ValueError(
@@ -43,6 +169,9 @@ class PredictionLogger:
         self.interval_s = interval_s
         self.batch_rows = batch_rows
         self.capacity_rows = capacity_rows
+        self.wal_dir = wal_dir
+        self._wal: WriteAhead | None = None
+        self._wal_failing = False
         self._queue: collections.deque[Any] = collections.deque()  # appends and pops are thread-safe
         self._wake = threading.Event()
         self._queued = 0
@@ -52,10 +181,51 @@ class PredictionLogger:
         self._closed = False
 
     def start(self) -> None:
+        """Replay what dead servers left in the write-ahead folder, then start the writer thread."""
         with self._start_lock:
             if self._thread is None and not self._closed:
+                if self.wal_dir is not None and self._wal is None:
+                    try:
+                        self._wal = WriteAhead(self.wal_dir)
+                    except OSError as err:
+                        log.warning(
+                            "no write-ahead prediction log in %s (%s): predictions still queued are lost if the "
+                            "server is killed",
+                            self.wal_dir,
+                            err.strerror or err,
+                        )
+                    else:
+                        self.replay()
                 self._thread = threading.Thread(target=self._run, name="darkfab-prediction-log", daemon=True)
                 self._thread.start()
+
+    def replay(self) -> int:
+        """Write the rows of dead servers' segments that the store lacks; returns how many were written."""
+        wal = self._wal
+        if wal is None:
+            return 0
+        written = 0
+        for owner, fd, segments in wal.orphans():
+            try:
+                for path in segments:
+                    rows = read_segment(path)
+                    by_factory: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)
+                    for row in rows:
+                        by_factory[row["factory_id"]].append(row)
+                    for factory_id, group in by_factory.items():
+                        have = self.store.logged_keys(factory_id, [r["request_id"] for r in group])
+                        missing = [r for r in group if (r["request_id"], r.get("row", 0)) not in have]
+                        for i in range(0, len(missing), self.batch_rows):
+                            written += self.store.log_predictions(missing[i : i + self.batch_rows])
+                    path.unlink()
+            except (DarkfabError, OSError, ValueError, KeyError, TypeError) as err:
+                log.warning("could not replay the prediction log of %s: %s (kept for the next start)", owner, err)
+            finally:
+                wal.release(owner, fd)
+        if written:
+            log.info("replayed %d logged predictions that a stopped server had not written to the store", written)
+            self.metrics.log_written.inc(written)
+        return written
 
     def submit(self, rows: list[dict[str, Any]]) -> bool:
         """Queue rows for the store; False (and counted as dropped) when closed or the queue is full."""
@@ -65,9 +235,18 @@ class PredictionLogger:
                 return False
             self._queued += len(rows)
             full = self._queued >= self.batch_rows
+            if self._wal is not None:
+                try:
+                    self._wal.append(rows)
+                except OSError as err:  # a full disk must not fail the request: the rows are only less safe
+                    if not self._wal_failing:
+                        log.warning("cannot append to the write-ahead prediction log: %s", err.strerror or err)
+                    self._wal_failing = True
+                else:
+                    self._wal_failing = False
+            self._queue.append(rows)
         if self._thread is None:
             self.start()
-        self._queue.append(rows)
         if full:
             self._wake.set()
         return True
@@ -77,7 +256,8 @@ class PredictionLogger:
         if self._thread is None or not self._thread.is_alive():
             return True
         done = threading.Event()
-        self._queue.append(done)
+        with self._count_lock:  # never between the thread's copy of the queue and its clearing
+            self._queue.append(done)
         self._wake.set()
         return done.wait(timeout)
 
@@ -89,42 +269,71 @@ class PredictionLogger:
             self._closed = True
         thread = self._thread
         if thread is not None:
-            self._queue.append(_STOP)
+            with self._count_lock:
+                self._queue.append(_STOP)
             self._wake.set()
             thread.join(timeout)
+        if self._wal is not None and (thread is None or not thread.is_alive()):
+            self._wal.close()
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
+    def _write(self, rows: list[dict[str, Any]]) -> bool:
         if not rows:
-            return
+            return True
         try:
             self.store.log_predictions(rows)
             self.metrics.log_written.inc(len(rows))
+            return True
         except (DarkfabError, Exception) as err:  # the log must never take the server down
             self.metrics.log_errors.inc()
             self.metrics.log_dropped.inc(len(rows))
-            log.warning("could not write %d predictions to the store: %s", len(rows), err)
+            kept = " (kept in the write-ahead log for the next start)" if self._wal is not None else ""
+            log.warning("could not write %d predictions to the store%s: %s", len(rows), kept, err)
+            return False
         finally:
             with self._count_lock:
                 self._queued -= len(rows)
+
+    def _take(self) -> tuple[list[Any], Path | None]:
+        """Everything queued, and the segment that holds exactly those rows (synced; a new one is started)."""
+        with self._count_lock:
+            items = list(self._queue)
+            self._queue.clear()
+            old = self._wal.rotate() if self._wal is not None else None
+        if old is None:
+            return items, None
+        try:
+            WriteAhead.retire(old[0])
+        except OSError as err:
+            log.warning("could not sync the write-ahead prediction log %s: %s", old[1], err.strerror or err)
+        return items, old[1]
 
     def _run(self) -> None:
         while True:
             self._wake.wait(self.interval_s)
             self._wake.clear()
+            items, segment = self._take()
             pending: list[dict[str, Any]] = []
-            while self._queue:
-                item = self._queue.popleft()
+            ok = True
+            stop = False
+            for item in items:
                 if item is _STOP:
-                    self._write_batches(pending)
-                    return
+                    stop = True
+                    continue
                 if isinstance(item, threading.Event):  # flush: what came before it is written first
-                    self._write_batches(pending)
+                    ok = self._write_batches(pending) and ok
                     pending = []
                     item.set()
                     continue
                 pending.extend(item)
-            self._write_batches(pending)
+            ok = self._write_batches(pending) and ok
+            if segment is not None and ok:
+                with contextlib.suppress(OSError):
+                    segment.unlink()
+            if stop:
+                return
 
-    def _write_batches(self, pending: list[dict[str, Any]]) -> None:
+    def _write_batches(self, pending: list[dict[str, Any]]) -> bool:
+        ok = True
         for i in range(0, len(pending), self.batch_rows):  # a large request is written in several batches
-            self._write(pending[i : i + self.batch_rows])
+            ok = self._write(pending[i : i + self.batch_rows]) and ok
+        return ok

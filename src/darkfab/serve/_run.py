@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import NotFoundError
 from ..store import Store
 from ._app import create_app
+from ._guard import host_allowlist
 
 log = logging.getLogger("darkfab.serve")
 
@@ -35,12 +37,15 @@ def serve(
     port: int = DEFAULT_PORT,
     log_level: str = "info",
     access_log: bool = False,
+    allow_hosts: Iterable[str] = (),
     **options: Any,
 ) -> None:
     """Serve ``factory``'s champion with uvicorn until interrupted; queued predictions are written on exit.
 
     ``options`` go to :func:`create_app` (``max_body_bytes``, ``token_file``, ``log_predictions``...).
     Binds to 127.0.0.1 unless told otherwise: exposing a model server is a decision to take on purpose.
+    Requests must name the server by a loopback name, the address bound, or one of ``allow_hosts``
+    (``*``: any) in their Host header.
     """
     import uvicorn
 
@@ -49,7 +54,7 @@ def serve(
     app = None
     try:
         name = resolve_factory(st, factory)
-        app = create_app(store=st, factory=name, **options)
+        app = create_app(store=st, factory=name, allowed_hosts=host_allowlist(allow_hosts, bind=host), **options)
         log.info("serving %r v%s; admin token in %s", name, app.state.service.current.version, app.state.token_file)
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
     finally:

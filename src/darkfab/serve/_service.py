@@ -26,9 +26,11 @@ import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -39,7 +41,7 @@ from ..spec import DeploySpec, spec_from_dict
 from ..store import Store
 from ._decide import DEFAULT_LATENCY_FLOOR_MS, judge
 from ._deployment import CHALLENGER, CHAMPION, OUTPUTS, Answer, Deployment, _class_datatype, load_deployment
-from ._errors import BadRequest, Conflict, InputError, ModelNotFound, Unavailable
+from ._errors import BadRequest, Conflict, InputError, ModelFailed, ModelNotFound, OutOfRange, Unavailable
 from ._live import LiveBook, LiveFigures
 from ._log import PredictionLogger
 from ._metrics import DriftCollector, ServeMetrics
@@ -63,6 +65,37 @@ log = logging.getLogger("darkfab.serve")
 
 PROMOTED = "challenger_promoted"
 ROLLED_BACK = "challenger_rolled_back"
+MODEL_FAILED = "prediction_failed"
+FAILURE_EVENTS = 60  # model failures recorded as events per minute at most (the rest are counted)
+FAILURE_ROWS = 20  # rows of a failed request kept in its event
+FEEDBACK_CONFLICT = "feedback_conflict"
+WAL_FOLDER = "prediction-wal"  # beside the store's artifacts: the write-ahead prediction log (see _log)
+
+
+class EventBudget:
+    """At most ``per_minute`` events of a kind a client can cause; the rest are counted, not written."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._lock = threading.Lock()
+        self._times: deque[float] = deque()
+        self.skipped = 0
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            while self._times and now - self._times[0] > 60.0:
+                self._times.popleft()
+            if len(self._times) >= self.per_minute:
+                self.skipped += 1
+                return False
+            self._times.append(now)
+            return True
+
+    def skipped_since(self) -> int:
+        with self._lock:
+            n, self.skipped = self.skipped, 0
+            return n
 
 
 def deploy_of(store: Store, factory: str) -> DeploySpec:
@@ -95,6 +128,7 @@ class ModelService:
         seed: int | None = None,
         latency_floor_ms: float = DEFAULT_LATENCY_FLOOR_MS,
         shadow_capacity: int = 1000,
+        write_ahead: bool = True,
     ) -> None:
         self.store = store
         self.registry = Registry(store)
@@ -105,6 +139,8 @@ class ModelService:
         self.book = LiveBook()
         self._rng = random.Random(seed)
         self._admin = threading.RLock()
+        self._failures = EventBudget(FAILURE_EVENTS)
+        self._events = EventBudget(FAILURE_EVENTS)
         self._skipped: dict[str, int] = {}  # alias -> version that failed to load (not retried until it moves)
         champion = load_deployment(self.registry, factory, CHAMPION)
         self.factory_id = champion.factory_id
@@ -112,7 +148,13 @@ class ModelService:
         self.book.restart({champion.version: champion.task})
         self.paused: str | None = self._paused_in_store()
         self.logger = (
-            PredictionLogger(store, self.metrics, interval_s=flush_interval_s, batch_rows=flush_rows)
+            PredictionLogger(
+                store,
+                self.metrics,
+                interval_s=flush_interval_s,
+                batch_rows=flush_rows,
+                wal_dir=Path(store.artifact_root).parent / WAL_FOLDER if write_ahead else None,
+            )
             if log_predictions
             else None
         )
@@ -211,23 +253,67 @@ class ModelService:
     def _frame_for(dep: Deployment, schema: Any, frame: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
         return frame if dep.schema == schema else dep.schema.from_records(rows)[0]
 
+    def _model_failed(
+        self, dep: Deployment, role: str, request_id: str, rows: list[dict[str, Any]], err: Exception
+    ) -> int | None:
+        """Record a model's failure on rows that passed the input checks: an event holding the rows (at most
+        ``FAILURE_EVENTS`` a minute, the others counted in the next one). Returns the event id, if written."""
+        what = f"{type(err).__name__}: {err}"[:500]
+        log.error("model v%s (%s) failed on request %s: %s", dep.version, role, request_id, what)
+        log.debug("the model's traceback", exc_info=err)
+        if not self._failures.take():
+            return None
+        unrecorded = self._failures.skipped_since()
+        try:
+            event = self.store.append_event(
+                kind=MODEL_FAILED,
+                reason=f"version {dep.version} ({role}) raised {what} on a request of {len(rows)} row(s) that "
+                "passed the input checks",
+                factory_id=self.factory_id,
+                data={
+                    "version": dep.version,
+                    "role": role,
+                    "request_id": request_id,
+                    "error": what,
+                    "n_rows": len(rows),
+                    "rows": rows[:FAILURE_ROWS],
+                    "unrecorded_before": unrecorded,
+                },
+            )
+        except DarkfabError as store_err:  # the answer (a 500, or the champion's) must not depend on the store
+            log.warning("could not record the model failure of request %s: %s", request_id, store_err)
+            return None
+        return event.id
+
     def predict(self, route: Route, frame: pd.DataFrame, rows: list[dict[str, Any]]) -> Answer:
         """Predict ``rows`` (already checked against ``route.deployment``'s schema) where the route says.
 
-        A canary challenger that raises on a request is counted as an error of the challenger, and the
-        champion answers the request instead: a bad challenger costs the client nothing.
+        The rows passed the input checks, so whatever the model raises is the model's failure: it is counted
+        in the version's live figures and recorded with the rows (a ``prediction_failed`` event), and the
+        client gets :class:`ModelFailed` (500). A canary challenger that raises is counted the same way, and
+        the champion answers the request instead: a bad challenger costs the client nothing.
         """
         dep, role = route.deployment, route.role
+        request_id = uuid.uuid4().hex
         try:
             _, predictions, probabilities, _ = self._timed(dep, frame)
-        except Exception:
+        except Exception as err:
+            event = self._model_failed(dep, role, request_id, rows, err)
             if role != CHALLENGER or route.pinned:
-                raise
-            log.warning("challenger v%s failed on a request; the champion answered it", dep.version, exc_info=True)
+                raise ModelFailed(
+                    f"version {dep.version} of {dep.factory!r} failed on this input (request {request_id}); the "
+                    f"failure is recorded{f' as event {event}' if event else ''} with the rows"
+                ) from None
             frame = self._frame_for(route.champion, dep.schema, frame, rows)
             dep, role = route.champion, CHAMPION
-            _, predictions, probabilities, _ = self._timed(dep, frame)
-        request_id = uuid.uuid4().hex
+            try:
+                _, predictions, probabilities, _ = self._timed(dep, frame)
+            except Exception as again:
+                event = self._model_failed(dep, role, request_id, rows, again)
+                raise ModelFailed(
+                    f"version {dep.version} of {dep.factory!r} failed on this input (request {request_id}); the "
+                    f"failure is recorded{f' as event {event}' if event else ''} with the rows"
+                ) from None
         self.metrics.predicted(dep.factory, str(dep.version), dep.task, predictions)
         if self.logger is not None:
             now = datetime.now(timezone.utc)
@@ -259,13 +345,15 @@ class ModelService:
             return  # the contest ended while the job waited
         try:
             frame = self._frame_for(dep, job.schema, job.frame, job.rows)
+        except OutOfRange:  # absurd for the challenger's training range: the client's error, not the model's
+            return
         except InputError:  # the challenger's schema refuses rows the champion took: its failure
             self._counted(dep, self.book.of(dep.version, dep.task).failed())
             return
         try:
             _, predictions, _, _ = self._timed(dep, frame)
-        except Exception:
-            log.debug("shadow challenger v%s failed on a request", dep.version, exc_info=True)
+        except Exception as err:
+            self._model_failed(dep, "shadow", job.request_id, job.rows, err)
             return
         self.book.remember_shadow(job.request_id, dep.version, predictions)
 
@@ -302,14 +390,33 @@ class ModelService:
             raise InputError(f"label: {label!r:.60} is not one of the model's classes {list(dep.classes)}", "label")
         if self.logger is not None:
             self.logger.flush()  # the request's rows may still be in the queue
+        write_once = self.deploy.feedback == "write_once"
         try:
-            updated = self.store.add_feedback(self.factory_id, request_id, label, row=row)
+            done = self.store.record_feedback(self.factory_id, request_id, label, row=row, write_once=write_once)
         except NotFoundError:
             which = f"row {row} of request" if row is not None else "request"
             raise ModelNotFound(
                 f"no logged prediction for {which} {request_id!r} of {self.factory!r}; fix: use a request_id "
                 "returned by /v1/models/{name}/predict or /v2/models/{name}/infer"
             ) from None
+        if done.conflicts:
+            held = [{"row": r, "label": held} for r, held in done.conflicts[:FAILURE_ROWS]]
+            if self._events.take():
+                self.store.append_event(
+                    kind=FEEDBACK_CONFLICT,
+                    reason=f"feedback {label!r:.60} for request {request_id} {'refused' if write_once else 'replaced'}"
+                    f" {len(done.conflicts)} earlier different label(s) (deploy.feedback: {self.deploy.feedback})",
+                    factory_id=self.factory_id,
+                    data={"request_id": request_id, "row": row, "label": label, "held": held},
+                )
+            if write_once:
+                raise Conflict(
+                    f"request {request_id!r} already has a different label ({done.conflicts[0][1]!r:.60} for row "
+                    f"{done.conflicts[0][0]}); feedback is write-once (deploy.feedback: write_once), so nothing was "
+                    "changed; fix: send the label once, or set deploy.feedback: last_wins in the factory file",
+                    "label",
+                )
+        updated = done.labelled
         routing = self.routing
         if routing.challenger is not None and routing.mode == "shadow":
             self.shadow.drain(5.0)  # the challenger's shadow answer for these rows may still be queued

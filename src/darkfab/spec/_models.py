@@ -419,6 +419,11 @@ class DeploySpec(_Model):
     max_error_rate_increase: float = Field(0.01, ge=0.0, description="allowed rise of the error rate over champion")
     max_latency_ratio: float = Field(1.5, ge=1.0, description="allowed challenger p95 latency / champion p95")
     max_quality_drop: float = Field(0.0, ge=0.0, description="allowed fall of live quality (labelled rows) vs champion")
+    feedback: Literal["write_once", "last_wins"] = Field(
+        "write_once",
+        description="write_once: a request's first label stands (a different one is refused, 409, and recorded); "
+        "last_wins: a later label replaces it",
+    )
 
 
 class MonitorSpec(_Model):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._llm_calls import LLM_CALL_STATUSES, LLMCallRecord
 from ._migrate import current_revision, head_revision, upgrade
 from ._monitoring import MonitorWindowRecord
+from ._predictions import FeedbackResult
 from ._preferences import PREFERENCE_WINNERS, PreferenceRecord
 from ._records import (
     CAMPAIGN_STATUSES,
@@ -40,6 +41,7 @@ __all__ = [
     "ChainReport",
     "EventRecord",
     "FactoryRecord",
+    "FeedbackResult",
     "LLMCallRecord",
     "ModelVersionRecord",
     "MonitorWindowRecord",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +61,31 @@ def _row_values(row: Any, i: int, now: datetime) -> dict[str, Any]:
     }
 
 
+def same_label(a: Any, b: Any) -> bool:
+    """Labels as JSON keeps them: 1 and 1.0 are the same number, "1" and 1 are not, nor True and 1."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    return type(a) is type(b) and a == b
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    """What :meth:`PredictionLog.record_feedback` did: rows newly labelled, and rows that already held a
+    different label (``conflicts``: (row, label held); kept as they were when the feedback is write-once)."""
+
+    labelled: int
+    unchanged: int
+    conflicts: tuple[tuple[int, Any], ...]
+
+
+class _Refused(Exception):
+    def __init__(self, result: FeedbackResult) -> None:
+        super().__init__("write-once feedback refused")
+        self.result = result
+
+
 class PredictionLog(StoreBase):
     """The ``predictions`` table. Serving writes it in batches; monitoring reads it back."""
 
@@ -98,6 +124,66 @@ class PredictionLog(StoreBase):
                     f"{self._shown}; fix: use the request_id a prediction response returned"
                 )
             return done.rowcount
+
+    def logged_keys(self, factory_id: int, request_ids: Sequence[str]) -> set[tuple[str, int]]:
+        """The (request_id, row) pairs of ``request_ids`` already in the log (to replay a log without doubles)."""
+        found: set[tuple[str, int]] = set()
+        ids = sorted(set(request_ids))
+        with self._read("list logged prediction keys") as conn:
+            for i in range(0, len(ids), 500):
+                query = sa.select(predictions.c.request_id, predictions.c.row).where(
+                    predictions.c.factory_id == factory_id, predictions.c.request_id.in_(ids[i : i + 500])
+                )
+                found.update((r.request_id, r.row) for r in conn.execute(query))
+        return found
+
+    def record_feedback(
+        self, factory_id: int, request_id: str, label: Any, *, row: int | None = None, write_once: bool = True
+    ) -> FeedbackResult:
+        """Record the true ``label`` of a request's predictions (of one ``row`` when given), in ONE transaction.
+
+        ``write_once``: a row keeps the first label it got (a different one is reported in ``conflicts``,
+        the same one again changes nothing); otherwise the last label wins. NotFoundError when the factory
+        logged no such request (or row). Safe under concurrency: a row is labelled only while unlabelled.
+        """
+        _request_id(request_id, "feedback")
+        if row is not None:
+            _int(row, "row", 0)
+        where = [predictions.c.factory_id == factory_id, predictions.c.request_id == request_id]
+        if row is not None:
+            where.append(predictions.c.row == row)
+        try:
+            with self._write(f"record feedback for request {request_id!r}", chain=False) as conn:
+                now = utc_now()
+                fresh = conn.execute(
+                    predictions.update()
+                    .where(*where, predictions.c.labelled_at.is_(None))
+                    .values(label=label, labelled_at=now)
+                ).rowcount
+                held = conn.execute(
+                    sa.select(
+                        predictions.c.id, predictions.c.row, predictions.c.label, predictions.c.labelled_at
+                    ).where(*where)
+                ).all()
+                if not held:
+                    which = f"row {row} of request" if row is not None else "request"
+                    raise NotFoundError(
+                        f"no logged prediction for {which} {request_id!r} of factory id {factory_id} in the store "
+                        f"at {self._shown}; fix: use the request_id a prediction response returned"
+                    )
+                other = [h for h in held if h.labelled_at != now and not same_label(h.label, label)]
+                conflicts = tuple((h.row, h.label) for h in other)
+                if other and write_once:
+                    raise _Refused(FeedbackResult(labelled=0, unchanged=len(held), conflicts=conflicts))
+                if other:
+                    ids = [h.id for h in other]
+                    conn.execute(
+                        predictions.update().where(predictions.c.id.in_(ids)).values(label=label, labelled_at=now)
+                    )
+                labelled = fresh + len(other)
+                return FeedbackResult(labelled=labelled, unchanged=len(held) - labelled, conflicts=conflicts)
+        except _Refused as refused:  # write-once: nothing of this feedback is kept (the transaction rolled back)
+            return refused.result
 
     def list_predictions(
         self,

@@ -47,6 +47,8 @@ class Preprocessor:
         self.means = np.zeros(0)
         self.scales = np.ones(0)
         self.categories: dict[str, dict[str, int]] = {}
+        # (min, max) seen in training per numeric column: the server refuses values absurdly far outside it
+        self.ranges: dict[str, tuple[float, float]] = {}
 
     def _numeric(self, frame: pd.DataFrame) -> np.ndarray:
         if not self.categorical and len(frame.columns) == len(self.numeric) and list(frame.columns) == self.numeric:
@@ -64,6 +66,9 @@ class Preprocessor:
                 med = np.nanmedian(num, axis=0) if len(num) else np.zeros(num.shape[1])
             self.medians = np.where(np.isnan(med), 0.0, med)
             filled = np.where(np.isnan(num), self.medians, num)
+            if len(filled):
+                lows, highs = filled.min(axis=0).tolist(), filled.max(axis=0).tolist()
+                self.ranges = {c: (lo, hi) for c, lo, hi in zip(self.numeric, lows, highs, strict=True)}
             if self.scaling == "minmax":  # keeps the relative scale of similar features (pixels, counts)
                 low, high = filled.min(axis=0), filled.max(axis=0)
                 self.means, spread = low, high - low
