@@ -26,7 +26,7 @@ from .execute import Executor, make_executor
 from .propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
 from .registry import Registry
 from .results import ChampionSummary, Progress, RunResult
-from .spec import Direction, FactorySpec, default_spec, load_spec, with_overrides
+from .spec import Direction, FactorySpec, default_spec, fit_to_data, load_spec, with_overrides
 from .store import CampaignRecord, ModelVersionRecord, Store, TrialRecord
 from .train import DarkfabModel, load_model, resolved_space
 
@@ -110,6 +110,7 @@ class Factory:
         """
         spec = with_overrides(self.spec, trials=trials, time=time, cpu=cpu, workers=workers, seed=seed)
         data = load_dataset(spec)  # data problems surface before anything is written
+        spec = fit_to_data(spec, data.task, data.n_rows)
         metric = spec.primary_metric(data.task)
         spaces = {t.name: resolved_space(t, data.task) for t in spec.trainers}
         store = self.store
@@ -247,6 +248,7 @@ class Factory:
 
         spec = with_overrides(self.spec, workers=workers)
         data = load_dataset(spec)
+        spec = fit_to_data(spec, data.task, data.n_rows)
         store = self.store
         reward = reward_model(spec, data)
         registry = Registry(store)

@@ -338,6 +338,10 @@ class BudgetSpec(_Model):
         return self
 
 
+DEFAULT_BUDGET: dict[str, Any] = {"trials": 50, "time": 600.0}
+"""The budget of a file without a `budget:` section, run without --time."""
+
+
 class ExecutionSpec(_Model):
     backend: Literal["local", "ray"] = Field("local", description="local worker pool, or a Ray cluster")
     address: str | None = Field(None, description="Ray address: auto, ray://host:10001, or host:port; none starts one")
@@ -407,9 +411,14 @@ class FactorySpec(_Model):
     trainers: list[TrainerEntry] = Field(
         default_factory=lambda: [TrainerSpec(name=n) for n in ("lightgbm", "random_forest", "logistic_regression")],
         min_length=1,
+        description="trainers searched over; when absent they are chosen by the task and the number of rows "
+        "when the data is read (boosting, forests, and a linear model that can do the task)",
     )
     search: SearchSpec = Field(default_factory=SearchSpec)
-    budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(trials=50, time=600.0))
+    budget: BudgetSpec = Field(
+        default_factory=lambda: BudgetSpec(**DEFAULT_BUDGET),
+        description="when absent: 50 trials or 10 minutes; with --time only, the whole time and no trial cap",
+    )
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)

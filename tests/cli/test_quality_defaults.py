@@ -1,0 +1,57 @@
+"""A factory file naming only its data runs well: task-aware default trainers, the whole time spent, a refit."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes
+
+from darkfab.spec import default_trainers, load_spec, with_overrides
+
+
+def _diabetes_csv(path):
+    frame = load_diabetes(as_frame=True).frame
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def test_default_trainers_fit_the_task_and_size():
+    regression = [t.name for t in default_trainers("regression", 400)]
+    classification = [t.name for t in default_trainers("classification", 400)]
+    assert "logistic_regression" not in regression and "linear_regression" in regression
+    assert "logistic_regression" in classification and "linear_regression" not in classification
+    assert "random_forest" not in [t.name for t in default_trainers("classification", 200_000)]
+
+
+def test_time_without_a_file_budget_has_no_trial_cap(tmp_path):
+    p = tmp_path / "f.yaml"
+    p.write_text("name: x\ndata: {source: sklearn:diabetes}\n")
+    spec = load_spec(p)
+    assert (spec.budget.trials, spec.budget.time) == (50, 600.0)  # no --time: the sensible default stays
+    timed = with_overrides(spec, time="20s")
+    assert (timed.budget.trials, timed.budget.time) == (None, 20.0)
+    assert "trainers" not in timed.model_fields_set  # still chosen by task when the data is read
+    p.write_text("name: x\ndata: {source: sklearn:diabetes}\nbudget: {trials: 7}\n")
+    kept = with_overrides(load_spec(p), time="20s")
+    assert (kept.budget.trials, kept.budget.time) == (7, 20.0)  # a trial budget the file sets is kept
+
+
+@pytest.mark.slow
+def test_regression_factory_without_trainers_runs_end_to_end(cli, tmp_path):
+    frame = _diabetes_csv(tmp_path / "diabetes.csv")
+    (tmp_path / "factory.yaml").write_text("name: diab\ndata: {source: diabetes.csv, target: target}\n")
+    r = cli.json("run", "factory.yaml", "--time", "20s", timeout=240)
+    assert r["task"] == "regression" and r["metric"] == "rmse"
+    champion = r["champion"]
+    assert champion is not None, r["gate"]
+    valid = champion["metrics"]["valid"]
+    assert {"rmse", "r2"} <= set(valid) and valid["r2"] > 0.2
+    assert r["budget"]["limits"]["trials"] is None
+    assert r["budget"]["spent"]["seconds"] >= 15  # the time given was spent, no default trial cap ended it
+    trainers = {t["trainer"] for t in cli.json("trials", "factory.yaml")}
+    assert "logistic_regression" not in trainers and len(trainers) >= 2
+    rows = frame.drop(columns=["target"]).head(5)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    cli("predict", "factory.yaml", "rows.csv", "-o", "out.csv")
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns) == ["target"] and len(out) == 5 and out["target"].between(0, 400).all()
