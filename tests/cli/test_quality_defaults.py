@@ -55,3 +55,43 @@ def test_regression_factory_without_trainers_runs_end_to_end(cli, tmp_path):
     cli("predict", "factory.yaml", "rows.csv", "-o", "out.csv")
     out = pd.read_csv(tmp_path / "out.csv")
     assert list(out.columns) == ["target"] and len(out) == 5 and out["target"].between(0, 400).all()
+
+
+def _gate_refit(cli, tmp_path, refit: str, *, as_json: bool = True):
+    body = (
+        "name: refit\ndata: {source: sklearn:breast_cancer}\ntrainers:\n  - name: lightgbm\n"
+        "    space: {n_estimators: {low: 20, high: 40}, num_leaves: {low: 4, high: 8}}\n"
+        f"budget: {{trials: 3}}\nexecution: {{latency_rows: 2}}\ngate: {{bootstrap: 200, refit: {refit}}}\n"
+    )
+    (tmp_path / "factory.yaml").write_text(body)
+    return cli.json("run", "factory.yaml") if as_json else cli("run", "factory.yaml").stdout
+
+
+def test_winner_is_refit_on_all_rows_and_lineage_says_so(cli, tmp_path):
+    summary = " ".join(_gate_refit(cli, tmp_path, "train+valid+test", as_json=False).split())
+    assert "the gate's figures are evidence about this configuration" in summary  # said where a person reads it
+    record = cli.json("lineage", "1")
+    lineage = record["lineage"]
+    refit = lineage["refit"]
+    assert refit["trained_on"] == "train+valid+test" and refit["rows"] == 569 and refit["gated_rows"] < 569
+    assert refit["params"] == lineage["params"]
+    gated = lineage["gated"]
+    assert gated["sealed_test"]["score"] == cli.json("status")["champion"]["metrics"]["sealed_test"]["score"]
+    assert "accuracy" in gated["valid"] and len(gated["artifact"]) == 64
+    models = cli.json("models", "refit")
+    assert models[0]["artifact_hash"] != gated["artifact"]  # the registered model is the refit one
+    from sklearn.datasets import load_breast_cancer
+
+    rows = load_breast_cancer(as_frame=True).frame.drop(columns=["target"]).head(20)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    cli("predict", "factory.yaml", "rows.csv", "-o", "out.csv")
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert len(out) == 20 and {"target", "proba_0", "proba_1"} <= set(out.columns)
+
+
+def test_refit_none_registers_the_gated_model(cli, tmp_path):
+    r = _gate_refit(cli, tmp_path, "none")
+    refit = r["champion"]["refit"]
+    assert refit["trained_on"] == "train" and "none" in refit["why"]
+    lineage = cli.json("lineage", "1")["lineage"]
+    assert cli.json("models", "refit")[0]["artifact_hash"] == lineage["gated"]["artifact"]

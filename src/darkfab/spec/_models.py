@@ -368,6 +368,11 @@ class GateSpec(_Model):
     min_improvement: float = Field(0.0, ge=0.0, description="margin over the champion, in metric units")
     confidence: float = Field(0.9, gt=0.5, lt=1.0, description="bootstrap probability the margin holds")
     bootstrap: int = Field(1000, ge=100, le=100_000)
+    refit: Literal["train+valid+test", "train+valid", "none"] = Field(
+        "train+valid+test",
+        description="after the gate picks a winner, its configuration is refit on these rows before it is "
+        "registered (the sealed rows only after the gate has used them); none: register the gated model itself",
+    )
 
 
 class DeploySpec(_Model):

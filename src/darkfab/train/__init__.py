@@ -6,6 +6,7 @@ from ._harness import WorkerState, predict, prepare, run_trial
 from ._model import DarkfabModel, load_model
 from ._prep import Flavour, Preprocessor
 from ._records import Split, TrialOutput, TrialRequest, WorkerPayload
+from ._refit import can_refit, refit
 from ._script import (
     ScriptError,
     ScriptEstimator,
@@ -49,12 +50,14 @@ __all__ = [
     "WorkerState",
     "apply_edits",
     "block_texts",
+    "can_refit",
     "code_trusted",
     "editable_blocks",
     "import_object",
     "load_model",
     "predict",
     "prepare",
+    "refit",
     "resolve_trainer",
     "resolved_space",
     "run_trial",
