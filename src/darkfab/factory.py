@@ -30,7 +30,7 @@ from .registry import Registry
 from .results import ChampionSummary, Progress, RunResult
 from .spec import Direction, FactorySpec, default_spec, fit_to_data, load_spec, with_overrides
 from .store import CampaignRecord, ModelVersionRecord, Store, TrialRecord
-from .train import DarkfabModel, can_refit, load_model, refit, resolved_space
+from .train import DarkfabModel, can_refit, load_model, portfolio_configs, refit, resolved_space
 
 PACKAGES = ("darkfab", "numpy", "pandas", "scikit-learn", "lightgbm", "xgboost", "optuna", "scipy")
 
@@ -148,6 +148,7 @@ class Factory:
                 constraints=tuple(str(c) for c in spec.objective.constraints),
                 llm=spec.search.llm,
                 portfolio=tuple(spec.search.portfolio_members()),
+                warm_configs=portfolio_configs(list(spec.trainers), data.task),
             ),
             on_llm_call=record_llm_call,
             llm_spent=store.llm_usage(campaign.id) if spec.search.proposer in LLM_AWARE else (0, 0.0),

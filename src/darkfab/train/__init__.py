@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._harness import WorkerState, predict, prepare, run_trial
 from ._model import DarkfabModel, load_model
+from ._portfolio import PORTFOLIO, portfolio_configs
 from ._prep import Flavour, Preprocessor
 from ._records import Split, TrialOutput, TrialRequest, WorkerPayload
 from ._refit import can_refit, refit
@@ -32,6 +33,7 @@ from ._trainers import (
 
 __all__ = [
     "BUILTINS",
+    "PORTFOLIO",
     "DarkfabModel",
     "EstimatorTrainer",
     "FitContext",
@@ -55,6 +57,7 @@ __all__ = [
     "editable_blocks",
     "import_object",
     "load_model",
+    "portfolio_configs",
     "predict",
     "prepare",
     "refit",
