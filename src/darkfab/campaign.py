@@ -62,6 +62,24 @@ class Budget:
         return ""
 
 
+CV_ROWS = ((1_000, 5), (4_000, 3))
+"""(most labelled rows, folds) of `search.cv: auto`: small data gets k-fold scores, larger data one split."""
+
+
+def cv_folds_for(spec: FactorySpec, data: Dataset, time_s: float | None) -> int:
+    """Training folds each built-in trial also fits, so the search's score is not one small split's luck."""
+    chosen = spec.search.cv
+    if len(spec.search.objectives) > 1:
+        return 0  # multi-objective searches compare several figures; they stay on the validation split
+    if chosen != "auto":
+        return int(chosen)
+    rows = len(data.y_train) + len(data.y_valid)
+    for most, folds in CV_ROWS:
+        if rows <= most:
+            return min(folds, 3) if time_s is not None and time_s < 30 else folds  # a short budget: fewer fits
+    return 0
+
+
 def trial_view(t: TrialRecord, objective_names: tuple[str, ...]) -> TrialView:
     metrics = t.metrics or {}
     values = None
@@ -143,6 +161,7 @@ class CampaignRun:
         self.board: dict[int, TrialRow] = {}
         self.kept: list[tuple[tuple[float, ...], int]] = []  # (rank key, trial id) of kept artifacts
         self.stopped_because = ""
+        self.cv_folds = cv_folds_for(spec, dataset, budget.time_s)
 
     # -- helpers -------------------------------------------------------------------------------
     def _elapsed(self, t0: float) -> float:
@@ -193,7 +212,14 @@ class CampaignRun:
         trainer = next(x for x in self.spec.trainers if x.name == t.trainer)
         prunes = self.proposer is not None and self.spec.search.pruner != "none" and len(self.objectives) == 1
         report = REPORT_EVERY if prunes else 0
-        return TrialRequest(trial_id=t.id, trainer=trainer, params=dict(t.params), seed=t.seed, report_every=report)
+        return TrialRequest(
+            trial_id=t.id,
+            trainer=trainer,
+            params=dict(t.params),
+            seed=t.seed,
+            report_every=report,
+            cv_folds=self.cv_folds,
+        )
 
     def _start(self, t: TrialRecord, proposal: Proposal) -> bool:
         """Lease a queued trial to this process and hand it to the executor; False if another took it."""
@@ -480,6 +506,12 @@ class CampaignRun:
             n_classes=self.data.n_classes,
             groups=self.data.groups_valid,
         )
+        if (
+            out.oof_predictions is not None
+            and out.oof_folds is not None
+            and len(out.oof_folds) == len(self.data.y_train)
+        ):
+            metrics.update(self._cross_validated(out.oof_predictions, out.oof_folds, metrics))
         lat = np.asarray(out.latency_ms, dtype=float)
         metrics.update(
             {
@@ -492,6 +524,30 @@ class CampaignRun:
             }
         )
         return self.reward.evaluate({k: float(v) for k, v in metrics.items()})
+
+    def _cross_validated(self, oof: np.ndarray, folds: np.ndarray, valid: dict[str, float]) -> dict[str, float]:
+        """The primary metric as the mean over the training folds and the validation split, each scored here.
+
+        The validation-only figure stays on record as ``valid_<metric>``; each fold's as ``cv_fold_<i>``.
+        """
+        scores = []
+        for i in range(int(folds.max()) + 1):
+            rows = folds == i
+            got = compute_metrics(self.task, self.data.y_train[rows], oof[rows], n_classes=self.data.n_classes)
+            scores.append(float(got.get(self.metric, math.nan)))
+        scores.append(float(valid.get(self.metric, math.nan)))
+        if not all(math.isfinite(x) for x in scores):
+            return {}
+        out = {f"cv_fold_{i + 1}": x for i, x in enumerate(scores[:-1])}
+        out.update(
+            {
+                f"valid_{self.metric}": scores[-1],
+                "cv_folds": float(len(scores)),
+                "cv_std": float(np.std(scores)),
+                self.metric: float(np.mean(scores)),
+            }
+        )
+        return out
 
     def _consider_kept(self, t: TrialRecord) -> None:
         key = (1.0 if t.feasible else 0.0, float(t.reward if t.reward is not None else -math.inf))

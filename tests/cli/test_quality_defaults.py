@@ -95,3 +95,33 @@ def test_refit_none_registers_the_gated_model(cli, tmp_path):
     assert refit["trained_on"] == "train" and "none" in refit["why"]
     lineage = cli.json("lineage", "1")["lineage"]
     assert cli.json("models", "refit")[0]["artifact_hash"] == lineage["gated"]["artifact"]
+
+
+def test_small_data_is_scored_by_k_fold_with_fold_scores_on_record(cli, tmp_path):
+    body = (
+        "name: cv\ndata: {source: sklearn:breast_cancer}\ntrainers: [logistic_regression]\n"
+        "budget: {trials: 2}\nexecution: {latency_rows: 2}\ngate: {bootstrap: 200}\n"
+    )
+    (tmp_path / "factory.yaml").write_text(body)
+    cli("run", "factory.yaml")
+    trials = cli.json("trials", "factory.yaml")
+    for t in trials:
+        m = t["metrics"]
+        folds = [m[f"cv_fold_{i}"] for i in range(1, 6)]  # 569 rows: 5 folds of the training rows
+        assert m["cv_folds"] == 6 and "cv_fold_6" not in m
+        mean = sum([*folds, m["valid_accuracy"]]) / 6
+        assert abs(m["accuracy"] - mean) < 1e-9 and abs(t["value"] - mean) < 1e-9
+        assert len(set(folds)) > 1  # real, different folds
+
+
+def test_cv_can_be_turned_off_and_is_checked(cli, tmp_path):
+    body = (
+        "name: nocv\ndata: {source: sklearn:breast_cancer}\ntrainers: [logistic_regression]\nsearch: {cv: 0}\n"
+        "budget: {trials: 1}\nexecution: {latency_rows: 2}\ngate: {bootstrap: 200}\n"
+    )
+    (tmp_path / "factory.yaml").write_text(body)
+    cli("run", "factory.yaml")
+    assert not any(k.startswith("cv_") for k in cli.json("trials", "factory.yaml")[0]["metrics"])
+    (tmp_path / "factory.yaml").write_text(body.replace("cv: 0", "cv: 1"))
+    bad = cli("run", "factory.yaml", check=False)
+    assert bad.returncode != 0 and "search.cv" in bad.stderr and "Traceback" not in bad.stderr

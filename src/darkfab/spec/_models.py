@@ -282,11 +282,23 @@ class SearchSpec(_Model):
         default_factory=list,
         description="metrics for multi-objective search (nsga2); primary metric if empty",
     )
+    cv: Literal["auto"] | int = Field(
+        "auto",
+        description="k-fold cross-validation of the search's score over the training rows plus the validation split "
+        "(built-in trainers): auto uses it on small data (5 folds up to 1,000 rows, 3 up to 4,000), 0 turns it off",
+    )
     llm: LLMSpec | None = Field(None, description="the endpoint of the `llm` proposer (alone or in a portfolio)")
     portfolio: list[Literal["tpe", "random", "cmaes", "qmc", "nsga2", "llm"]] = Field(
         default_factory=list,
         description="members of the `portfolio` proposer; empty: tpe and random, and llm when `llm` is set",
     )
+
+    @field_validator("cv")
+    @classmethod
+    def _folds(cls, value: Any) -> Any:
+        if isinstance(value, int) and not (value == 0 or 2 <= value <= 20):
+            raise ValueError(f"search.cv must be auto, 0 (off) or a number of folds from 2 to 20, got {value}")
+        return value
 
     @field_validator("objectives")
     @classmethod
