@@ -30,7 +30,7 @@ from .registry import Registry
 from .results import ChampionSummary, Progress, RunResult
 from .spec import Direction, FactorySpec, default_spec, fit_to_data, load_spec, with_overrides
 from .store import CampaignRecord, ModelVersionRecord, Store, TrialRecord
-from .train import DarkfabModel, can_refit, load_model, portfolio_configs, refit, resolved_space
+from .train import DarkfabModel, EnsembleModel, can_refit, load_model, portfolio_configs, refit, resolved_space
 
 PACKAGES = ("darkfab", "numpy", "pandas", "scikit-learn", "lightgbm", "xgboost", "optuna", "scipy")
 
@@ -181,6 +181,9 @@ class Factory:
                 on_progress=on_progress,
             )
             stopped = loop.run()
+            wanted = spec.search.ensemble
+            if wanted is True or (wanted == "auto" and budget.trials is None):
+                loop.build_ensemble()
             verdict, champion = self._gate(spec, store, registry, executor, campaign, data, metric)
         finally:
             executor.close()
@@ -486,29 +489,39 @@ class Factory:
         n_train = len(data.y_train)
         gated_artifact = cand.artifact_path or ""
         kept: dict[str, Any] = {"trained_on": "train", "rows": n_train, "gated_artifact": gated_artifact}
-        trainer = next((t for t in spec.trainers if t.name == cand.trainer), None)
         if mode == "none":
             return gated, {**kept, "why": "gate.refit is none: the registered model is the gated one"}
-        if trainer is None or not can_refit(trainer):
-            why = f"trainer {cand.trainer!r} is code the factory did not write; it is never trained on held-out labels"
-            return gated, {**kept, "why": why}
+        # an ensemble is refit member by member, with the weights the selection gave them
+        ensemble = cand.trainer == "ensemble" and cand.proposer == "ensemble"
+        jobs = [self.store.get_trial(int(i)) for i in cand.params.get("members", [])] if ensemble else [cand]
+        trainers = [next((t for t in spec.trainers if t.name == j.trainer), None) for j in jobs]
+        for job, trainer in zip(jobs, trainers, strict=True):
+            if trainer is None or not can_refit(trainer):
+                why = f"trainer {job.trainer!r} is code the factory did not write; it never trains on held-out labels"
+                return gated, {**kept, "why": why}
         parts = ["train", "valid", "test"] if mode == "train+valid+test" else ["train", "valid"]
         X = pd.concat([getattr(data, f"X_{p}") for p in parts], ignore_index=True)
         y = np.concatenate([getattr(data, f"y_{p}") for p in parts])
         threads = max(1, min(os.cpu_count() or 1, spec.execution.workers * spec.execution.threads))
         started = _clock.perf_counter()
         try:
-            blob = refit(
-                task=data.task,
-                feature_types=dict(data.feature_types),
-                classes=data.classes,
-                X=X,
-                y=y,
-                trainer=trainer,
-                params=dict(cand.params),
-                seed=cand.seed,
-                threads=threads,
-            )
+            blobs = [
+                refit(
+                    task=data.task,
+                    feature_types=dict(data.feature_types),
+                    classes=data.classes,
+                    X=X,
+                    y=y,
+                    trainer=trainer,
+                    params=dict(job.params),
+                    seed=job.seed,
+                    threads=threads,
+                )
+                for job, trainer in zip(jobs, trainers, strict=True)
+                if trainer is not None
+            ]
+            weights = [float(w) for w in cand.params.get("weights", [])]
+            blob = EnsembleModel([load_model(b) for b in blobs], weights).to_bytes() if ensemble else blobs[0]
         except Exception as err:  # noqa: BLE001 - any failure of the estimator keeps the gated model instead
             return gated, {**kept, "why": f"the refit failed ({type(err).__name__}: {err})"}
         evidence = (

@@ -125,3 +125,52 @@ def test_cv_can_be_turned_off_and_is_checked(cli, tmp_path):
     (tmp_path / "factory.yaml").write_text(body.replace("cv: 0", "cv: 1"))
     bad = cli("run", "factory.yaml", check=False)
     assert bad.returncode != 0 and "search.cv" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_greedy_selection_keeps_its_best_round():
+    import numpy as np
+
+    from darkfab.train import greedy_weights
+
+    y = np.array([0.0, 1.0, 2.0, 3.0])
+    a, b = y + np.array([1, -1, 1, -1.0]), y - np.array([1, -1, 1, -1.0])  # errors that cancel out
+
+    def rmse(p):
+        return float(np.sqrt(np.mean((p - y) ** 2)))
+
+    assert greedy_weights([a, b], rmse, maximize=False) == [0.5, 0.5]
+    assert greedy_weights([y, a], rmse, maximize=False) == [1.0, 0.0]  # adding a worse member is never kept
+
+
+@pytest.mark.slow
+def test_an_ensemble_candidate_is_built_gated_and_can_win(cli, tmp_path):
+    # log loss is convex: the average of two different calibrated models beats the better one on the rows the
+    # weights were chosen on, so the ensemble ranks first and must pass the same gate to be registered
+    body = (
+        "name: ens\ndata: {source: sklearn:breast_cancer}\nobjective: {metric: log_loss}\n"
+        "trainers:\n  - {name: logistic_regression, space: {C: {low: 0.05, high: 5.0, log: true}}}\n"
+        "  - {name: random_forest, params: {n_estimators: 60}}\n"
+        "search: {ensemble: true, cv: 0, startup_trials: 2}\nbudget: {trials: 4}\n"
+        "execution: {latency_rows: 2}\ngate: {bootstrap: 200}\n"
+    )
+    (tmp_path / "factory.yaml").write_text(body)
+    r = cli.json("run", "factory.yaml")
+    trials = cli.json("trials", "factory.yaml")
+    ens = [t for t in trials if t["trainer"] == "ensemble"]
+    assert len(ens) == 1 and ens[0]["proposer"] == "ensemble" and ens[0]["state"] == "completed"
+    e = ens[0]
+    assert len(e["params"]["members"]) >= 2 and abs(sum(e["params"]["weights"]) - 1) < 1e-9
+    assert {"log_loss", "latency_p95_ms", "model_size_mb"} <= set(e["metrics"])  # size and latency, as any
+    singles = [t for t in trials if t["trainer"] != "ensemble" and t["state"] == "completed"]
+    assert e["value"] < min(t["value"] for t in singles)
+    assert r["gate"]["trial"] == e["id"] and r["gate"]["passed"] is True
+    assert r["champion"]["trainer"] == "ensemble"
+    refit = cli.json("lineage", "1")["lineage"]["refit"]
+    assert refit["trained_on"] == "train+valid+test" and refit["rows"] == 569  # refit member by member
+    from sklearn.datasets import load_breast_cancer
+
+    rows = load_breast_cancer(as_frame=True).frame.drop(columns=["target"]).head(10)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    cli("predict", "factory.yaml", "rows.csv", "-o", "out.csv")
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert len(out) == 10 and ((out["proba_0"] + out["proba_1"] - 1).abs() < 1e-6).all()

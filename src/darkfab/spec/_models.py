@@ -287,6 +287,12 @@ class SearchSpec(_Model):
         description="k-fold cross-validation of the search's score over the training rows plus the validation split "
         "(built-in trainers): auto uses it on small data (5 folds up to 1,000 rows, 3 up to 4,000), 0 turns it off",
     )
+    ensemble: Literal["auto"] | bool = Field(
+        "auto",
+        description="after the search, greedy ensemble selection over the best candidates adds one more candidate "
+        "that faces the same reward, constraints and sealed gate; auto: when the budget sets no trial count "
+        "(a file that asks for N trials gets N)",
+    )
     llm: LLMSpec | None = Field(None, description="the endpoint of the `llm` proposer (alone or in a portfolio)")
     portfolio: list[Literal["tpe", "random", "cmaes", "qmc", "nsga2", "llm"]] = Field(
         default_factory=list,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._ensemble import EnsembleModel, greedy_weights
 from ._harness import WorkerState, predict, prepare, run_trial
 from ._model import DarkfabModel, load_model
 from ._portfolio import PORTFOLIO, portfolio_configs
@@ -35,6 +36,7 @@ __all__ = [
     "BUILTINS",
     "PORTFOLIO",
     "DarkfabModel",
+    "EnsembleModel",
     "EstimatorTrainer",
     "FitContext",
     "Flavour",
@@ -55,6 +57,7 @@ __all__ = [
     "can_refit",
     "code_trusted",
     "editable_blocks",
+    "greedy_weights",
     "import_object",
     "load_model",
     "portfolio_configs",
