@@ -316,9 +316,22 @@ def main() -> None:
                 )  # fmt: skip
                 shown = "failed: " + error if error else f"{s:.4f}"
                 print(f"{name:14s} seed {seed} {m:12s} {shown}  ({wall:.0f}s)", flush=True)
-    rows, summary = summarise(results)
+        report(results, args, started)  # after every data set, so a stopped run still leaves its figures
+    payload, path = report(results, args, started)
+    rows = payload["table"]
     kept = [r for r in rows if not r["held out"]]
     held = [r for r in rows if r["held out"]]
+    cols = ["data set", "task", "metric", *METHODS, "winner", "held out"]
+    print(table(kept + held, cols))
+    for key in ("summary", "summary_tuned_on", "summary_held_out"):
+        print(key, json.dumps(payload[key]))
+    walls = {m: round(statistics.fmean(r["wall_s"] for r in results if r["method"] == m), 1) for m in methods}
+    print("mean wall per run (s):", walls)
+    print(f"wrote {path}")
+
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace, started: float) -> tuple[dict[str, Any], Path]:
+    rows, summary = summarise(results)
     payload = {
         "machine": machine(),
         "time_s": args.time,
@@ -331,14 +344,7 @@ def main() -> None:
         "summary_held_out": summarise([r for r in results if r["dataset"] in HELD_OUT])[1],
         "minutes": round((time.time() - started) / 60, 1),
     }
-    path = write_json("realdata", payload)
-    cols = ["data set", "task", "metric", *METHODS, "winner", "held out"]
-    print(table(kept + held, cols))
-    for key in ("summary", "summary_tuned_on", "summary_held_out"):
-        print(key, json.dumps(payload[key]))
-    walls = {m: round(statistics.fmean(r["wall_s"] for r in results if r["method"] == m), 1) for m in methods}
-    print("mean wall per run (s):", walls)
-    print(f"wrote {path}")
+    return payload, write_json("realdata", payload)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import platform
 import time as _clock
 from collections.abc import Callable
@@ -502,7 +501,7 @@ class Factory:
         parts = ["train", "valid", "test"] if mode == "train+valid+test" else ["train", "valid"]
         X = pd.concat([getattr(data, f"X_{p}") for p in parts], ignore_index=True)
         y = np.concatenate([getattr(data, f"y_{p}") for p in parts])
-        threads = max(1, min(os.cpu_count() or 1, spec.execution.workers * spec.execution.threads))
+        threads = spec.execution.threads  # as the trials ran: OpenMP boosters crawl when threads outnumber free cores
         started = _clock.perf_counter()
         try:
             blobs = [
