@@ -76,7 +76,7 @@ class Budget:
         return ""
 
 
-CV_ROWS = ((1_000, 5), (4_000, 3))
+CV_ROWS = ((500, 5), (1_000, 3))
 """(most labelled rows, folds) of `search.cv: auto`: small data gets k-fold scores, larger data one split."""
 
 

@@ -107,7 +107,7 @@ def test_small_data_is_scored_by_k_fold_with_fold_scores_on_record(cli, tmp_path
     trials = cli.json("trials", "factory.yaml")
     for t in trials:
         m = t["metrics"]
-        folds = [m[f"cv_fold_{i}"] for i in range(1, 6)]  # 569 rows: 5 folds of the training rows
+        folds = [m[f"cv_fold_{i}"] for i in range(1, 6)]  # 455 labelled rows outside the sealed test: 5 folds
         assert m["cv_folds"] == 6 and "cv_fold_6" not in m
         mean = sum([*folds, m["valid_accuracy"]]) / 6
         assert abs(m["accuracy"] - mean) < 1e-9 and abs(t["value"] - mean) < 1e-9

@@ -285,7 +285,7 @@ class SearchSpec(_Model):
     cv: Literal["auto"] | int = Field(
         "auto",
         description="k-fold cross-validation of the search's score over the training rows plus the validation split "
-        "(built-in trainers): auto uses it on small data (5 folds up to 1,000 rows, 3 up to 4,000), 0 turns it off",
+        "(built-in trainers): auto uses it on small data (5 folds up to 500 labelled rows, 3 up to 1,000), 0 turns it off",
     )
     ensemble: Literal["auto"] | bool = Field(
         "auto",
