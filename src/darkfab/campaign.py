@@ -542,8 +542,8 @@ class CampaignRun:
         return self.reward.evaluate({k: float(v) for k, v in metrics.items()})
 
     def _pool_add(self, trial_id: int, evaluation: Evaluation, out: TrialOutput) -> None:
-        if not evaluation.feasible or not math.isfinite(evaluation.value):
-            return
+        if self.proposer is None or not evaluation.feasible or not math.isfinite(evaluation.value):
+            return  # a `darkfab worker` never builds the ensemble: it keeps no candidates in memory
         self._pool[trial_id] = _Member(
             rank=tuple(float(x) for x in evaluation.rank_key),
             valid=np.asarray(out.valid_predictions, dtype=float),
