@@ -28,9 +28,10 @@ from .registry import ArtifactStore
 from .results import Progress, TrialRow
 from .spec import FactorySpec
 from .store import CampaignRecord, Store, TrialRecord, TrialState
-from .train import TrialOutput, TrialRequest, WorkerPayload
+from .train import EnsembleModel, TrialOutput, TrialRequest, WorkerPayload, greedy_weights, load_model
 
 KEEP_ARTIFACTS = 3  # best candidates whose artifacts are kept for the gate
+ENSEMBLE_POOL = 8  # best candidates of a run kept in memory for greedy ensemble selection
 BOARD_KEEP = 50  # leaderboard rows kept in memory
 REPORT_EVERY = 25  # boosting rounds between intermediate scores, when a pruner is on
 FINISHED = ("completed", "failed", "pruned")
@@ -42,6 +43,19 @@ class _Running:
     proposal: Proposal
     started: float
     intermediate: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Member:
+    """A completed trial kept for ensemble selection: its rank, its answers on unseen rows, its model."""
+
+    rank: tuple[float, ...]
+    valid: np.ndarray
+    oof: np.ndarray | None
+    folds: np.ndarray | None
+    artifact: bytes
+    train_seconds: float
+    train_cpu_seconds: float
 
 
 @dataclass
@@ -60,6 +74,24 @@ class Budget:
         if self.cpu_s is not None and cpu >= self.cpu_s:
             return f"CPU budget of {self.cpu_s:g}s reached"
         return ""
+
+
+CV_ROWS = ((500, 5), (1_000, 3))
+"""(most labelled rows, folds) of `search.cv: auto`: small data gets k-fold scores, larger data one split."""
+
+
+def cv_folds_for(spec: FactorySpec, data: Dataset, time_s: float | None) -> int:
+    """Training folds each built-in trial also fits, so the search's score is not one small split's luck."""
+    chosen = spec.search.cv
+    if len(spec.search.objectives) > 1:
+        return 0  # multi-objective searches compare several figures; they stay on the validation split
+    if chosen != "auto":
+        return int(chosen)
+    rows = len(data.y_train) + len(data.y_valid)
+    for most, folds in CV_ROWS:
+        if rows <= most:
+            return min(folds, 3) if time_s is not None and time_s < 30 else folds  # a short budget: fewer fits
+    return 0
 
 
 def trial_view(t: TrialRecord, objective_names: tuple[str, ...]) -> TrialView:
@@ -143,6 +175,8 @@ class CampaignRun:
         self.board: dict[int, TrialRow] = {}
         self.kept: list[tuple[tuple[float, ...], int]] = []  # (rank key, trial id) of kept artifacts
         self.stopped_because = ""
+        self.cv_folds = cv_folds_for(spec, dataset, budget.time_s)
+        self._pool: dict[int, _Member] = {}  # the best completed trials of this run, for the ensemble
 
     # -- helpers -------------------------------------------------------------------------------
     def _elapsed(self, t0: float) -> float:
@@ -193,7 +227,14 @@ class CampaignRun:
         trainer = next(x for x in self.spec.trainers if x.name == t.trainer)
         prunes = self.proposer is not None and self.spec.search.pruner != "none" and len(self.objectives) == 1
         report = REPORT_EVERY if prunes else 0
-        return TrialRequest(trial_id=t.id, trainer=trainer, params=dict(t.params), seed=t.seed, report_every=report)
+        return TrialRequest(
+            trial_id=t.id,
+            trainer=trainer,
+            params=dict(t.params),
+            seed=t.seed,
+            report_every=report,
+            cv_folds=self.cv_folds,
+        )
 
     def _start(self, t: TrialRecord, proposal: Proposal) -> bool:
         """Lease a queued trial to this process and hand it to the executor; False if another took it."""
@@ -420,6 +461,7 @@ class CampaignRun:
         if event.ok and isinstance(event.output, TrialOutput):
             evaluation = self._evaluate(event.output)
             artifact_path = self._maybe_keep(t.id, evaluation, event.output.artifact)
+            self._pool_add(t.id, evaluation, event.output)
             state = "completed"
             self.store.finish_trial(
                 t.id,
@@ -482,6 +524,12 @@ class CampaignRun:
             groups=self.data.groups_valid,
             custom=self.reward.custom,
         )
+        if (
+            out.oof_predictions is not None
+            and out.oof_folds is not None
+            and len(out.oof_folds) == len(self.data.y_train)
+        ):
+            metrics.update(self._cross_validated(out.oof_predictions, out.oof_folds, metrics))
         lat = np.asarray(out.latency_ms, dtype=float)
         metrics.update(
             {
@@ -494,6 +542,122 @@ class CampaignRun:
             }
         )
         return self.reward.evaluate({k: float(v) for k, v in metrics.items()})
+
+    def _pool_add(self, trial_id: int, evaluation: Evaluation, out: TrialOutput) -> None:
+        if self.proposer is None or not evaluation.feasible or not math.isfinite(evaluation.value):
+            return  # a `darkfab worker` never builds the ensemble: it keeps no candidates in memory
+        self._pool[trial_id] = _Member(
+            rank=tuple(float(x) for x in evaluation.rank_key),
+            valid=np.asarray(out.valid_predictions, dtype=float),
+            oof=None if out.oof_predictions is None else np.asarray(out.oof_predictions, dtype=float),
+            folds=out.oof_folds,
+            artifact=out.artifact,
+            train_seconds=float(out.train_seconds),
+            train_cpu_seconds=float(out.train_cpu_seconds),
+        )
+        if len(self._pool) > ENSEMBLE_POOL:
+            del self._pool[min(self._pool, key=lambda k: self._pool[k].rank)]
+
+    def build_ensemble(self) -> TrialRecord | None:
+        """Greedy ensemble selection over this run's best candidates, recorded as one more completed trial.
+
+        Members are weighed on rows none of them was fitted on: their out-of-fold answers on the training rows
+        (when the search cross-validated) and the validation split. The ensemble is scored, rewarded and
+        constrained (size, latency) like any candidate, so it reaches the gate only on its merits. None when
+        fewer than two candidates are kept or the selection keeps a single member.
+        """
+        ids = sorted(self._pool)
+        members = [self._pool[i] for i in ids]
+        if len(members) < 2 or self.proposer is None or len(self.objectives) > 1:
+            return None
+        with_oof = all(m.oof is not None for m in members)
+        y = np.concatenate([self.data.y_train, self.data.y_valid]) if with_oof else self.data.y_valid
+        answers = [np.concatenate([m.oof, m.valid]) if m.oof is not None and with_oof else m.valid for m in members]
+        maximize = self.spec.direction(self.task) == "maximize"
+
+        def score(p: np.ndarray) -> float:
+            got = compute_metrics(self.task, y, p, n_classes=self.data.n_classes).get(self.metric, math.nan)
+            return float(got) if math.isfinite(got) else (-math.inf if maximize else math.inf)
+
+        weights = greedy_weights(answers, score, maximize=maximize)
+        chosen = [(i, m, w) for i, m, w in zip(ids, members, weights, strict=True) if w > 0]
+        if len(chosen) < 2:
+            return None
+        model = EnsembleModel([load_model(m.artifact) for _, m, _ in chosen], [w for _, _, w in chosen])
+        artifact = model.to_bytes()
+        lat: list[float] = []
+        for i in range(min(self.spec.execution.latency_rows, len(self.data.X_valid))):
+            t0 = time.perf_counter()
+            model.predict_raw(self.data.X_valid.iloc[[i]])
+            lat.append((time.perf_counter() - t0) * 1000.0)
+        t0 = time.perf_counter()
+        valid = np.sum([w * m.valid for _, m, w in chosen], axis=0)
+        model.predict_raw(self.data.X_valid)
+        batch_ms = (time.perf_counter() - t0) * 1000.0 * 1000.0 / max(1, len(self.data.X_valid))
+        oof = np.sum([w * np.asarray(m.oof) for _, m, w in chosen], axis=0) if with_oof else None
+        output = TrialOutput(
+            valid_predictions=np.asarray(valid, dtype=float),
+            artifact=artifact,
+            train_seconds=sum(m.train_seconds for _, m, _ in chosen),
+            train_cpu_seconds=sum(m.train_cpu_seconds for _, m, _ in chosen),
+            latency_ms=tuple(lat),
+            batch_latency_ms=batch_ms,
+            oof_predictions=None if oof is None else np.asarray(oof, dtype=float),
+            oof_folds=chosen[0][1].folds if with_oof else None,
+        )
+        evaluation = self._evaluate(output)
+        shares = {str(i): round(w, 4) for i, _, w in chosen}
+        on = "out-of-fold training rows and the validation split" if with_oof else "the validation split"
+        t = self.store.add_trial(
+            self.campaign.id,
+            proposer="ensemble",
+            trainer="ensemble",
+            params={"members": [i for i, _, _ in chosen], "weights": [w for _, _, w in chosen]},
+            reason=f"greedy ensemble selection over the {len(ids)} best candidates, weighed on {on}: {shares}",
+            parents=tuple(i for i, _, _ in chosen),
+            seed=self.spec.search.seed,
+            start_as=self.owner,
+            lease_s=self.lease_s,
+        )
+        digest, _ = self.artifacts.put(artifact)
+        self.store.finish_trial(
+            t.id,
+            state="completed",
+            value=evaluation.value,
+            metrics=evaluation.metrics,
+            reward=evaluation.reward,
+            feasible=evaluation.feasible,
+            breakdown=_breakdown(evaluation),
+            resources={"wall_seconds": 0.0, "members": len(chosen)},
+            artifact_path=digest,
+            reason=_completed_reason(self.metric, evaluation),
+            lease_owner=self.owner,
+        )
+        return self.store.get_trial(t.id)
+
+    def _cross_validated(self, oof: np.ndarray, folds: np.ndarray, valid: dict[str, float]) -> dict[str, float]:
+        """The primary metric as the mean over the training folds and the validation split, each scored here.
+
+        The validation-only figure stays on record as ``valid_<metric>``; each fold's as ``cv_fold_<i>``.
+        """
+        scores = []
+        for i in range(int(folds.max()) + 1):
+            rows = folds == i
+            got = compute_metrics(self.task, self.data.y_train[rows], oof[rows], n_classes=self.data.n_classes)
+            scores.append(float(got.get(self.metric, math.nan)))
+        scores.append(float(valid.get(self.metric, math.nan)))
+        if not all(math.isfinite(x) for x in scores):
+            return {}
+        out = {f"cv_fold_{i + 1}": x for i, x in enumerate(scores[:-1])}
+        out.update(
+            {
+                f"valid_{self.metric}": scores[-1],
+                "cv_folds": float(len(scores)),
+                "cv_std": float(np.std(scores)),
+                self.metric: float(np.mean(scores)),
+            }
+        )
+        return out
 
     def _consider_kept(self, t: TrialRecord) -> None:
         key = (1.0 if t.feasible else 0.0, float(t.reward if t.reward is not None else -math.inf))

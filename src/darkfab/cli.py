@@ -350,6 +350,12 @@ def _print_summary(r: RunResult, console: Console) -> None:
                 f"sealed-test {s.get('metric', r.metric)}: [bold]{s['score']:.4f}[/] "
                 f"(95% CI {s['low']:.4f} to {s['high']:.4f})"
             )
+        if c.promoted_now or c.alias == "challenger":
+            refit = c.refit or {}
+            if refit.get("evidence"):
+                lines.append(f"refit: {refit['evidence']}")
+            elif refit.get("why"):
+                lines.append(f"not refit: {refit['why']}")
     if r.beat:
         b = r.beat
         what = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import platform
+import time as _clock
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -35,9 +36,9 @@ from .execute import Executor, make_executor
 from .propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
 from .registry import Registry
 from .results import ChampionSummary, Leaderboard, Progress, RunResult
-from .spec import Direction, FactorySpec, default_spec, load_spec, with_overrides
+from .spec import Direction, FactorySpec, default_spec, fit_to_data, load_spec, with_overrides
 from .store import CampaignRecord, ModelVersionRecord, Store, TrialRecord
-from .train import DarkfabModel, load_model, resolved_space
+from .train import DarkfabModel, EnsembleModel, can_refit, load_model, portfolio_configs, refit, resolved_space
 
 _DISTRIBUTION_ALIASES = {"xgboost": ("xgboost-cpu",)}
 """Other distributions of the same import package; the lineage records the one installed, by its own name."""
@@ -123,6 +124,7 @@ class Factory:
         """
         spec = with_overrides(self.spec, trials=trials, time=time, cpu=cpu, workers=workers, seed=seed)
         data = load_dataset(spec)  # data problems surface before anything is written
+        spec = fit_to_data(spec, data.task, data.n_rows)
         metric = spec.primary_metric(data.task)
         spaces = {t.name: resolved_space(t, data.task) for t in spec.trainers}
         store = self.store
@@ -158,6 +160,7 @@ class Factory:
                 constraints=tuple(str(c) for c in spec.objective.constraints),
                 llm=spec.search.llm,
                 portfolio=tuple(spec.search.portfolio_members()),
+                warm_configs=portfolio_configs(list(spec.trainers), data.task),
             ),
             on_llm_call=record_llm_call,
             llm_spent=store.llm_usage(campaign.id) if spec.search.proposer in LLM_AWARE else (0, 0.0),
@@ -190,6 +193,9 @@ class Factory:
                 on_progress=on_progress,
             )
             stopped = loop.run()
+            wanted = spec.search.ensemble
+            if wanted is True or (wanted == "auto" and budget.trials is None):
+                loop.build_ensemble()
             verdict, champion = self._gate(spec, store, registry, executor, campaign, data, metric)
         finally:
             executor.close()
@@ -260,6 +266,7 @@ class Factory:
 
         spec = with_overrides(self.spec, workers=workers)
         data = load_dataset(spec)
+        spec = fit_to_data(spec, data.task, data.n_rows)
         store = self.store
         reward = reward_model(spec, data, store)
         registry = Registry(store)
@@ -389,7 +396,7 @@ class Factory:
         beat: dict[str, Any]
         if current is not None:
             try:
-                champ_pred = predict_split(executor, current[1], "test")
+                champ_pred = predict_split(executor, _gated_bytes(registry, current, data), "test")
                 beat = {"kind": "champion", "version": current[0].version, "trainer": current[0].trainer}
             except RuntimeError as err:
                 champ_pred = None
@@ -461,10 +468,14 @@ class Factory:
             "gate": {k: vjson[k] for k in ("reason", "delta", "p_better")},
         }
         sealed = {"metric": metric, **_ci(verdict.candidate)}
+        model_bytes, refit_info = self._refit(spec, data, cand, cand_bytes)
+        lineage["refit"] = refit_info
+        lineage["gated"] = {"artifact": cand.artifact_path, "valid": cand.metrics, "sealed_test": sealed}
+        vjson["refit"] = refit_info
         alias = "champion" if current is None or spec.deploy.mode == "direct" else "challenger"
         version = registry.register(
             spec.name,
-            cand_bytes,
+            model_bytes,
             trial_id=cand.id,
             trainer=cand.trainer,
             params=cand.params,
@@ -482,7 +493,73 @@ class Factory:
             metrics={"valid": cand.metrics, "sealed_test": sealed},
             promoted_now=alias == "champion",
             alias=alias,
+            refit=refit_info,
         )
+
+    def _refit(self, spec: FactorySpec, data: Dataset, cand: TrialRecord, gated: bytes) -> tuple[bytes, dict[str, Any]]:
+        """The gated configuration refit on the rows `gate.refit` names, and the record of what it was fit on.
+
+        Returns the gated artifact itself (with the reason) when the option is off, the trainer is code the
+        factory did not write, or the refit fails: a winner is never lost to its refit.
+        """
+        mode = spec.gate.refit
+        n_train = len(data.y_train)
+        gated_artifact = cand.artifact_path or ""
+        kept: dict[str, Any] = {"trained_on": "train", "rows": n_train, "gated_artifact": gated_artifact}
+        if mode == "none":
+            return gated, {**kept, "why": "gate.refit is none: the registered model is the gated one"}
+        # an ensemble is refit member by member, with the weights the selection gave them
+        ensemble = cand.trainer == "ensemble" and cand.proposer == "ensemble"
+        jobs = [self.store.get_trial(int(i)) for i in cand.params.get("members", [])] if ensemble else [cand]
+        trainers = [next((t for t in spec.trainers if t.name == j.trainer), None) for j in jobs]
+        for job, trainer in zip(jobs, trainers, strict=True):
+            if trainer is None or not can_refit(trainer):
+                why = f"trainer {job.trainer!r} is code the factory did not write; it never trains on held-out labels"
+                return gated, {**kept, "why": why}
+        parts = ["train", "valid", "test"] if mode == "train+valid+test" else ["train", "valid"]
+        X = pd.concat([getattr(data, f"X_{p}") for p in parts], ignore_index=True)
+        y = np.concatenate([getattr(data, f"y_{p}") for p in parts])
+        threads = spec.execution.threads  # as the trials ran: OpenMP boosters crawl when threads outnumber free cores
+        started = _clock.perf_counter()
+        try:
+            blobs = [
+                refit(
+                    task=data.task,
+                    feature_types=dict(data.feature_types),
+                    classes=data.classes,
+                    X=X,
+                    y=y,
+                    trainer=trainer,
+                    params=dict(job.params),
+                    seed=job.seed,
+                    threads=threads,
+                )
+                for job, trainer in zip(jobs, trainers, strict=True)
+                if trainer is not None
+            ]
+            weights = [float(w) for w in cand.params.get("weights", [])]
+            blob = EnsembleModel([load_model(b) for b in blobs], weights).to_bytes() if ensemble else blobs[0]
+        except Exception as err:  # noqa: BLE001 - any failure of the estimator keeps the gated model instead
+            return gated, {**kept, "why": f"the refit failed ({type(err).__name__}: {err})"}
+        evidence = (
+            "the gate's figures are evidence about this configuration trained on the training rows; the "
+            f"registered model is the same configuration refit on {len(y)} rows ({mode})"
+            + (
+                ", sealed test included after the gate used it, so it has no held-out score of its own"
+                if "test" in parts
+                else ""
+            )
+        )
+        return blob, {
+            "trained_on": mode,
+            "rows": int(len(y)),
+            "gated_rows": n_train,
+            "params": dict(cand.params),
+            "rounds": "as searched: the boosting rounds are a searched parameter, not set by early stopping",
+            "seconds": round(_clock.perf_counter() - started, 3),
+            "gated_artifact": gated_artifact,
+            "evidence": evidence,
+        }
 
     def _first_unsuspicious(
         self,
@@ -562,10 +639,10 @@ class Factory:
         """The current champion, with its sealed-test score on this campaign's data (``scored`` if the gate has it)."""
         if current is None:
             return None
-        rec, blob = current
+        rec = current[0]
         try:
             if scored is None:
-                pred = predict_split(executor, blob, "test")
+                pred = predict_split(executor, _gated_bytes(Registry(self.store), current, data), "test")
                 scored = score_with_ci(
                     data.task,
                     metric,
@@ -585,6 +662,7 @@ class Factory:
             trial_id=rec.trial_id,
             metrics={"valid": rec.metrics.get("valid", {}), "sealed_test": sealed},
             promoted_now=promoted,
+            refit=rec.lineage.get("refit"),
         )
 
     # -- reading -------------------------------------------------------------------------------
@@ -684,6 +762,19 @@ def _current_champion(registry: Registry, name: str) -> tuple[ModelVersionRecord
         return None
     except IntegrityError:
         raise
+
+
+def _gated_bytes(registry: Registry, current: tuple[ModelVersionRecord, bytes], data: Dataset) -> bytes:
+    """The champion as the gate should score it on this data: when it was refit on these very sealed rows,
+    the model the gate passed before the refit (a model never faces rows it was trained on)."""
+    rec, blob = current
+    refit_info = rec.lineage.get("refit") or {}
+    saw_test = "test" in str(refit_info.get("trained_on", "")).split("+")
+    gated = str(refit_info.get("gated_artifact") or "")
+    if saw_test and gated and rec.lineage.get("data_fingerprint") == data.fingerprint:
+        with contextlib.suppress(DarkfabError):
+            return registry.artifacts.get(gated)
+    return blob
 
 
 def _direction(spec: FactorySpec, data: Dataset, metric: str) -> Direction:

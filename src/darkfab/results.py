@@ -88,6 +88,7 @@ class ChampionSummary:
     metrics: dict[str, Any]  # {"valid": {...}, "sealed_test": {metric, score, low, high}}
     promoted_now: bool
     alias: str = "champion"  # "challenger" when deploy.mode puts the winner through a canary or shadow first
+    refit: dict[str, Any] | None = None  # what the registered model was refit on after the gate (gate.refit)
 
     def _repr_html_(self) -> str:
         return _html.fields(

@@ -58,6 +58,7 @@ class SearchContext:
     constraints: tuple[str, ...] = ()  # objective.constraints as text, e.g. "latency_p95_ms <= 20"
     llm: LLMSpec | None = None  # search.llm: the endpoint of LLM proposers
     portfolio: tuple[str, ...] = ()  # search.portfolio: members of the portfolio proposer
+    warm_configs: tuple[tuple[str, dict[str, Any]], ...] = ()  # (trainer, params) tried first on a cold start
 
 
 class Proposer(abc.ABC):

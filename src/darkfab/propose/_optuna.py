@@ -177,6 +177,8 @@ class OptunaProposer(Proposer):
         """Trials of earlier runs that no longer fit the space, left out of the study."""
         self.pending = 0
         """Queued or running trials of earlier runs (their parameters count as proposed)."""
+        self._warm_done = False
+        self._warm_keys: set[Signature] = set()
 
     @property
     def study(self) -> optuna.Study:
@@ -187,7 +189,20 @@ class OptunaProposer(Proposer):
     # Proposer
 
     def propose(self, n: int) -> list[Proposal]:
+        if not self._warm_done:
+            self._enqueue_portfolio()
         return [self._propose_one() for _ in range(max(0, n))]
+
+    def _enqueue_portfolio(self) -> None:
+        """On a cold start (no earlier trials), the built-in strong configurations are asked first (TPE only)."""
+        self._warm_done = True
+        if self.name != "tpe" or self.replayed or self.pending:
+            return
+        for trainer, params in self.context.warm_configs:
+            encoded = self.space.encode(trainer, params)
+            if encoded is not None and encoded[2] not in self._seen:  # one that fits this factory's space
+                self._study.enqueue_trial(encoded[0], skip_if_exists=True)
+                self._warm_keys.add(encoded[2])
 
     def replay(self, history: Sequence[TrialView]) -> None:
         for view in sorted(history, key=lambda v: v.trial_id):
@@ -252,6 +267,9 @@ class OptunaProposer(Proposer):
                 break
             self._study.tell(trial, state=OptunaState.FAIL)  # discard the repeat and ask again
         self._seen.add(signature)
+        if signature in self._warm_keys:
+            self._warm_keys.discard(signature)
+            reason = f"built-in portfolio: a strong default configuration of {trainer}, tried before the search"
         key = str(trial.number)
         self._live[key] = _Live(trial, trainer, params, signature)
         if repeated:

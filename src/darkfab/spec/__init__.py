@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._defaults import DEFAULT_FACTORY, STARTER, default_spec
+from ._defaults import DEFAULT_FACTORY, STARTER, default_spec, default_trainers, fit_to_data
 from ._load import format_validation_error, json_schema, load_spec, spec_from_dict, with_overrides
 from ._metrics import DEFAULT_PRIMARY, METRICS, Direction, MetricInfo, TaskKind, metric_names
 from ._models import (
@@ -52,6 +52,8 @@ __all__ = [
     "TaskKind",
     "TrainerSpec",
     "default_spec",
+    "default_trainers",
+    "fit_to_data",
     "format_validation_error",
     "json_schema",
     "load_spec",

@@ -3,7 +3,32 @@
 from __future__ import annotations
 
 from ._load import spec_from_dict
-from ._models import FactorySpec
+from ._metrics import TaskKind
+from ._models import FactorySpec, TrainerSpec
+
+LARGE_ROWS = 50_000
+"""From this many labelled rows on, the default trainers leave out the forests (slow to fit, large to keep)."""
+
+
+def default_trainers(task: TaskKind, n_rows: int) -> list[TrainerSpec]:
+    """The trainers a factory file without `trainers:` searches over, chosen by task and size.
+
+    Gradient boosting first (the strongest single family on tabular data), randomised trees for small
+    and noisy sets, and one linear model that can do the task (logistic regression cannot regress).
+    """
+    names = ["lightgbm", "xgboost"]
+    if n_rows < LARGE_ROWS:
+        names += ["random_forest", "extra_trees"]
+    names.append("logistic_regression" if task == "classification" else "linear_regression")
+    return [TrainerSpec(name=n) for n in names]
+
+
+def fit_to_data(spec: FactorySpec, task: TaskKind, n_rows: int) -> FactorySpec:
+    """The spec with task-aware default trainers when the file names none; unchanged otherwise."""
+    if "trainers" in spec.model_fields_set:
+        return spec
+    return spec.model_copy(update={"trainers": default_trainers(task, n_rows)})
+
 
 DEFAULT_FACTORY: dict = {
     "name": "digits",

@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import SpecError
-from ._models import FactorySpec, parse_duration
+from ._models import DEFAULT_BUDGET, FactorySpec, parse_duration
 
 _FIXES = {
     "extra_forbidden": "remove it, or check its spelling against `darkfab schema`",
@@ -120,8 +120,16 @@ def with_overrides(
     workers: int | None = None,
     seed: int | None = None,
 ) -> FactorySpec:
-    """Apply command-line budget flags over the file. Validated as the file is."""
-    raw = spec.model_dump(mode="json")
+    """Apply command-line budget flags over the file. Validated as the file is.
+
+    Sections the file leaves out stay unset (so task-aware defaults still apply to them). A file without a
+    `budget:` section run with ``--time`` gets that time and no trial cap: the search spends what it is given.
+    """
+    raw = {k: v for k, v in spec.model_dump(mode="json").items() if k in spec.model_fields_set}
+    if "budget" not in raw:
+        raw["budget"] = {} if time is not None else dict(DEFAULT_BUDGET)
+    raw.setdefault("execution", {})
+    raw.setdefault("search", {})
     try:
         if trials is not None:
             raw["budget"]["trials"] = trials

@@ -323,11 +323,29 @@ class SearchSpec(_Model):
         default_factory=list,
         description="metrics for multi-objective search (nsga2); primary metric if empty",
     )
+    cv: Literal["auto"] | int = Field(
+        "auto",
+        description="k-fold cross-validation of the search's score over the training rows plus the validation split "
+        "(built-in trainers): auto uses it on small data (5 folds up to 500 labelled rows, 3 up to 1,000), 0 turns it off",
+    )
+    ensemble: Literal["auto"] | bool = Field(
+        "auto",
+        description="after the search, greedy ensemble selection over the best candidates adds one more candidate "
+        "that faces the same reward, constraints and sealed gate; auto: when the budget sets no trial count "
+        "(a file that asks for N trials gets N)",
+    )
     llm: LLMSpec | None = Field(None, description="the endpoint of the `llm` proposer (alone or in a portfolio)")
     portfolio: list[Literal["tpe", "random", "cmaes", "qmc", "nsga2", "llm"]] = Field(
         default_factory=list,
         description="members of the `portfolio` proposer; empty: tpe and random, and llm when `llm` is set",
     )
+
+    @field_validator("cv")
+    @classmethod
+    def _folds(cls, value: Any) -> Any:
+        if isinstance(value, int) and not (value == 0 or 2 <= value <= 20):
+            raise ValueError(f"search.cv must be auto, 0 (off) or a number of folds from 2 to 20, got {value}")
+        return value
 
     @field_validator("objectives")
     @classmethod
@@ -380,6 +398,10 @@ class BudgetSpec(_Model):
         return self
 
 
+DEFAULT_BUDGET: dict[str, Any] = {"trials": 50, "time": 600.0}
+"""The budget of a file without a `budget:` section, run without --time."""
+
+
 class ExecutionSpec(_Model):
     backend: Literal["local", "ray"] = Field("local", description="local worker pool, or a Ray cluster")
     address: str | None = Field(None, description="Ray address: auto, ray://host:10001, or host:port; none starts one")
@@ -406,6 +428,11 @@ class GateSpec(_Model):
     min_improvement: float = Field(0.0, ge=0.0, description="margin over the champion, in metric units")
     confidence: float = Field(0.9, gt=0.5, lt=1.0, description="bootstrap probability the margin holds")
     bootstrap: int = Field(1000, ge=100, le=100_000)
+    refit: Literal["train+valid+test", "train+valid", "none"] = Field(
+        "train+valid+test",
+        description="after the gate picks a winner, its configuration is refit on these rows before it is "
+        "registered (the sealed rows only after the gate has used them); none: register the gated model itself",
+    )
 
 
 class DeploySpec(_Model):
@@ -454,9 +481,14 @@ class FactorySpec(_Model):
     trainers: list[TrainerEntry] = Field(
         default_factory=lambda: [TrainerSpec(name=n) for n in ("lightgbm", "random_forest", "logistic_regression")],
         min_length=1,
+        description="trainers searched over; when absent they are chosen by the task and the number of rows "
+        "when the data is read (boosting, forests, and a linear model that can do the task)",
     )
     search: SearchSpec = Field(default_factory=SearchSpec)
-    budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(trials=50, time=600.0))
+    budget: BudgetSpec = Field(
+        default_factory=lambda: BudgetSpec(**DEFAULT_BUDGET),
+        description="when absent: 50 trials or 10 minutes; with --time only, the whole time and no trial cap",
+    )
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from ._ensemble import EnsembleModel, greedy_weights
 from ._harness import WorkerState, fit_model, predict, prepare, run_trial
 from ._model import DarkfabModel, load_model
+from ._portfolio import PORTFOLIO, portfolio_configs
 from ._prep import Flavour, Preprocessor
 from ._records import Split, TrialOutput, TrialRequest, WorkerPayload
+from ._refit import can_refit, refit
 from ._script import (
     ScriptError,
     ScriptEstimator,
@@ -31,7 +34,9 @@ from ._trainers import (
 
 __all__ = [
     "BUILTINS",
+    "PORTFOLIO",
     "DarkfabModel",
+    "EnsembleModel",
     "EstimatorTrainer",
     "FitContext",
     "Flavour",
@@ -49,13 +54,17 @@ __all__ = [
     "WorkerState",
     "apply_edits",
     "block_texts",
+    "can_refit",
     "code_trusted",
     "editable_blocks",
     "fit_model",
+    "greedy_weights",
     "import_object",
     "load_model",
+    "portfolio_configs",
     "predict",
     "prepare",
+    "refit",
     "resolve_trainer",
     "resolved_space",
     "run_trial",

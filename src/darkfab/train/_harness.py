@@ -7,6 +7,7 @@ Nothing here sees a validation or sealed-test label.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,8 @@ import numpy as np
 from ._model import DarkfabModel, load_model
 from ._prep import SCALINGS, Flavour, Preprocessor
 from ._records import Split, TrialOutput, TrialRequest, WorkerPayload
-from ._trainers import FitContext, Report, resolve_trainer
+from ._script import ScriptTrainer
+from ._trainers import FitContext, Report, Trainer, resolve_trainer
 
 
 class WorkerState:
@@ -55,6 +57,14 @@ def fit_model(state: WorkerState, request: TrialRequest, report: Report = _never
 
     Raises TrialPruned when ``report`` says stop; any other exception is the trial's.
     """
+    model, train_s, cpu_s, _, _, _ = _fit(state, request, report)
+    return model, train_s, cpu_s
+
+
+def _fit(
+    state: WorkerState, request: TrialRequest, report: Report
+) -> tuple[DarkfabModel, float, float, Trainer, FitContext, dict[str, Any]]:
+    """:func:`fit_model`, also handing back the trainer, its context and the params it was fitted with."""
     p = state.payload
     trainer = resolve_trainer(request.trainer, p.task)
     params: dict[str, Any] = dict(request.params)
@@ -84,13 +94,13 @@ def fit_model(state: WorkerState, request: TrialRequest, report: Report = _never
         trainer=request.trainer.name,
         params=params,
     )
-    return model, train_s, cpu_s
+    return model, train_s, cpu_s, trainer, ctx, params
 
 
 def run_trial(state: WorkerState, request: TrialRequest, report: Report = _never) -> TrialOutput:
     """Train one candidate and measure it in this process (built-in trainers: no candidate code runs here)."""
     p = state.payload
-    model, train_s, cpu_s = fit_model(state, request, report)
+    model, train_s, cpu_s, trainer, ctx, params = _fit(state, request, report)
     t0 = time.perf_counter()
     valid_predictions = model.predict_raw(p.X_valid)
     batch_ms = (time.perf_counter() - t0) * 1000.0 * 1000.0 / max(1, len(p.X_valid))
@@ -99,7 +109,12 @@ def run_trial(state: WorkerState, request: TrialRequest, report: Report = _never
         t0 = time.perf_counter()
         model.predict_raw(row)
         latency.append((time.perf_counter() - t0) * 1000.0)
+    oof, folds = (None, None)
+    if request.cv_folds >= 2 and type(trainer) is not ScriptTrainer and request.trainer.estimator is None:
+        oof, folds = _out_of_fold(trainer, ctx, model, params, request.cv_folds)
     return TrialOutput(
+        oof_predictions=oof,
+        oof_folds=folds,
         valid_predictions=valid_predictions,
         artifact=model.to_bytes(),
         train_seconds=train_s,
@@ -107,6 +122,44 @@ def run_trial(state: WorkerState, request: TrialRequest, report: Report = _never
         latency_ms=tuple(latency),
         batch_latency_ms=batch_ms,
     )
+
+
+def _out_of_fold(
+    trainer: Trainer, ctx: FitContext, model: DarkfabModel, params: dict[str, Any], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions on each training row by a model fitted without its fold (the preprocessing is shared).
+
+    Only for the factory's own trainers: the factory scores these against the training labels.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    y = ctx.y
+    stratify = ctx.task == "classification" and np.bincount(y.astype(int)).min() >= k
+    splitter = (
+        StratifiedKFold(k, shuffle=True, random_state=ctx.seed)
+        if stratify
+        else KFold(k, shuffle=True, random_state=ctx.seed)
+    )
+    folds = np.zeros(len(y), dtype=np.int64)
+    oof: np.ndarray | None = None
+    for i, (fit_rows, held) in enumerate(splitter.split(ctx.X, y)):
+        sub = replace(ctx, X=ctx.X[fit_rows], y=y[fit_rows], X_valid=ctx.X[held], report=_never, report_every=0)
+        part = DarkfabModel(
+            task=model.task,
+            features=model.features,
+            feature_types=model.feature_types,
+            classes=model.classes,
+            prep=model.prep,
+            estimator=trainer.fit(sub, dict(params)),
+            trainer=model.trainer,
+            params=model.params,
+        ).predict_matrix(ctx.X[held])
+        if oof is None:
+            oof = np.zeros((len(y), *part.shape[1:]))
+        oof[held] = part
+        folds[held] = i
+    assert oof is not None, "k >= 2 folds always hold rows"
+    return oof, folds
 
 
 def predict(state: WorkerState, artifact: bytes, split: Split = "test") -> np.ndarray:

@@ -40,6 +40,7 @@ class TrialRequest:
     params: dict[str, Any]
     seed: int = 0
     report_every: int = 0  # boosting trainers report validation predictions every N rounds (0: never)
+    cv_folds: int = 0  # built-in trainers also fit this many folds of the training rows (0: none)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class TrialOutput:
     batch_latency_ms: float = 0.0  # time to predict 1,000 rows, scaled from the validation batch
     steps: int | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    oof_predictions: np.ndarray | None = None  # out-of-fold predictions on the training rows (cv_folds >= 2)
+    oof_folds: np.ndarray | None = None  # the fold of each training row, for the factory to score per fold
 
 
 Split = Literal["valid", "test"]
