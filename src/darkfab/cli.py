@@ -341,6 +341,10 @@ def _print_summary(r: RunResult, console: Console) -> None:
         lines.append(f"it beat {what}" + (f", which scored {b['score']:.4f}" if b.get("score") is not None else ""))
     if r.gate and not r.gate.get("passed"):
         lines.append(f"gate: {r.gate.get('reason')}")
+    if r.gate and r.gate.get("sealed_uses") is not None:
+        lines.append(f"sealed_uses: {r.gate['sealed_uses']} of {r.gate['sealed_budget']}")
+    for leak in r.leaks:
+        lines.append(f"leaked feature {leak['feature']!r} {leak['action']}: {leak['reason']} ({leak['rule']})")
     t = r.trials
     spent = r.budget["spent"]
     lines.append(
@@ -414,6 +418,12 @@ def status(factory: FactoryArg = None, store: StoreOpt = None, as_json: JsonOpt 
         )
     else:
         out.print("champion: none yet")
+    for leak in s.leaks:
+        out.print(
+            f"leaked feature {leak.get('feature')!r}: {leak.get('rule')} ({leak.get('figure')}), "
+            f"{leak.get('action', 'recorded')}",
+            highlight=False,
+        )
     if s.workers:
         slots = sum(w["slots"] for w in s.workers)
         names = ", ".join(w["owner"] for w in s.workers)

@@ -10,7 +10,7 @@ import contextlib
 import math
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import pandas as pd
 from .campaign import Budget, CampaignRun, default_owner, limits_of, predict_split, row_of, trial_view, worker_payload
 from .data import Dataset, check_features, load_dataset
 from .errors import DarkfabError, DataError, IntegrityError, NotFoundError
-from .evaluate import RewardModel, compute_metrics, gate, leaky_features, score_with_ci, suspicions
+from .evaluate import RewardModel, compute_metrics, gate, score_with_ci, suspicions
 from .execute import Executor, make_executor
 from .propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
 from .registry import Registry
@@ -52,6 +52,7 @@ class FactoryStatus:
     trials: dict[str, int]
     store: str
     workers: list[dict[str, Any]]  # `darkfab worker` processes seen within a lease
+    leaks: list[dict[str, Any]] = field(default_factory=list)  # the latest campaign's leaked columns, decided
 
 
 class Factory:
@@ -116,14 +117,7 @@ class Factory:
         frec = store.ensure_factory(spec.name, spec.model_dump(mode="json"))
         campaign, resumed = self._campaign(store, frec.id, spec, data, trigger)
         if not resumed:
-            for leak in leaky_features(data.X_train, data.y_train, task=data.task):
-                store.append_event(
-                    kind="leaked_feature",
-                    reason=leak.reason,
-                    factory_id=frec.id,
-                    campaign_id=campaign.id,
-                    data=leak.as_json(),
-                )
+            _record_leaks(store, frec.id, campaign.id, data)
         history = [t for t in store.list_trials(factory_id=frec.id) if t.state in ("completed", "failed", "pruned")]
         objectives = tuple(spec.search.objectives) or (metric,)
         directions = tuple(_direction(spec, data, m) for m in objectives)
@@ -209,6 +203,7 @@ class Factory:
             store=store.url,
             leaderboard=[r.__dict__ for r in board[:10]],
             stopped_because=stopped,
+            leaks=[leak.as_json() for leak in data.leaks],
         )
         store.finish_campaign(
             campaign.id,
@@ -584,8 +579,16 @@ class Factory:
             {"owner": w.owner, "slots": w.slots, "started_at": str(w.started_at), "seen_at": str(w.seen_at)}
             for w in store.list_workers(self.name, within_s=self.spec.execution.lease)
         ]
+        last = store.latest_campaign(f.id)
+        leaks = [e.data for e in store.list_events(campaign_id=last.id, kinds=("leaked_feature",))] if last else []
         return FactoryStatus(
-            name=self.name, campaigns=campaigns, champion=champion, trials=totals, store=store.url, workers=workers
+            name=self.name,
+            campaigns=campaigns,
+            champion=champion,
+            trials=totals,
+            store=store.url,
+            workers=workers,
+            leaks=leaks,
         )
 
     def trials(self) -> list[TrialRecord]:
@@ -617,6 +620,23 @@ class Factory:
             for i, cls in enumerate(model.classes):
                 out[f"proba_{cls}"] = proba[:, i]
         return out
+
+
+def _record_leaks(store: Store, factory_id: int, campaign_id: int, data: Dataset) -> None:
+    """One ``leaked_feature`` event per column that gives the target away: the rule, the figure, the decision."""
+    for leak in data.leaks:
+        decision = (
+            "kept as a feature because data.keep_leaky names it"
+            if leak.kept
+            else f"dropped from training (keep it on purpose with `data.keep_leaky: [{leak.feature}]`)"
+        )
+        store.append_event(
+            kind="leaked_feature",
+            reason=f"{leak.reason}; {decision}",
+            factory_id=factory_id,
+            campaign_id=campaign_id,
+            data=leak.as_json(),
+        )
 
 
 def _target_name(factory: Factory, version: int | str) -> str:

@@ -3,9 +3,8 @@
 Pure functions over arrays the factory already holds. Each finding is a :class:`Suspicion` whose ``reason``
 is written for the audit log. A flagged candidate is kept out of the gate; the factory tries the next one.
 
-- :func:`leaky_features`: a training column that equals the target, or determines it (each value of the
-  column maps to one target value while the column is not an ID), or is a near-exact monotone function of a
-  numeric target.
+- :func:`leaky_features`: a training column that equals the target, determines it, separates the classes
+  by a threshold, or is a near-exact monotone or linear function of a numeric target (rules in data).
 - :func:`too_good_on_validation`: validation predictions that match the labels perfectly while a reference
   (the best plain trainer of the campaign, or the baseline) is far from perfect.
 - :func:`validation_far_above_test`: the validation score beats the sealed-test score by more than chance.
@@ -20,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ..data import find_leaks
 from ..spec import TaskKind
 from ._gate import ScoreCI
 from ._metrics import predicted_labels
@@ -38,64 +38,15 @@ class Suspicion:
         return {"kind": self.kind, "reason": self.reason, **self.detail}
 
 
-def _numeric(col: pd.Series) -> np.ndarray | None:
-    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
-        values = col.to_numpy(dtype=float, na_value=np.nan)
-        return values if np.isfinite(values).all() else None
-    return None
+def leaky_features(X: pd.DataFrame, y: Any, *, task: TaskKind, max_unique_share: float = 0.5) -> list[Suspicion]:
+    """Columns of the training rows that give the target away (the rules of :func:`darkfab.data.find_leaks`).
 
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
-    if ra.std() == 0 or rb.std() == 0:
-        return 0.0
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def leaky_features(
-    X: pd.DataFrame, y: Any, *, task: TaskKind, max_unique_share: float = 0.5, min_rank_corr: float = 0.9999
-) -> list[Suspicion]:
-    """Columns of the training rows that give the target away. ``y``: the training labels (or values).
-
-    A column determines a class target when every one of its values goes with one class, there are at least
-    two values, and it is not an ID (distinct values at most ``max_unique_share`` of the rows). A numeric target
-    is leaked by a column equal to it or whose rank correlation with it reaches ``min_rank_corr``.
+    ``y``: the training labels (or values). Each finding names the feature, the rule and the figure.
     """
-    target = np.asarray(y)
-    n = len(target)
-    found: list[Suspicion] = []
-    if n < 2:
-        return found
-    yv = target.astype(float) if task == "regression" else None
-    one_class = task == "classification" and len(np.unique(target)) < 2
-    for name in X.columns:
-        col = X[name]
-        values = _numeric(col)
-        if values is not None and yv is not None:
-            if np.allclose(values, yv, equal_nan=False):
-                found.append(Suspicion("leaked_feature", f"feature {name!r} equals the target", {"feature": name}))
-                continue
-            rho = _spearman(values, yv)
-            if abs(rho) >= min_rank_corr:
-                found.append(
-                    Suspicion(
-                        "leaked_feature",
-                        f"feature {name!r} is a monotone function of the target (rank correlation {rho:.5f})",
-                        {"feature": name, "rank_correlation": rho},
-                    )
-                )
-            continue
-        if task != "classification":
-            continue
-        frame = pd.DataFrame({"x": col.astype(object).where(col.notna(), "\0missing").to_numpy(), "y": target})
-        distinct = frame["x"].nunique()
-        if distinct < 2 or distinct > max_unique_share * n or one_class:
-            continue
-        if (frame.groupby("x")["y"].nunique() == 1).all():
-            same = values is not None and np.array_equal(values, target.astype(float))
-            what = "equals the target" if same else "determines the target (each of its values goes with one class)"
-            found.append(Suspicion("leaked_feature", f"feature {name!r} {what}", {"feature": name}))
-    return found
+    return [
+        Suspicion("leaked_feature", leak.reason, {"feature": leak.feature, "rule": leak.rule, "figure": leak.figure})
+        for leak in find_leaks(X, y, task=task, max_unique_share=max_unique_share)
+    ]
 
 
 def _better(a: float, b: float, direction: Direction) -> float:

@@ -63,6 +63,11 @@ class DataSpec(_Model):
     group: str | None = Field(None, description="column whose groups fairness is measured across")
     time: str | None = Field(None, description="column that orders rows; makes the split time-ordered")
     exclude: list[str] = Field(default_factory=list, description="columns that are never features")
+    keep_leaky: list[str] = Field(
+        default_factory=list,
+        description="columns kept as features even though they give the target away (a leak found in the "
+        "training rows is dropped from training unless named here)",
+    )
     split: SplitSpec = Field(default_factory=SplitSpec)
 
 
@@ -364,6 +369,12 @@ class GateSpec(_Model):
     min_improvement: float = Field(0.0, ge=0.0, description="margin over the champion, in metric units")
     confidence: float = Field(0.9, gt=0.5, lt=1.0, description="bootstrap probability the margin holds")
     bootstrap: int = Field(1000, ge=100, le=100_000)
+    sealed_budget: int = Field(
+        20,
+        ge=1,
+        description="gate decisions one sealed test set may inform; past it the rows are split again with a "
+        "fresh seed, so no run of retrains selects for the same sealed rows",
+    )
 
 
 class DeploySpec(_Model):
