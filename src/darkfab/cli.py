@@ -418,6 +418,12 @@ def status(factory: FactoryArg = None, store: StoreOpt = None, as_json: JsonOpt 
         )
     else:
         out.print("champion: none yet")
+    if s.sealed:
+        out.print(
+            f"sealed test: sealed_uses: {s.sealed['sealed_uses']} of {s.sealed['sealed_budget']} "
+            f"(split seed {s.sealed['sealed_set']['split_seed']})",
+            highlight=False,
+        )
     for leak in s.leaks:
         out.print(
             f"leaked feature {leak.get('feature')!r}: {leak.get('rule')} ({leak.get('figure')}), "

@@ -26,6 +26,7 @@ from .execute import Executor, make_executor
 from .propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
 from .registry import Registry
 from .results import ChampionSummary, Progress, RunResult
+from .sealed import rotate_if_worn, sealed_set, with_current_split
 from .spec import Direction, FactorySpec, default_spec, load_spec, with_overrides
 from .store import CampaignRecord, ModelVersionRecord, Store, TrialRecord
 from .train import DarkfabModel, load_model, resolved_space
@@ -53,6 +54,7 @@ class FactoryStatus:
     store: str
     workers: list[dict[str, Any]]  # `darkfab worker` processes seen within a lease
     leaks: list[dict[str, Any]] = field(default_factory=list)  # the latest campaign's leaked columns, decided
+    sealed: dict[str, Any] | None = None  # the latest gate's sealed set: sealed_uses of sealed_budget
 
 
 class Factory:
@@ -115,6 +117,11 @@ class Factory:
         spaces = {t.name: resolved_space(t, data.task) for t in spec.trainers}
         store = self.store
         frec = store.ensure_factory(spec.name, spec.model_dump(mode="json"))
+        data = with_current_split(store, frec.id, spec, data)
+        last = store.latest_campaign(frec.id)
+        if last is None or last.status != "running" or last.data_fingerprint != data.fingerprint:
+            # before the campaign exists, so a `darkfab worker` that finds it already sees the new split
+            data = rotate_if_worn(store, factory_id=frec.id, spec=spec, data=data)
         campaign, resumed = self._campaign(store, frec.id, spec, data, trigger)
         if not resumed:
             _record_leaks(store, frec.id, campaign.id, data)
@@ -268,6 +275,12 @@ class Factory:
                         f"{spec.name!r} (fingerprint {data.fingerprint[:12]} vs "
                         f"{campaign.data_fingerprint[:12]}); fix: point data.source at the same rows"
                     )
+                split = with_current_split(store, campaign.factory_id, spec, data)
+                if split is not data:  # the sealed set was rotated: score on the coordinator's split
+                    data = split
+                    executor.close()
+                    executor = make_executor(spec.execution.backend, **executor_options(spec))
+                    executor.start(worker_payload(data, spec), workers=spec.execution.workers, limits=limits_of(spec))
                 loop = CampaignRun(
                     spec=spec,
                     store=store,
@@ -361,11 +374,17 @@ class Factory:
                 reason = "no feasible candidate in this campaign"
             else:
                 reason = "no completed candidate in this campaign"
+            wear = sealed_set(store, fid, spec, data)
+            worn = wear.summary(uses=wear.uses + 1) if feasible else wear.summary()  # flagging read it
             store.append_event(
-                kind="gate_verdict", reason=reason, factory_id=fid, campaign_id=campaign.id, data={"passed": False}
+                kind="gate_verdict",
+                reason=reason,
+                factory_id=fid,
+                campaign_id=campaign.id,
+                data={"passed": False, **(worn if feasible else {})},
             )
             champ = self._champion_summary(current, executor, data, metric, spec, promoted=False) if current else None
-            return {"passed": False, "reason": reason}, champ
+            return {"passed": False, "reason": reason, **worn}, champ
         cand, cand_bytes, cand_pred = picked
         champ_pred: np.ndarray | None = None
         beat: dict[str, Any]
@@ -405,6 +424,8 @@ class Factory:
             "candidate": _ci(verdict.candidate),
             "champion": _ci(verdict.champion) if verdict.champion else None,
         }
+        wear = sealed_set(store, fid, spec, data)
+        vjson.update(wear.summary(uses=wear.uses + 1))
         store.append_event(
             kind="gate_verdict",
             reason=verdict.reason,
@@ -435,7 +456,7 @@ class Factory:
             "target": data.target,
             "task": data.task,
             "packages": package_versions(),
-            "gate": {k: vjson[k] for k in ("reason", "delta", "p_better")},
+            "gate": {k: vjson[k] for k in ("reason", "delta", "p_better", "sealed_uses", "sealed_set")},
         }
         sealed = {"metric": metric, **_ci(verdict.candidate)}
         alias = "champion" if current is None or spec.deploy.mode == "direct" else "challenger"
@@ -581,6 +602,8 @@ class Factory:
         ]
         last = store.latest_campaign(f.id)
         leaks = [e.data for e in store.list_events(campaign_id=last.id, kinds=("leaked_feature",))] if last else []
+        gates = [e.data for e in store.list_events(factory_id=f.id, kinds=("gate_verdict",)) if "sealed_uses" in e.data]
+        sealed = {k: gates[-1][k] for k in ("sealed_uses", "sealed_budget", "sealed_set")} if gates else None
         return FactoryStatus(
             name=self.name,
             campaigns=campaigns,
@@ -589,6 +612,7 @@ class Factory:
             store=store.url,
             workers=workers,
             leaks=leaks,
+            sealed=sealed,
         )
 
     def trials(self) -> list[TrialRecord]:
