@@ -341,6 +341,9 @@ def _print_summary(r: RunResult, console: Console) -> None:
         lines.append(f"it beat {what}" + (f", which scored {b['score']:.4f}" if b.get("score") is not None else ""))
     if r.gate and not r.gate.get("passed"):
         lines.append(f"gate: {r.gate.get('reason')}")
+    for flag in (r.gate or {}).get("flagged", []):
+        kinds = ", ".join(x.get("kind", "?") for x in flag["suspicions"])
+        lines.append(f"kept out of the gate: trial {flag['trial']} ({kinds})")
     if r.gate and r.gate.get("sealed_uses") is not None:
         lines.append(f"sealed_uses: {r.gate['sealed_uses']} of {r.gate['sealed_budget']}")
     for leak in r.leaks:

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from .campaign import Budget, CampaignRun, default_owner, limits_of, predict_split, row_of, trial_view, worker_payload
-from .data import Dataset, check_features, load_dataset
+from .data import JITTER, Dataset, check_features, load_dataset
 from .errors import DarkfabError, DataError, IntegrityError, NotFoundError
-from .evaluate import RewardModel, compute_metrics, gate, score_with_ci, suspicions
+from .evaluate import RewardModel, Suspicion, compute_metrics, gate, memorization, score_with_ci, suspicions
 from .execute import Executor, make_executor
 from .propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
 from .registry import Registry
@@ -384,8 +384,8 @@ class Factory:
                 data={"passed": False, **(worn if feasible else {})},
             )
             champ = self._champion_summary(current, executor, data, metric, spec, promoted=False) if current else None
-            return {"passed": False, "reason": reason, **worn}, champ
-        cand, cand_bytes, cand_pred = picked
+            return {"passed": False, "reason": reason, **worn, "flagged": _flagged(store, campaign.id)}, champ
+        cand, cand_bytes, cand_pred, probe = picked
         champ_pred: np.ndarray | None = None
         beat: dict[str, Any]
         if current is not None:
@@ -423,6 +423,8 @@ class Factory:
             "beat": beat if verdict.passed else None,
             "candidate": _ci(verdict.candidate),
             "champion": _ci(verdict.champion) if verdict.champion else None,
+            "memorization": probe,
+            "flagged": _flagged(store, campaign.id),
         }
         wear = sealed_set(store, fid, spec, data)
         vjson.update(wear.summary(uses=wear.uses + 1))
@@ -492,8 +494,9 @@ class Factory:
         data: Dataset,
         metric: str,
         candidates: list[TrialRecord],
-    ) -> tuple[TrialRecord, bytes, np.ndarray] | None:
-        """The best candidate that raises no suspicion (leak, exploit, validation far above the sealed test).
+    ) -> tuple[TrialRecord, bytes, np.ndarray, dict[str, Any]] | None:
+        """The best candidate that raises no suspicion (leak, exploit, validation far above the sealed test,
+        memorization of the sealed rows), with its memorization probe's figures.
 
         A flagged candidate is kept out of the gate with the reason on record, and the next one is tried.
         """
@@ -527,8 +530,11 @@ class Factory:
                 test=ci,
                 reference_score=reference,
             )
+            probe = self._memorization_probe(executor, blob, data, metric, direction, float(ci.score))
+            if probe.get("suspicion") is not None:
+                found.append(probe["suspicion"])
             if not found:
-                return cand, blob, test_pred
+                return cand, blob, test_pred, probe["figures"]
             store.append_event(
                 kind="candidate_flagged",
                 reason="; ".join(f.reason for f in found),
@@ -538,6 +544,36 @@ class Factory:
                 data={"suspicions": [f.as_json() for f in found]},
             )
         return None
+
+    @staticmethod
+    def _memorization_probe(
+        executor: Executor, blob: bytes, data: Dataset, metric: str, direction: Direction, sealed_score: float
+    ) -> dict[str, Any]:
+        """The candidate scored on jittered copies of the sealed rows: ``figures`` and a ``suspicion`` or None."""
+        try:
+            copies = predict_split(executor, blob, "test_perturbed")
+        except (RuntimeError, TimeoutError) as err:  # a model that cannot score the copies is not trusted either
+            reason = f"could not be scored on perturbed copies of the sealed rows: {err}"
+            return {"figures": {"error": reason}, "suspicion": Suspicion("memorization", reason, {})}
+        n = data.n_classes
+        perturbed = compute_metrics(data.task, data.y_test, copies, n_classes=n).get(metric)
+        base = compute_metrics(data.task, data.y_test, data.baseline_predictions(len(data.y_test)), n_classes=n)
+        if perturbed is None or base.get(metric) is None:
+            return {"figures": {}, "suspicion": None}
+        found = memorization(
+            sealed_score=sealed_score,
+            perturbed_score=float(perturbed),
+            baseline_score=float(base[metric]),
+            direction=direction,
+        )
+        figures = {
+            "sealed_score": sealed_score,
+            "perturbed_score": float(perturbed),
+            "baseline_score": float(base[metric]),
+            "jitter": JITTER,
+            "flagged": found is not None,
+        }
+        return {"figures": figures, "suspicion": found}
 
     def _champion_summary(
         self,
@@ -644,6 +680,14 @@ class Factory:
             for i, cls in enumerate(model.classes):
                 out[f"proba_{cls}"] = proba[:, i]
         return out
+
+
+def _flagged(store: Store, campaign_id: int) -> list[dict[str, Any]]:
+    """The candidates this campaign's gate kept out, with each suspicion and its figures."""
+    return [
+        {"trial": e.trial_id, "suspicions": e.data.get("suspicions", [])}
+        for e in store.list_events(campaign_id=campaign_id, kinds=("candidate_flagged",))
+    ]
 
 
 def _record_leaks(store: Store, factory_id: int, campaign_id: int, data: Dataset) -> None:

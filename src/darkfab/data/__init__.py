@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from ._dataset import Dataset, check_features, feature_type, fingerprint, infer_task, load_dataset
 from ._leaks import Leak, find_leaks
+from ._perturb import JITTER, jittered
 from ._sources import SKLEARN_SETS, read_source, read_table
 
 __all__ = [
+    "JITTER",
     "SKLEARN_SETS",
     "Dataset",
     "Leak",
@@ -15,6 +17,7 @@ __all__ = [
     "find_leaks",
     "fingerprint",
     "infer_task",
+    "jittered",
     "load_dataset",
     "read_source",
     "read_table",

@@ -26,6 +26,7 @@ from ._reward import DEFAULT_REFERENCES, MISSING_PENALTY, Evaluation, RewardMode
 from ._suspicion import (
     Suspicion,
     leaky_features,
+    memorization,
     suspicions,
     too_good_on_validation,
     validation_far_above_test,
@@ -49,6 +50,7 @@ __all__ = [
     "encode_groups",
     "gate",
     "leaky_features",
+    "memorization",
     "predicted_labels",
     "score_with_ci",
     "suspicions",

@@ -28,6 +28,7 @@ class WorkerPayload:
     threads: int = 1
     latency_rows: int = 20
     classes: tuple[Any, ...] = ()  # original labels, for the registered model to decode with
+    X_test_perturbed: pd.DataFrame | None = None  # lightly jittered sealed rows, for the memorization probe
 
 
 @dataclass(frozen=True)
@@ -55,4 +56,4 @@ class TrialOutput:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-Split = Literal["valid", "test"]
+Split = Literal["valid", "test", "test_perturbed"]  # test_perturbed: the memorization probe's copies
