@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import pytest
 
@@ -70,3 +71,46 @@ def test_a_time_ordered_sealed_set_past_its_budget_asks_for_newer_rows(cli, tmp_
     worn = _events(tmp_path, "sealed_set_worn")
     assert len(worn) == 1 and "newer labelled rows" in worn[0][0]
     assert _events(tmp_path, "sealed_set_rotated") == []
+
+
+PROBE = """\
+import hashlib
+import sys
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+
+def train(X, y, X_valid, params, report):
+    print("rows", hashlib.sha1(np.ascontiguousarray(X).tobytes()).hexdigest()[:12], file=sys.stderr)
+    return LogisticRegression(C=params["C"], max_iter=500).fit(X, y)
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_started_before_a_rotation_trains_on_the_new_split(cli, tmp_path):
+    (tmp_path / "probe.py").write_text(PROBE)  # says which training rows it was given
+    (tmp_path / "factory.yaml").write_text(
+        "name: rot\ndata: {source: sklearn:breast_cancer}\nobjective: {metric: accuracy}\n"
+        "trainers: [{name: probe, script: probe.py, space: {C: {low: 0.1, high: 10.0, log: true}}}]\n"
+        "search: {proposer: random, pruner: none}\nbudget: {trials: 10}\n"
+        "execution: {workers: 1, lease: 4s, latency_rows: 2}\ngate: {bootstrap: 200, sealed_budget: 1}\n"
+    )
+    cli.json("run", "factory.yaml", "--trials", "1")
+    worker = cli.popen("worker", "factory.yaml", "--wait", "60s")  # loads the data before the rotation
+    try:
+        deadline = time.monotonic() + 60
+        while not cli.json("status")["workers"] and time.monotonic() < deadline:
+            time.sleep(0.5)  # the coordinator queues for the workers it has seen announce themselves
+        cli.json("run", "factory.yaml")
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=60)
+    assert len(_events(tmp_path, "sealed_set_rotated")) == 1
+    with sqlite3.connect(tmp_path / ".darkfab" / "darkfab.db") as con:
+        rows = con.execute("SELECT campaign_id, worker, log_tail FROM trials WHERE state = 'completed'").fetchall()
+    first = {tail for campaign, _, tail in rows if campaign == 1}
+    second = {tail for campaign, _, tail in rows if campaign == 2}
+    by_worker = {tail for campaign, who, tail in rows if campaign == 2 and who.startswith("worker@")}
+    assert by_worker, rows  # the worker took part
+    assert len(second) == 1 and second != first and by_worker == second
