@@ -21,7 +21,7 @@ import pandas as pd
 from .campaign import Budget, CampaignRun, default_owner, limits_of, predict_split, row_of, trial_view, worker_payload
 from .data import JITTER, Dataset, check_features, load_dataset
 from .errors import DarkfabError, DataError, IntegrityError, NotFoundError
-from .evaluate import RewardModel, Suspicion, compute_metrics, gate, memorization, score_with_ci, suspicions
+from .evaluate import RewardModel, ScoreCI, Suspicion, compute_metrics, gate, memorization, score_with_ci, suspicions
 from .execute import Executor, make_executor
 from .propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
 from .registry import Registry
@@ -530,7 +530,7 @@ class Factory:
                 test=ci,
                 reference_score=reference,
             )
-            probe = self._memorization_probe(executor, blob, data, metric, direction, float(ci.score))
+            probe = self._memorization_probe(executor, blob, data, metric, direction, ci)
             if probe.get("suspicion") is not None:
                 found.append(probe["suspicion"])
             if not found:
@@ -547,7 +547,7 @@ class Factory:
 
     @staticmethod
     def _memorization_probe(
-        executor: Executor, blob: bytes, data: Dataset, metric: str, direction: Direction, sealed_score: float
+        executor: Executor, blob: bytes, data: Dataset, metric: str, direction: Direction, sealed: ScoreCI
     ) -> dict[str, Any]:
         """The candidate scored on jittered copies of the sealed rows: ``figures`` and a ``suspicion`` or None."""
         try:
@@ -561,13 +561,14 @@ class Factory:
         if perturbed is None or base.get(metric) is None:
             return {"figures": {}, "suspicion": None}
         found = memorization(
-            sealed_score=sealed_score,
+            sealed_score=float(sealed.score),
             perturbed_score=float(perturbed),
             baseline_score=float(base[metric]),
             direction=direction,
+            noise=float(sealed.high - sealed.low),
         )
         figures = {
-            "sealed_score": sealed_score,
+            "sealed_score": float(sealed.score),
             "perturbed_score": float(perturbed),
             "baseline_score": float(base[metric]),
             "jitter": JITTER,

@@ -102,3 +102,6 @@ def test_a_lead_that_vanishes_on_perturbed_copies_is_memorization() -> None:
     assert memorization(sealed_score=0.96, perturbed_score=0.95, baseline_score=0.63, direction="maximize") is None
     assert memorization(sealed_score=0.6, perturbed_score=0.5, baseline_score=0.63, direction="maximize") is None
     assert memorization(sealed_score=0.1, perturbed_score=0.9, baseline_score=1.0, direction="minimize") is not None
+    few_rows = {"sealed_score": 1.0, "perturbed_score": 0.75, "baseline_score": 0.5, "direction": "maximize"}
+    assert memorization(**few_rows) is not None
+    assert memorization(**few_rows, noise=0.5) is None  # one of four sealed rows flipping is within the noise

@@ -135,13 +135,15 @@ def memorization(
     direction: Direction,
     max_share: float = 0.5,
     min_drop: float = 0.01,
+    noise: float = 0.0,
 ) -> Suspicion | None:
     """The candidate's lead over the baseline on the sealed rows mostly vanishes on jittered copies of them.
 
     ``sealed_score``/``perturbed_score``: the metric on the sealed rows and on copies with numeric columns
     jittered by a small share of their spread (see :func:`darkfab.data.jittered`). Flagged when the drop is at
-    least ``max_share`` of the lead over ``baseline_score`` and above ``min_drop`` (metric units, relative when
-    the score's magnitude is above 1). Honest built-in trainers lose at most about 6% of their lead on the
+    least ``max_share`` of the lead over ``baseline_score`` and above both ``min_drop`` (metric units, relative
+    when the score's magnitude is above 1) and ``noise`` (the width of the sealed score's bootstrap interval, so
+    one row flipping on a handful of sealed rows is not mistaken for memorization). Honest built-in trainers lose at most about 6% of their lead on the
     bundled data sets at 5% jitter (one row of iris's 30 sealed rows); a model that looks rows up by their exact
     values loses all of it.
     """
@@ -155,8 +157,9 @@ def memorization(
         "drop": drop,
         "share_of_lead_lost": share,
         "allowed_share": max_share,
+        "noise": noise,
     }
-    if lead <= 0 or share < max_share or drop <= min_drop * max(1.0, abs(sealed_score)):
+    if lead <= 0 or share < max_share or drop <= max(min_drop * max(1.0, abs(sealed_score)), noise):
         return None
     return Suspicion(
         "memorization",
