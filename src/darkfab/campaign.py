@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import Dataset
+from .data import Dataset, jittered
 from .errors import StoreError
 from .evaluate import Evaluation, RewardModel, compute_metrics
 from .execute import Executor, JobDone, JobReport, Limits, PredictJob, TrainJob
@@ -723,6 +723,7 @@ def worker_payload(data: Dataset, spec: FactorySpec) -> WorkerPayload:
         latency_rows=spec.execution.latency_rows,
         classes=data.classes,
         private_paths=private_paths(spec),
+        X_test_perturbed=jittered(data.X_test, data.X_train, seed=spec.search.seed),
     )
 
 

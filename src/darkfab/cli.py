@@ -366,6 +366,13 @@ def _print_summary(r: RunResult, console: Console) -> None:
         lines.append(f"it beat {what}" + (f", which scored {b['score']:.4f}" if b.get("score") is not None else ""))
     if r.gate and not r.gate.get("passed"):
         lines.append(f"gate: {r.gate.get('reason')}")
+    for flag in (r.gate or {}).get("flagged", []):
+        kinds = ", ".join(x.get("kind", "?") for x in flag["suspicions"])
+        lines.append(f"kept out of the gate: trial {flag['trial']} ({kinds})")
+    if r.gate and r.gate.get("sealed_uses") is not None:
+        lines.append(f"sealed_uses: {r.gate['sealed_uses']} of {r.gate['sealed_budget']}")
+    for leak in r.leaks:
+        lines.append(f"leaked feature {leak['feature']!r} {leak['action']}: {leak['reason']} ({leak['rule']})")
     t = r.trials
     spent = r.budget["spent"]
     lines.append(
@@ -439,6 +446,18 @@ def status(factory: FactoryArg = None, store: StoreOpt = None, as_json: JsonOpt 
         )
     else:
         out.print("champion: none yet")
+    if s.sealed:
+        out.print(
+            f"sealed test: sealed_uses: {s.sealed['sealed_uses']} of {s.sealed['sealed_budget']} "
+            f"(split seed {s.sealed['sealed_set']['split_seed']})",
+            highlight=False,
+        )
+    for leak in s.leaks:
+        out.print(
+            f"leaked feature {leak.get('feature')!r}: {leak.get('rule')} ({leak.get('figure')}), "
+            f"{leak.get('action', 'recorded')}",
+            highlight=False,
+        )
     if s.workers:
         slots = sum(w["slots"] for w in s.workers)
         names = ", ".join(w["owner"] for w in s.workers)

@@ -11,7 +11,7 @@ import math
 import platform
 import time as _clock
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,15 +20,17 @@ import numpy as np
 import pandas as pd
 
 from .campaign import Budget, CampaignRun, default_owner, limits_of, predict_split, row_of, trial_view, worker_payload
-from .data import Dataset, check_rows, load_dataset
+from .data import JITTER, Dataset, check_rows, load_dataset
 from .errors import DarkfabError, DataError, IntegrityError, NotFoundError
 from .evaluate import (
     CustomMetric,
     RewardModel,
+    ScoreCI,
+    Suspicion,
     compute_metrics,
     gate,
-    leaky_features,
     load_custom_metrics,
+    memorization,
     score_with_ci,
     suspicions,
 )
@@ -36,6 +38,7 @@ from .execute import Executor, make_executor
 from .propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
 from .registry import Registry
 from .results import ChampionSummary, Leaderboard, Progress, RunResult
+from .sealed import rotate_if_worn, sealed_set, with_current_split
 from .spec import Direction, FactorySpec, default_spec, fit_to_data, load_spec, with_overrides
 from .store import CampaignRecord, ModelVersionRecord, Store, TrialRecord
 from .train import DarkfabModel, EnsembleModel, can_refit, load_model, portfolio_configs, refit, resolved_space
@@ -66,6 +69,8 @@ class FactoryStatus:
     trials: dict[str, int]
     store: str
     workers: list[dict[str, Any]]  # `darkfab worker` processes seen within a lease
+    leaks: list[dict[str, Any]] = field(default_factory=list)  # the latest campaign's leaked columns, decided
+    sealed: dict[str, Any] | None = None  # the latest gate's sealed set: sealed_uses of sealed_budget
 
 
 class Factory:
@@ -129,16 +134,14 @@ class Factory:
         spaces = {t.name: resolved_space(t, data.task) for t in spec.trainers}
         store = self.store
         frec = store.ensure_factory(spec.name, spec.model_dump(mode="json"))
+        data = with_current_split(store, frec.id, spec, data)
+        last = store.latest_campaign(frec.id)
+        if last is None or last.status != "running" or last.data_fingerprint != data.fingerprint:
+            # before the campaign exists, so a `darkfab worker` that finds it already sees the new split
+            data = rotate_if_worn(store, factory_id=frec.id, spec=spec, data=data)
         campaign, resumed = self._campaign(store, frec.id, spec, data, trigger)
         if not resumed:
-            for leak in leaky_features(data.X_train, data.y_train, task=data.task):
-                store.append_event(
-                    kind="leaked_feature",
-                    reason=leak.reason,
-                    factory_id=frec.id,
-                    campaign_id=campaign.id,
-                    data=leak.as_json(),
-                )
+            _record_leaks(store, frec.id, campaign.id, data)
         history = [t for t in store.list_trials(factory_id=frec.id) if t.state in ("completed", "failed", "pruned")]
         objectives = tuple(spec.search.objectives) or (metric,)
         directions = tuple(_direction(spec, data, m) for m in objectives)
@@ -228,6 +231,7 @@ class Factory:
             store=store.url,
             leaderboard=[r.__dict__ for r in board[:10]],
             stopped_because=stopped,
+            leaks=[leak.as_json() for leak in data.leaks],
         )
         store.finish_campaign(
             campaign.id,
@@ -293,6 +297,12 @@ class Factory:
                         f"{spec.name!r} (fingerprint {data.fingerprint[:12]} vs "
                         f"{campaign.data_fingerprint[:12]}); fix: point data.source at the same rows"
                     )
+                split = with_current_split(store, campaign.factory_id, spec, data)
+                if split is not data:  # the sealed set was rotated: score on the coordinator's split
+                    data = split
+                    executor.close()
+                    executor = make_executor(spec.execution.backend, **executor_options(spec))
+                    executor.start(worker_payload(data, spec), workers=spec.execution.workers, limits=limits_of(spec))
                 loop = CampaignRun(
                     spec=spec,
                     store=store,
@@ -386,12 +396,18 @@ class Factory:
                 reason = "no feasible candidate in this campaign"
             else:
                 reason = "no completed candidate in this campaign"
+            wear = sealed_set(store, fid, spec, data)
+            worn = wear.summary(uses=wear.uses + 1) if feasible else wear.summary()  # flagging read it
             store.append_event(
-                kind="gate_verdict", reason=reason, factory_id=fid, campaign_id=campaign.id, data={"passed": False}
+                kind="gate_verdict",
+                reason=reason,
+                factory_id=fid,
+                campaign_id=campaign.id,
+                data={"passed": False, **(worn if feasible else {})},
             )
             champ = self._champion_summary(current, executor, data, metric, spec, promoted=False) if current else None
-            return {"passed": False, "reason": reason}, champ
-        cand, cand_bytes, cand_pred = picked
+            return {"passed": False, "reason": reason, **worn, "flagged": _flagged(store, campaign.id)}, champ
+        cand, cand_bytes, cand_pred, probe = picked
         champ_pred: np.ndarray | None = None
         beat: dict[str, Any]
         if current is not None:
@@ -434,7 +450,11 @@ class Factory:
             "beat": beat if verdict.passed else None,
             "candidate": _ci(verdict.candidate),
             "champion": _ci(verdict.champion) if verdict.champion else None,
+            "memorization": probe,
+            "flagged": _flagged(store, campaign.id),
         }
+        wear = sealed_set(store, fid, spec, data)
+        vjson.update(wear.summary(uses=wear.uses + 1))
         store.append_event(
             kind="gate_verdict",
             reason=verdict.reason,
@@ -465,7 +485,7 @@ class Factory:
             "target": data.target,
             "task": data.task,
             "packages": package_versions(),
-            "gate": {k: vjson[k] for k in ("reason", "delta", "p_better")},
+            "gate": {k: vjson[k] for k in ("reason", "delta", "p_better", "sealed_uses", "sealed_set")},
         }
         sealed = {"metric": metric, **_ci(verdict.candidate)}
         model_bytes, refit_info = self._refit(spec, data, cand, cand_bytes)
@@ -571,8 +591,9 @@ class Factory:
         data: Dataset,
         metric: str,
         candidates: list[TrialRecord],
-    ) -> tuple[TrialRecord, bytes, np.ndarray] | None:
-        """The best candidate that raises no suspicion (leak, exploit, validation far above the sealed test).
+    ) -> tuple[TrialRecord, bytes, np.ndarray, dict[str, Any]] | None:
+        """The best candidate that raises no suspicion (leak, exploit, validation far above the sealed test,
+        memorization of the sealed rows), with its memorization probe's figures.
 
         A flagged candidate is kept out of the gate with the reason on record, and the next one is tried.
         """
@@ -614,8 +635,11 @@ class Factory:
                 test=ci,
                 reference_score=reference,
             )
+            probe = self._memorization_probe(executor, blob, data, metric, direction, ci)
+            if probe.get("suspicion") is not None:
+                found.append(probe["suspicion"])
             if not found:
-                return cand, blob, test_pred
+                return cand, blob, test_pred, probe["figures"]
             store.append_event(
                 kind="candidate_flagged",
                 reason="; ".join(f.reason for f in found),
@@ -625,6 +649,37 @@ class Factory:
                 data={"suspicions": [f.as_json() for f in found]},
             )
         return None
+
+    @staticmethod
+    def _memorization_probe(
+        executor: Executor, blob: bytes, data: Dataset, metric: str, direction: Direction, sealed: ScoreCI
+    ) -> dict[str, Any]:
+        """The candidate scored on jittered copies of the sealed rows: ``figures`` and a ``suspicion`` or None."""
+        try:
+            copies = predict_split(executor, blob, "test_perturbed")
+        except (RuntimeError, TimeoutError) as err:  # a model that cannot score the copies is not trusted either
+            reason = f"could not be scored on perturbed copies of the sealed rows: {err}"
+            return {"figures": {"error": reason}, "suspicion": Suspicion("memorization", reason, {})}
+        n = data.n_classes
+        perturbed = compute_metrics(data.task, data.y_test, copies, n_classes=n).get(metric)
+        base = compute_metrics(data.task, data.y_test, data.baseline_predictions(len(data.y_test)), n_classes=n)
+        if perturbed is None or base.get(metric) is None:
+            return {"figures": {}, "suspicion": None}
+        found = memorization(
+            sealed_score=float(sealed.score),
+            perturbed_score=float(perturbed),
+            baseline_score=float(base[metric]),
+            direction=direction,
+            noise=float(sealed.high - sealed.low),
+        )
+        figures = {
+            "sealed_score": float(sealed.score),
+            "perturbed_score": float(perturbed),
+            "baseline_score": float(base[metric]),
+            "jitter": JITTER,
+            "flagged": found is not None,
+        }
+        return {"figures": figures, "suspicion": found}
 
     def _champion_summary(
         self,
@@ -694,8 +749,19 @@ class Factory:
             {"owner": w.owner, "slots": w.slots, "started_at": str(w.started_at), "seen_at": str(w.seen_at)}
             for w in store.list_workers(self.name, within_s=self.spec.execution.lease)
         ]
+        last = store.latest_campaign(f.id)
+        leaks = [e.data for e in store.list_events(campaign_id=last.id, kinds=("leaked_feature",))] if last else []
+        gates = [e.data for e in store.list_events(factory_id=f.id, kinds=("gate_verdict",)) if "sealed_uses" in e.data]
+        sealed = {k: gates[-1][k] for k in ("sealed_uses", "sealed_budget", "sealed_set")} if gates else None
         return FactoryStatus(
-            name=self.name, campaigns=campaigns, champion=champion, trials=totals, store=store.url, workers=workers
+            name=self.name,
+            campaigns=campaigns,
+            champion=champion,
+            trials=totals,
+            store=store.url,
+            workers=workers,
+            leaks=leaks,
+            sealed=sealed,
         )
 
     def trials(self) -> list[TrialRecord]:
@@ -747,6 +813,31 @@ class Factory:
             for i, cls in enumerate(model.classes):
                 out[f"proba_{cls}"] = proba[:, i]
         return out
+
+
+def _flagged(store: Store, campaign_id: int) -> list[dict[str, Any]]:
+    """The candidates this campaign's gate kept out, with each suspicion and its figures."""
+    return [
+        {"trial": e.trial_id, "suspicions": e.data.get("suspicions", [])}
+        for e in store.list_events(campaign_id=campaign_id, kinds=("candidate_flagged",))
+    ]
+
+
+def _record_leaks(store: Store, factory_id: int, campaign_id: int, data: Dataset) -> None:
+    """One ``leaked_feature`` event per column that gives the target away: the rule, the figure, the decision."""
+    for leak in data.leaks:
+        decision = (
+            "kept as a feature because data.keep_leaky names it"
+            if leak.kept
+            else f"dropped from training (keep it on purpose with `data.keep_leaky: [{leak.feature}]`)"
+        )
+        store.append_event(
+            kind="leaked_feature",
+            reason=f"{leak.reason}; {decision}",
+            factory_id=factory_id,
+            campaign_id=campaign_id,
+            data=leak.as_json(),
+        )
 
 
 def _target_name(factory: Factory, version: int | str) -> str:

@@ -8,6 +8,7 @@ import pandas as pd
 from darkfab.evaluate import (
     ScoreCI,
     leaky_features,
+    memorization,
     suspicions,
     too_good_on_validation,
     validation_far_above_test,
@@ -53,10 +54,15 @@ def test_perfect_validation_is_flagged_only_when_the_reference_cannot_explain_it
     )
     assert easy is None
     wrong = perfect.copy()
-    wrong[0] = np.roll(wrong[0], 1)
+    wrong[0] = np.roll(wrong[0], 1)  # one row answered wrong on purpose does not hide it
+    one_off = too_good_on_validation(
+        task="classification", y_valid=y, predictions=wrong, score=0.99, reference_score=0.5, direction="maximize"
+    )
+    assert one_off is not None and one_off.kind == "too_good_on_validation"
+    wrong[:10] = np.roll(wrong[:10], 1, axis=1)  # ten rows of a hundred wrong: an honest kind of good
     assert (
         too_good_on_validation(
-            task="classification", y_valid=y, predictions=wrong, score=0.99, reference_score=0.5, direction="maximize"
+            task="classification", y_valid=y, predictions=wrong, score=0.9, reference_score=0.5, direction="maximize"
         )
         is None
     )
@@ -87,3 +93,15 @@ def test_suspicions_gathers_the_candidate_checks() -> None:
     )
     assert [s.kind for s in found] == ["too_good_on_validation", "validation_far_above_test"]
     assert all(s.as_json()["reason"] for s in found)
+
+
+def test_a_lead_that_vanishes_on_perturbed_copies_is_memorization() -> None:
+    lookup = memorization(sealed_score=1.0, perturbed_score=0.64, baseline_score=0.63, direction="maximize")
+    assert lookup is not None and lookup.kind == "memorization"
+    assert lookup.detail["share_of_lead_lost"] > 0.9 and "perturbed copies" in lookup.reason
+    assert memorization(sealed_score=0.96, perturbed_score=0.95, baseline_score=0.63, direction="maximize") is None
+    assert memorization(sealed_score=0.6, perturbed_score=0.5, baseline_score=0.63, direction="maximize") is None
+    assert memorization(sealed_score=0.1, perturbed_score=0.9, baseline_score=1.0, direction="minimize") is not None
+    few_rows = {"sealed_score": 1.0, "perturbed_score": 0.75, "baseline_score": 0.5, "direction": "maximize"}
+    assert memorization(**few_rows) is not None
+    assert memorization(**few_rows, noise=0.5) is None  # one of four sealed rows flipping is within the noise

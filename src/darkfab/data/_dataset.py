@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..errors import DataError
 from ..spec import FactorySpec, TaskKind
+from ._leaks import Leak, find_leaks
 from ._rows import refuse_duplicates
 from ._sources import read_source
 
@@ -37,6 +38,8 @@ class Dataset:
     groups_test: np.ndarray | None
     fingerprint: str
     notes: tuple[str, ...] = field(default=())
+    leaks: tuple[Leak, ...] = field(default=())  # found on the training rows; dropped unless kept
+    split_seed: int = 0  # the seed the rows were split with (the sealed set is fingerprint + this seed)
 
     @property
     def n_classes(self) -> int:
@@ -100,8 +103,12 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def load_dataset(spec: FactorySpec) -> Dataset:
-    """Read, check and split the data a factory declares. Raises DataError naming the problem and the fix."""
+def load_dataset(spec: FactorySpec, *, split_seed: int | None = None) -> Dataset:
+    """Read, check and split the data a factory declares. Raises DataError naming the problem and the fix.
+
+    Columns that give the target away on the training rows are dropped (``data.keep_leaky`` keeps them);
+    ``split_seed`` replaces ``data.split.seed`` (a sealed set worn out by the gate is split afresh).
+    """
     d = spec.data
     frame = read_source(d.source, d.query)
     refuse_duplicates(frame.columns, d.source)  # a SQL query may select one name twice
@@ -116,6 +123,8 @@ def load_dataset(spec: FactorySpec) -> Dataset:
     _check_column(frame, d.time, "data.time")
     for i, col in enumerate(d.exclude):
         _check_column(frame, col, f"data.exclude[{i}]")
+    for i, col in enumerate(d.keep_leaky):
+        _check_column(frame, col, f"data.keep_leaky[{i}]")
     if len(frame) < MIN_ROWS:
         raise DataError(
             f"{d.source}: {len(frame)} rows is too few to split into training, validation "
@@ -164,9 +173,22 @@ def load_dataset(spec: FactorySpec) -> Dataset:
             "the data has no feature columns left after removing the target, time and excluded "
             "columns; fix: keep at least one feature"
         )
+    seed = spec.data.split.seed if split_seed is None else split_seed
+    train_idx, valid_idx, test_idx = _split(frame, y_all, task, spec, seed)
+    leaks = tuple(
+        Leak(leak.feature, leak.rule, leak.figure, leak.reason, kept=leak.feature in d.keep_leaky)
+        for leak in find_leaks(frame[features].iloc[train_idx], y_all[train_idx], task=task)
+    )
+    dropped = {leak.feature for leak in leaks if not leak.kept}
+    if dropped and dropped == set(features):
+        shown = ", ".join(map(repr, sorted(dropped)))
+        raise DataError(
+            f"every feature gives the target away on the training rows ({shown}), so none is left to learn "
+            f"from; fix: give honest features, or keep one on purpose with `data.keep_leaky: [{sorted(dropped)[0]}]`"
+        )
+    features = [c for c in features if c not in dropped]
     X = frame[features]
     ftypes = {c: feature_type(X[c]) for c in features}
-    train_idx, valid_idx, test_idx = _split(frame, y_all, task, spec)
     groups = frame[d.group].to_numpy() if d.group else None
     return Dataset(
         task=task,
@@ -184,6 +206,8 @@ def load_dataset(spec: FactorySpec) -> Dataset:
         groups_test=None if groups is None else groups[test_idx],
         fingerprint=fingerprint(frame),
         notes=tuple(notes),
+        leaks=leaks,
+        split_seed=seed,
     )
 
 
@@ -196,7 +220,7 @@ def _is_number(v: Any) -> bool:
 
 
 def _split(
-    frame: pd.DataFrame, y: np.ndarray, task: TaskKind, spec: FactorySpec
+    frame: pd.DataFrame, y: np.ndarray, task: TaskKind, spec: FactorySpec, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     s = spec.data.split
     n = len(frame)
@@ -205,7 +229,7 @@ def _split(
     if spec.data.time:
         order = np.argsort(frame[spec.data.time].to_numpy(), kind="stable")
         return order[: n - n_test - n_valid], order[n - n_test - n_valid : n - n_test], order[n - n_test :]
-    rng = np.random.default_rng(s.seed)
+    rng = np.random.default_rng(seed)
     if task == "classification" and np.bincount(y).min() >= 3:
         return _stratified(y, n_valid, n_test, rng)
     perm = rng.permutation(n)

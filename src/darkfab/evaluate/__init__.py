@@ -38,6 +38,7 @@ from ._reward import DEFAULT_REFERENCES, MISSING_PENALTY, Evaluation, RewardMode
 from ._suspicion import (
     Suspicion,
     leaky_features,
+    memorization,
     suspicions,
     too_good_on_validation,
     validation_far_above_test,
@@ -71,6 +72,7 @@ __all__ = [
     "kendall_tau",
     "leaky_features",
     "load_custom_metrics",
+    "memorization",
     "predicted_labels",
     "score_with_ci",
     "suspicions",

@@ -431,7 +431,8 @@ def sandboxed_trial(
     script = str(getattr(request.trainer, "script", "") or "")
     _, source, diff = ScriptTrainer(request.trainer.name, script).patched(request.params)
     p = state.payload
-    training = replace(p, X_test=p.X_test.iloc[:0], latency_rows=0, private_paths=())
+    # the training process holds training rows and validation features only: no sealed rows, nor their copies
+    training = replace(p, X_test=p.X_test.iloc[:0], X_test_perturbed=None, latency_rows=0, private_paths=())
     with Sandboxed(level, extra_read=(script,), private=p.private_paths, threads=p.threads) as box:
         t0 = time.perf_counter()
         box.send(("train", training, request))
@@ -453,7 +454,11 @@ def sandboxed_trial(
 def sandboxed_predict(state: WorkerState, artifact: bytes, split: str) -> np.ndarray:
     """The gate's predictions of a script model, from a fresh judge that holds only the split's rows."""
     p = state.payload
-    return judge(state, artifact, p.X_test if split == "test" else p.X_valid)[0]
+    frames = {"test": p.X_test, "valid": p.X_valid, "test_perturbed": p.X_test_perturbed}
+    rows = frames.get(split)
+    if rows is None:
+        raise SandboxError(f"no {split!r} rows to predict in this worker; splits: valid, test, test_perturbed")
+    return judge(state, artifact, rows)[0]
 
 
 __all__ = [

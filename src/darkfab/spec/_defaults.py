@@ -61,6 +61,7 @@ data:
   # group: sex                   # fairness is measured across this column's groups
   # time: date                   # order rows by this column: the newest rows become the sealed test
   # exclude: [id]                # columns that are never features
+  # keep_leaky: [refund_date]    # keep a column that gives the target away (dropped by default)
   split: {valid: 0.2, test: 0.2, seed: 0}
 
 # task: classification           # or regression; inferred from the target when absent
@@ -102,6 +103,7 @@ execution:
 gate:
   min_improvement: 0.0           # margin over the champion on the sealed test
   confidence: 0.9                # bootstrap probability that the margin holds
+  # sealed_budget: 20            # gate decisions per sealed test set; then the rows are split afresh
 
 deploy:                          # how a gate winner reaches traffic once a champion is served
   mode: direct                   # direct: it becomes champion; canary or shadow: challenger first

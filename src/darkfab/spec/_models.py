@@ -64,6 +64,11 @@ class DataSpec(_Model):
     group: str | None = Field(None, description="column whose groups fairness is measured across")
     time: str | None = Field(None, description="column that orders rows; makes the split time-ordered")
     exclude: list[str] = Field(default_factory=list, description="columns that are never features")
+    keep_leaky: list[str] = Field(
+        default_factory=list,
+        description="columns kept as features even though they give the target away (a leak found in the "
+        "training rows is dropped from training unless named here)",
+    )
     split: SplitSpec = Field(default_factory=SplitSpec)
 
 
@@ -432,6 +437,12 @@ class GateSpec(_Model):
         "train+valid+test",
         description="after the gate picks a winner, its configuration is refit on these rows before it is "
         "registered (the sealed rows only after the gate has used them); none: register the gated model itself",
+    )
+    sealed_budget: int = Field(
+        20,
+        ge=1,
+        description="gate decisions one sealed test set may inform; past it the rows are split again with a "
+        "fresh seed, so no run of retrains selects for the same sealed rows",
     )
 
 

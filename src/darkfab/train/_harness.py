@@ -165,5 +165,9 @@ def _out_of_fold(
 def predict(state: WorkerState, artifact: bytes, split: Split = "test") -> np.ndarray:
     """Predictions of a stored model on one split's features (the factory scores them)."""
     model = load_model(artifact)
-    frame = state.payload.X_test if split == "test" else state.payload.X_valid
+    payload = state.payload
+    if split == "test_perturbed" and payload.X_test_perturbed is None:
+        raise ValueError("this worker holds no perturbed copy of the sealed rows")
+    frames = {"test": payload.X_test, "valid": payload.X_valid, "test_perturbed": payload.X_test_perturbed}
+    frame = frames[split]
     return model.predict_raw(frame)

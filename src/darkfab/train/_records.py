@@ -29,6 +29,7 @@ class WorkerPayload:
     latency_rows: int = 20
     classes: tuple[Any, ...] = ()  # original labels, for the registered model to decode with
     private_paths: tuple[str, ...] = ()  # where the labels live (the data source): sandboxed code may not read them
+    X_test_perturbed: pd.DataFrame | None = None  # lightly jittered sealed rows, for the memorization probe
 
 
 @dataclass(frozen=True)
@@ -59,4 +60,4 @@ class TrialOutput:
     oof_folds: np.ndarray | None = None  # the fold of each training row, for the factory to score per fold
 
 
-Split = Literal["valid", "test"]
+Split = Literal["valid", "test", "test_perturbed"]  # test_perturbed: the memorization probe's copies
