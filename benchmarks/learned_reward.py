@@ -13,59 +13,15 @@ import argparse
 
 import numpy as np
 
-from darkfab.evaluate import (
-    Comparison,
-    RewardModel,
-    choose_pair,
-    features_for,
-    fit_preferences,
-    kendall_tau,
-    utilities,
-)
-
-DECLARED = RewardModel(task="classification", primary="accuracy", direction="maximize", weights={}, constraints=[])
-
-
-def candidates(rng: np.random.Generator, n: int) -> list[dict[str, float]]:
-    out = []
-    for _ in range(n):
-        acc = float(rng.uniform(0.85, 0.98))
-        out.append(
-            {
-                "accuracy": acc,
-                "f1": acc - float(rng.uniform(0, 0.02)),
-                "model_size_mb": float(np.exp(rng.uniform(np.log(0.01), np.log(50)))),
-                "latency_p95_ms": float(rng.uniform(0.1, 5)),
-            }
-        )
-    return out
-
-
-def oracle(m: dict[str, float]) -> float:
-    return 0.15 * m["accuracy"] + 0.85 / (1 + m["model_size_mb"] / 10)
+from darkfab.testing.oracle import candidates, tau, teach
 
 
 def curve(seed: int, answers: int, active: bool) -> list[float]:
+    """Kendall tau against the oracle on 40 held-out candidates after 0, 1, ... ``answers`` answers."""
     rng = np.random.default_rng(seed)
     pool, held = candidates(rng, 40), candidates(rng, 40)
-    features = features_for(DECLARED, pool)
-    truth = [oracle(h) for h in held]
-    comps: list[Comparison] = []
-    asked: set[tuple[int, int]] = set()
-    taus = []
-    for _ in range(answers + 1):
-        model = fit_preferences(DECLARED, comps, features)
-        taus.append(kendall_tau([model.logit(utilities(DECLARED, features, h)) for h in held], truth))
-        if active:
-            pair = choose_pair(DECLARED, model, pool, asked)
-            assert pair is not None
-        else:
-            i, j = rng.choice(len(pool), 2, replace=False)
-            pair = (int(i), int(j))
-        asked.add(pair)
-        a, b = pool[pair[0]], pool[pair[1]]
-        comps.append(Comparison(a, b, "a" if oracle(a) > oracle(b) else "b"))
-    return taus
+    comps = teach(pool, answers, active=active, seed=seed)
+    return [tau(comps[:k], pool, held) for k in range(answers + 1)]
 
 
 def main() -> None:

@@ -11,76 +11,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from darkfab.evaluate import (
-    Comparison,
-    RewardModel,
-    choose_pair,
-    features_for,
-    fit_preferences,
-    judge_learned,
-    kendall_tau,
-    utilities,
-)
+from darkfab.evaluate import RewardModel, choose_pair, features_for, fit_preferences, judge_learned, kendall_tau
 from darkfab.spec import Constraint
-
-
-def _candidates(rng: np.random.Generator, n: int) -> list[dict[str, float]]:
-    out = []
-    for _ in range(n):
-        acc = float(rng.uniform(0.85, 0.98))
-        out.append(
-            {
-                "accuracy": acc,
-                "f1": acc - float(rng.uniform(0, 0.02)),
-                "model_size_mb": float(np.exp(rng.uniform(np.log(0.01), np.log(50)))),
-                "latency_p95_ms": float(rng.uniform(0.1, 5)),
-            }
-        )
-    return out
-
-
-def oracle(m: dict[str, float]) -> float:
-    return 0.15 * m["accuracy"] + 0.85 / (1 + m["model_size_mb"] / 10)
-
-
-DECLARED = RewardModel(task="classification", primary="accuracy", direction="maximize", weights={}, constraints=[])
-
-
-def _teach(pool: list[dict[str, float]], answers: int, *, active: bool, seed: int) -> list[Comparison]:
-    rng = np.random.default_rng(seed)
-    features = features_for(DECLARED, pool)
-    comps: list[Comparison] = []
-    asked: set[tuple[int, int]] = set()
-    for _ in range(answers):
-        if active:
-            pair = choose_pair(DECLARED, fit_preferences(DECLARED, comps, features), pool, asked)
-            assert pair is not None
-        else:
-            i, j = rng.choice(len(pool), 2, replace=False)
-            pair = (int(i), int(j))
-        asked.add(pair)
-        a, b = pool[pair[0]], pool[pair[1]]
-        comps.append(Comparison(a, b, "a" if oracle(a) > oracle(b) else "b"))
-    return comps
-
-
-def _tau(comps: list[Comparison], pool: list[dict[str, float]], held: list[dict[str, float]]) -> float:
-    features = features_for(DECLARED, pool)
-    model = fit_preferences(DECLARED, comps, features)
-    return kendall_tau([model.logit(utilities(DECLARED, features, h)) for h in held], [oracle(h) for h in held])
+from darkfab.testing.oracle import DECLARED, candidates, oracle, tau, teach
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_chosen_pairs_teach_the_oracles_order_within_30_answers(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    pool, held = _candidates(rng, 40), _candidates(rng, 40)
+    pool, held = candidates(rng, 40), candidates(rng, 40)
     declared_tau = kendall_tau([DECLARED.evaluate(h).reward for h in held], [oracle(h) for h in held])
     assert declared_tau < 0.3
-    active = _teach(pool, 30, active=True, seed=seed)
-    assert _tau(active, pool, held) >= 0.8
+    active = teach(pool, 30, active=True, seed=seed)
+    assert tau(active, pool, held) >= 0.8
     # the same number of random pairs teaches clearly less (averaged over a few draws of pairs)
-    random_taus = [_tau(_teach(pool, 30, active=False, seed=seed * 10 + k), pool, held) for k in range(3)]
-    assert np.mean(random_taus) < _tau(active, pool, held) - 0.05
+    random_taus = [tau(teach(pool, 30, active=False, seed=seed * 10 + k), pool, held) for k in range(3)]
+    assert np.mean(random_taus) < tau(active, pool, held) - 0.05
     # and the learned reward earns its place: it beats the declared weights on held-out preferences
     judgement, model = judge_learned(DECLARED, active, by_source={"person": 30})
     assert judgement.passed, judgement.reason
@@ -90,7 +36,7 @@ def test_chosen_pairs_teach_the_oracles_order_within_30_answers(seed: int) -> No
 
 def test_no_preferences_means_the_declared_reward() -> None:
     rng = np.random.default_rng(5)
-    pool = _candidates(rng, 20)
+    pool = candidates(rng, 20)
     judgement, _ = judge_learned(DECLARED, [])
     assert not judgement.passed and judgement.weights_after == judgement.weights_before == {"accuracy": 1.0}
     features = features_for(DECLARED, pool)
@@ -100,15 +46,15 @@ def test_no_preferences_means_the_declared_reward() -> None:
 
 def test_few_preferences_never_replace_the_declared_reward() -> None:
     rng = np.random.default_rng(6)
-    pool = _candidates(rng, 20)
-    comps = _teach(pool, 4, active=True, seed=6)
+    pool = candidates(rng, 20)
+    comps = teach(pool, 4, active=True, seed=6)
     judgement, _ = judge_learned(DECLARED, comps)
     assert not judgement.passed and "at least" in judgement.reason
 
 
 def test_no_preference_makes_an_infeasible_candidate_win() -> None:
     rng = np.random.default_rng(7)
-    pool = _candidates(rng, 40)
+    pool = candidates(rng, 40)
     constrained = RewardModel(
         task="classification",
         primary="accuracy",
@@ -116,7 +62,7 @@ def test_no_preference_makes_an_infeasible_candidate_win() -> None:
         weights={},
         constraints=[Constraint(metric="accuracy", op=">=", value=0.9)],
     )
-    comps = _teach(pool, 30, active=True, seed=7)
+    comps = teach(pool, 30, active=True, seed=7)
     judgement, _ = judge_learned(constrained, comps)
     learned = RewardModel(
         task="classification",

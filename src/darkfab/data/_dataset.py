@@ -13,7 +13,7 @@ import pandas as pd
 from ..errors import DataError
 from ..spec import FactorySpec, TaskKind
 from ._leaks import Leak, find_leaks
-from ._rows import refuse_duplicates
+from ._rows import refuse_duplicates, refuse_missing
 from ._sources import read_source
 
 MIN_ROWS = 20
@@ -255,11 +255,5 @@ def _stratified(
 def check_features(frame: pd.DataFrame, features: tuple[str, ...], where: str) -> pd.DataFrame:
     """Columns ``features`` of ``frame`` in order; a DataError naming any that are missing."""
     frame = frame.rename(columns=str)
-    missing = [c for c in features if c not in frame.columns]
-    if missing:
-        shown = ", ".join(map(repr, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise DataError(
-            f"{where}: missing feature column(s) {shown}; fix: give the same columns as the "
-            "training data (the target may be left out)"
-        )
+    refuse_missing(frame, features, where)
     return frame[list(features)]

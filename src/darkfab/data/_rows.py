@@ -28,6 +28,17 @@ def duplicate_columns(columns: Iterable[object]) -> list[str]:
     return dupes
 
 
+def refuse_missing(frame: pd.DataFrame, features: Iterable[str], where: str) -> None:
+    """A DataError naming the ``features`` that ``frame`` (its columns already text) lacks, if any."""
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        shown = ", ".join(map(repr, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise DataError(
+            f"{where}: missing feature column(s) {shown}; fix: give the same columns as the "
+            "training data (the target may be left out)"
+        )
+
+
 def refuse_duplicates(columns: Iterable[object], where: str) -> None:
     dupes = duplicate_columns(columns)
     if dupes:
@@ -69,13 +80,7 @@ def check_rows(
     """
     refuse_duplicates(frame.columns, where)
     frame = frame.rename(columns=str)
-    missing = [c for c in features if c not in frame.columns]
-    if missing:
-        shown = ", ".join(map(repr, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise DataError(
-            f"{where}: missing feature column(s) {shown}; fix: give the same columns as the "
-            "training data (the target may be left out)"
-        )
+    refuse_missing(frame, features, where)
     known = set(features) | set(allowed)
     extra = [c for c in frame.columns if c not in known]
     if extra and not ignore_extra:

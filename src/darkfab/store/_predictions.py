@@ -107,23 +107,11 @@ class PredictionLog(StoreBase):
     def add_feedback(self, factory_id: int, request_id: str, label: Any, *, row: int | None = None) -> int:
         """Record the true ``label`` of a request's predictions (of one ``row`` of it when given).
 
-        Returns the number of rows updated; NotFoundError when the factory logged no such request (or row).
+        The last label wins. Returns the number of rows it names; NotFoundError when the factory logged no
+        such request (or row).
         """
-        _request_id(request_id, "feedback")
-        if row is not None:
-            _int(row, "row", 0)
-        where = [predictions.c.factory_id == factory_id, predictions.c.request_id == request_id]
-        if row is not None:
-            where.append(predictions.c.row == row)
-        with self._write(f"record feedback for request {request_id!r}", chain=False) as conn:
-            done = conn.execute(predictions.update().where(*where).values(label=label, labelled_at=utc_now()))
-            if done.rowcount == 0:
-                which = f"row {row} of request" if row is not None else "request"
-                raise NotFoundError(
-                    f"no logged prediction for {which} {request_id!r} of factory id {factory_id} in the store at "
-                    f"{self._shown}; fix: use the request_id a prediction response returned"
-                )
-            return done.rowcount
+        done = self.record_feedback(factory_id, request_id, label, row=row, write_once=False)
+        return done.labelled + done.unchanged
 
     def logged_keys(self, factory_id: int, request_ids: Sequence[str]) -> set[tuple[str, int]]:
         """The (request_id, row) pairs of ``request_ids`` already in the log (to replay a log without doubles)."""
