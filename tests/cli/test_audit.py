@@ -289,8 +289,7 @@ def test_a_legacy_unkeyed_store_is_keyed_from_a_switch_event(victim):
 
 LEAKY_SCRIPT = """\
 def train(X, y, X_valid, params, report):
-    with open({secret_file!r}) as fh:
-        token = fh.read().strip()
+    token = {hidden_token!r}[::-1]  # the key the trial got hold of, kept reversed so its source never shows it
     print("using", token, "and postgresql://admin:{url_password}@db.internal:5432/prod")
     raise RuntimeError(
         "cannot reach the service with " + token + " via postgresql://admin:{url_password}@db.internal:5432/prod"
@@ -312,10 +311,7 @@ execution: {workers: 1, trial_timeout: 60s}
 def test_a_secret_raised_by_a_trial_is_stored_nowhere(tmp_path):
     token = "sk-live-" + "7f3a9c2e" * 4  # the factory's own API key, which the trial got hold of
     url_password = "Hunter2-" + "e1d2c3"  # a password the factory never knew, in a URL
-    (tmp_path / "secret.txt").write_text(token)
-    (tmp_path / "leaky.py").write_text(
-        LEAKY_SCRIPT.format(secret_file=str(tmp_path / "secret.txt"), url_password=url_password)
-    )
+    (tmp_path / "leaky.py").write_text(LEAKY_SCRIPT.format(hidden_token=token[::-1], url_password=url_password))
     (tmp_path / "factory.yaml").write_text(LEAKY_FACTORY)
     env = {**env_for(tmp_path), "LEAKY_API_TOKEN": token}
     run = subprocess.run(

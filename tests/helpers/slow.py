@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .faulty import Prior
+from darkfab.testing.faulty import Prior
 
 
 def _ray_context() -> Any:
