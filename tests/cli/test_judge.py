@@ -196,3 +196,14 @@ def test_judge_without_a_judge_in_the_file_says_how_to_add_one(judged: CLI) -> N
     bad = judged("judge", "factory.yaml", check=False)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "reward.judge" in bad.stderr and "reward.constitution" in bad.stderr
+
+
+def test_an_endpoint_that_never_answers_stops_the_judge_after_three_pairs(judged: CLI) -> None:
+    with FakeLLM() as llm:  # nothing scripted: every request gets HTTP 500
+        with_judge(judged, llm.base_url, retries=0)
+        run = judged.json("judge", "factory.yaml", "--pairs", "10")
+        assert llm.count == 3
+    assert run["recorded"] == [] and len(run["dropped"]) == 3
+    assert run["stopped_because"].startswith("the judge's endpoint gave no answer for 3 pairs in a row"), run
+    assert all(d["reason"].startswith("no answer (error): HTTP 500") for d in run["dropped"]), run["dropped"]
+    assert [r[0] for r in rows(judged, "SELECT status FROM llm_calls")] == ["error"] * 3
