@@ -224,7 +224,7 @@ class _Session:
         self.exchange: LLMExchange = LLMExchange(
             proposer=JUDGE_PROPOSER,
             spec=spec,
-            client=client or ChatClient(spec),
+            client=client or ChatClient(spec, field="reward.judge"),
             sink=self._keep,
             spent=_judge_spent(self.store, self.fid),
         )
@@ -235,8 +235,9 @@ class _Session:
         self.store.add_llm_call(factory_id=self.fid, campaign_id=None, **call.as_record())
 
     def ask(self, messages: list[dict[str, str]], call_id: str) -> ChatResult | None:
-        self.calls += 1
-        return self.exchange.ask(messages, call_id=call_id)
+        result = self.exchange.ask(messages, call_id=call_id)
+        self.calls += result is not None
+        return result
 
     def judge_pair(self, a: TrialRecord, b: TrialRecord, n: int) -> tuple[Verdict | None, str, bool]:
         """(verdict, why there is none, whether the endpoint answered at all)."""
@@ -247,6 +248,7 @@ class _Session:
             about=self.factory.spec.objective.description or "",
         )
         problems: list[str] = []
+        tries = 0
         for k in range(self.spec.max_repairs + 1):
             call_id = f"judge-{self.run_id}-{n}.{k}"
             result = self.ask(messages, call_id)
@@ -255,6 +257,7 @@ class _Session:
             if not result.ok:
                 self.exchange.record(call_id, messages, result, result.status, result.error)
                 return None, f"no answer ({result.status}): {result.error}", False
+            tries += 1
             verdict, problems = parse_verdict(result.text, self.factory.spec.reward.constitution)
             self.exchange.record(call_id, messages, result, "invalid" if problems else "ok", "; ".join(problems))
             if verdict is not None:
@@ -262,7 +265,6 @@ class _Session:
             if self.exchange.budget.exhausted:
                 break
             messages = [*messages, *_repair(result.text, problems)]
-        tries = self.spec.max_repairs + 1
         return None, f"no usable answer in {tries} tr{'y' if tries == 1 else 'ies'}; last: {'; '.join(problems)}", True
 
 
@@ -271,39 +273,37 @@ def ask_judge(factory: Factory, *, pairs: int = 10, client: ChatClient | None = 
     if pairs < 1:
         raise SpecError(f"--pairs must be at least 1, got {pairs}")
     session = _Session(factory, client)
+    budget = session.exchange.budget
     recorded: list[PreferenceRecord] = []
     dropped: list[dict[str, Any]] = []
     asked: set[tuple[int, int]] = set()
-    failures, stopped = 0, f"{pairs} pair(s) asked, as many as --pairs allows"
-    for n in range(pairs):
-        if session.exchange.budget.exhausted:
-            stopped = session.exchange.budget.exhausted
-            break
+    failures, stopped = 0, ""
+    while len(asked) < pairs and not budget.exhausted:
         pair = next_pair(factory, asked=asked)
         if pair is None:
             stopped = "no pair left to ask about (every pair of feasible candidates has an answer)"
             break
         a, b = pair
         asked.add((a.id, b.id))
-        verdict, why, answered = session.judge_pair(a, b, n)
+        sent = session.calls
+        verdict, why, answered = session.judge_pair(a, b, len(asked))
         if verdict is not None:
             recorded.append(
                 prefer(factory, a.id, b.id, verdict.winner, source=session.source, rationale=verdict.rationale)
             )
             failures = 0
             continue
-        if session.exchange.budget.exhausted and why == session.exchange.budget.exhausted:
-            stopped = why
+        if why == budget.exhausted and session.calls == sent:  # nothing was sent about this pair
+            asked.discard((a.id, b.id))
             break
         dropped.append({"trial_a": a.id, "trial_b": b.id, "reason": why})
         failures = 0 if answered else failures + 1
         if failures >= FAILURES_IN_A_ROW:
             stopped = f"the judge's endpoint gave no answer for {failures} pairs in a row; last: {why}"
             break
-    else:
-        if session.exchange.budget.exhausted:
-            stopped = session.exchange.budget.exhausted
-    budget = session.exchange.budget
+    if not stopped and budget.exhausted:
+        stopped = f"{budget.exhausted}; fix: raise reward.judge.max_tokens_total or max_cost to ask the judge more"
+    stopped = stopped or f"{pairs} pair(s) asked, as many as --pairs allows"
     run = JudgeRun(
         model=session.spec.model,
         recorded=tuple(recorded),

@@ -24,7 +24,7 @@ SECRET = "sk-judge-secret-4711"
 JUDGE = """\
 reward:
   judge: {{base_url: "{url}", model: fake-judge, api_key_env: JUDGE_API_KEY, timeout: 1s, retries: {retries},
-          max_repairs: {repairs}, max_tokens: {max_tokens}{total}}}
+          max_repairs: {repairs}, max_tokens: {max_tokens}{limits}}}
   constitution:
     - {p1}
     - {p2}
@@ -61,15 +61,14 @@ def judged(base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CLI:
 
 
 def with_judge(
-    cli: CLI, url: str, *, retries: int = 1, repairs: int = 1, max_tokens: int = 400, total: int = 0
+    cli: CLI, url: str, *, retries: int = 1, repairs: int = 1, max_tokens: int = 400, limits: str = ""
 ) -> None:
-    extra = f", max_tokens_total: {total}" if total else ""
     text = factory_text(name="judged", trials=6) + JUDGE.format(
         url=url,
         retries=retries,
         repairs=repairs,
         max_tokens=max_tokens,
-        total=extra,
+        limits=limits,
         p1=PRINCIPLES[0],
         p2=PRINCIPLES[1],
     )
@@ -156,17 +155,31 @@ def test_garbage_429s_and_timeouts_are_retried_then_dropped_and_recorded(judged:
     assert [d["reason"] for d in json.loads(finished[0][1])["dropped"]] == reasons
 
 
-def test_the_token_budget_stops_the_judge_and_stays_spent(judged: CLI) -> None:
+@pytest.mark.parametrize(
+    ("limits", "stop", "spent_sql"),
+    [
+        (", max_tokens_total: 2500", "LLM token budget reached", "SUM(prompt_tokens + completion_tokens) <= 2500"),
+        (
+            ", max_cost: 2.5, prices: {input_per_1k: 1.0, output_per_1k: 1.0}",
+            "LLM money budget reached",
+            "SUM(cost) <= 2.5",
+        ),
+    ],
+    ids=["tokens", "money"],
+)
+def test_the_budget_stops_the_judge_and_stays_spent(judged: CLI, limits: str, stop: str, spent_sql: str) -> None:
     with FakeLLM(responder=_answer) as llm:
-        with_judge(judged, llm.base_url, max_tokens=100, total=2500)
+        with_judge(judged, llm.base_url, max_tokens=100, limits=limits)
         run = judged.json("judge", "factory.yaml", "--pairs", "10")
         sent = llm.count
-        assert run["stopped_because"].startswith("LLM token budget reached"), run
-        assert 1 <= sent < 10 and len(run["recorded"]) == sent
-        spent = rows(judged, "SELECT SUM(prompt_tokens + completion_tokens) FROM llm_calls")[0][0]
-        assert spent <= 2500 and run["tokens_used"] == spent
+        assert run["stopped_because"].startswith(stop), run
+        assert "fix: raise reward.judge.max_tokens_total or max_cost" in run["stopped_because"]
+        assert 1 <= sent < 10 and len(run["recorded"]) == sent == run["asked"] == run["calls"]
+        assert rows(judged, f"SELECT {spent_sql} FROM llm_calls") == [(1,)]
+        tokens = rows(judged, "SELECT SUM(prompt_tokens + completion_tokens) FROM llm_calls")[0][0]
+        assert run["tokens_used"] == tokens
         again = judged("judge", "factory.yaml", "--pairs", "10")
-        assert "LLM token budget reached" in again.stdout and "0 preferences recorded" in again.stdout
+        assert stop in again.stdout and "0 preferences recorded" in again.stdout
         assert llm.count == sent  # the budget counts the judge's earlier runs: nothing more was sent
 
 
