@@ -169,7 +169,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"{p.source} prefers {shown} (trials {p.trial_a} vs {p.trial_b})", markup=False)
             console.print("  " + p.rationale.replace("\n", "\n  "), markup=False)
         for d in run.dropped:
-            console.print(f"dropped trials {d['trial_a']} vs {d['trial_b']}: {d['reason']}", markup=False)
+            console.print(f"dropped trials {d.trial_a} vs {d.trial_b}: {d.reason}", markup=False)
         console.print(
             f"{len(run.recorded)} preferences recorded, {len(run.dropped)} pairs dropped, {run.tokens_used} tokens "
             f"spent by the judge so far; stopped: {run.stopped_because}",

@@ -28,7 +28,7 @@ import json
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import SpecError
@@ -40,7 +40,16 @@ if TYPE_CHECKING:
     from .propose import ChatClient, ChatResult, LLMCall, LLMExchange
     from .store import PreferenceRecord, Store, TrialRecord
 
-__all__ = ["FAILURES_IN_A_ROW", "JUDGE_PROPOSER", "JudgeRun", "Verdict", "ask_judge", "judge_messages", "parse_verdict"]
+__all__ = [
+    "FAILURES_IN_A_ROW",
+    "JUDGE_PROPOSER",
+    "DroppedPair",
+    "JudgeRun",
+    "Verdict",
+    "ask_judge",
+    "judge_messages",
+    "parse_verdict",
+]
 
 JUDGE_PROPOSER = "judge"
 """The ``proposer`` of the judge's rows in ``llm_calls``."""
@@ -58,12 +67,21 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class DroppedPair:
+    """A pair the judge gave no usable answer about, and why."""
+
+    trial_a: int
+    trial_b: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class JudgeRun:
     """What one `darkfab judge` did: the preferences it recorded, the pairs it dropped and why it stopped."""
 
     model: str
     recorded: tuple[PreferenceRecord, ...]
-    dropped: tuple[dict[str, Any], ...]  # {"trial_a", "trial_b", "reason"}
+    dropped: tuple[DroppedPair, ...]
     stopped_because: str
     tokens_used: int
     cost_used: float
@@ -86,7 +104,7 @@ class JudgeRun:
                 }
                 for p in self.recorded
             ],
-            "dropped": [dict(d) for d in self.dropped],
+            "dropped": [asdict(d) for d in self.dropped],
             "stopped_because": self.stopped_because,
             "tokens_used": self.tokens_used,
             "cost_used": self.cost_used,
@@ -275,7 +293,7 @@ def ask_judge(factory: Factory, *, pairs: int = 10, client: ChatClient | None = 
     session = _Session(factory, client)
     budget = session.exchange.budget
     recorded: list[PreferenceRecord] = []
-    dropped: list[dict[str, Any]] = []
+    dropped: list[DroppedPair] = []
     asked: set[tuple[int, int]] = set()
     failures, stopped = 0, ""
     while len(asked) < pairs and not budget.exhausted:
@@ -296,7 +314,7 @@ def ask_judge(factory: Factory, *, pairs: int = 10, client: ChatClient | None = 
         if why == budget.exhausted and session.calls == sent:  # nothing was sent about this pair
             asked.discard((a.id, b.id))
             break
-        dropped.append({"trial_a": a.id, "trial_b": b.id, "reason": why})
+        dropped.append(DroppedPair(a.id, b.id, why))
         failures = 0 if answered else failures + 1
         if failures >= FAILURES_IN_A_ROW:
             stopped = f"the judge's endpoint gave no answer for {failures} pairs in a row; last: {why}"

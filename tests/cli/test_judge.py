@@ -23,7 +23,7 @@ SECRET = "sk-judge-secret-4711"
 
 JUDGE = """\
 reward:
-  judge: {{base_url: "{url}", model: fake-judge, api_key_env: JUDGE_API_KEY, timeout: 1s, retries: {retries},
+  judge: {{base_url: "{url}", model: fake-judge, api_key_env: JUDGE_API_KEY, timeout: {timeout}s, retries: {retries},
           max_repairs: {repairs}, max_tokens: {max_tokens}{limits}}}
   constitution:
     - {p1}
@@ -61,7 +61,14 @@ def judged(base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CLI:
 
 
 def with_judge(
-    cli: CLI, url: str, *, retries: int = 1, repairs: int = 1, max_tokens: int = 400, limits: str = ""
+    cli: CLI,
+    url: str,
+    *,
+    retries: int = 1,
+    repairs: int = 1,
+    max_tokens: int = 400,
+    limits: str = "",
+    timeout: float = 30,
 ) -> None:
     text = factory_text(name="judged", trials=6) + JUDGE.format(
         url=url,
@@ -69,6 +76,7 @@ def with_judge(
         repairs=repairs,
         max_tokens=max_tokens,
         limits=limits,
+        timeout=timeout,
         p1=PRINCIPLES[0],
         p2=PRINCIPLES[1],
     )
@@ -125,7 +133,7 @@ def test_garbage_429s_and_timeouts_are_retried_then_dropped_and_recorded(judged:
             slow(30), ok(verdict("1")),  # a timeout retried: recorded
             slow(30), slow(30),  # timed out after every retry: dropped
         )  # fmt: skip
-        with_judge(judged, llm.base_url, retries=1, repairs=1)
+        with_judge(judged, llm.base_url, retries=1, repairs=1, timeout=2)  # slow(30) answers time out
         run = judged.json("judge", "factory.yaml", "--pairs", "6")
         repair = llm.requests[1]["body"]["messages"]
         assert llm.count == 12 and llm.scripted_left == 0
@@ -216,7 +224,10 @@ def test_an_endpoint_that_never_answers_stops_the_judge_after_three_pairs(judged
         with_judge(judged, llm.base_url, retries=0)
         run = judged.json("judge", "factory.yaml", "--pairs", "10")
         assert llm.count == 3
+        plain = judged("judge", "factory.yaml", "--pairs", "1")
+        assert llm.count == 4 and "dropped trials" in plain.stdout and "no answer (error): HTTP 500" in plain.stdout
+        assert "0 preferences recorded, 1 pairs dropped" in plain.stdout
     assert run["recorded"] == [] and len(run["dropped"]) == 3
     assert run["stopped_because"].startswith("the judge's endpoint gave no answer for 3 pairs in a row"), run
     assert all(d["reason"].startswith("no answer (error): HTTP 500") for d in run["dropped"]), run["dropped"]
-    assert [r[0] for r in rows(judged, "SELECT status FROM llm_calls")] == ["error"] * 3
+    assert [r[0] for r in rows(judged, "SELECT status FROM llm_calls")] == ["error"] * 4
