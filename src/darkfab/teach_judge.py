@@ -25,6 +25,7 @@ reason, and the run ends with one ``judge_finished`` event listing what was reco
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 from collections.abc import Sequence
@@ -232,6 +233,11 @@ class _Session:
                 f"factory {factory.name!r} names no judge; fix: add `reward.judge` (an OpenAI-compatible endpoint) "
                 "and `reward.constitution` (principles in plain words) to its file, see the README's "
                 "'Teaching the factory what you want'"
+            )
+        if spec.api_key_env and not os.environ.get(spec.api_key_env):
+            raise SpecError(
+                f"the environment variable {spec.api_key_env} (reward.judge.api_key_env) is not set, so the judge "
+                f"cannot be asked; fix: export {spec.api_key_env}=<your key>, or empty api_key_env for a local server"
             )
         self.factory = factory
         self.store = factory.store

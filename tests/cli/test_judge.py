@@ -231,3 +231,15 @@ def test_an_endpoint_that_never_answers_stops_the_judge_after_three_pairs(judged
     assert run["stopped_because"].startswith("the judge's endpoint gave no answer for 3 pairs in a row"), run
     assert all(d["reason"].startswith("no answer (error): HTTP 500") for d in run["dropped"]), run["dropped"]
     assert [r[0] for r in rows(judged, "SELECT status FROM llm_calls")] == ["error"] * 4
+
+
+def test_a_judge_whose_key_is_not_set_is_refused_before_any_request(
+    judged: CLI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JUDGE_API_KEY")
+    with FakeLLM(responder=_answer) as llm:
+        with_judge(judged, llm.base_url)
+        bad = judged("judge", "factory.yaml", check=False)
+        assert llm.count == 0
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "JUDGE_API_KEY (reward.judge.api_key_env) is not set" in bad.stderr and "fix: export" in bad.stderr
