@@ -72,6 +72,38 @@ def _side_by_side(a: dict[str, Any], b: dict[str, Any]) -> Table:
     return table
 
 
+def judge(
+    factory: FactoryArg = None,
+    pairs: Annotated[int, typer.Option("--pairs", help="ask about at most this many pairs")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Ask the factory's AI judge (reward.judge) which of two candidates its constitution prefers, pair by pair."""
+    from .teach_judge import ask_judge
+
+    try:
+        with _factory(factory, store) as fac:
+            run = ask_judge(fac, pairs=pairs)
+    except DarkfabError as exc:
+        _fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps({"factory": fac.name, **run.as_dict()}, indent=2) + "\n")
+        return
+    console = Console()
+    for p in run.recorded:
+        shown = {"a": f"trial {p.trial_a}", "b": f"trial {p.trial_b}", "tie": "neither"}[p.winner]
+        console.print(f"{p.source} prefers {shown} (trials {p.trial_a} vs {p.trial_b})", markup=False)
+        console.print("  " + p.rationale.replace("\n", "\n  "), markup=False)
+    for d in run.dropped:
+        console.print(f"dropped trials {d.trial_a} vs {d.trial_b}: {d.reason}", markup=False)
+    console.print(
+        f"{len(run.recorded)} preferences recorded, {len(run.dropped)} pairs dropped, {run.tokens_used} tokens "
+        f"spent by the judge so far; stopped: {run.stopped_because}",
+        markup=False,
+    )
+    console.print("`darkfab reward --learn` fits and gates the learned reward")
+
+
 def register(app: typer.Typer) -> None:
     """Add `darkfab prefer`, `darkfab compare`, `darkfab judge` and `darkfab reward` to ``app``."""
 
@@ -145,37 +177,7 @@ def register(app: typer.Typer) -> None:
             _fail(exc)
         console.print(f"{answered} preferences recorded; `darkfab reward --learn` fits and gates the learned reward")
 
-    @app.command()
-    def judge(
-        factory: FactoryArg = None,
-        pairs: Annotated[int, typer.Option("--pairs", help="ask about at most this many pairs")] = 10,
-        as_json: Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")] = False,
-        store: StoreOpt = None,
-    ) -> None:
-        """Ask the factory's AI judge (reward.judge) which of two candidates its constitution prefers, pair by pair."""
-        from .teach_judge import ask_judge
-
-        try:
-            with _factory(factory, store) as fac:
-                run = ask_judge(fac, pairs=pairs)
-        except DarkfabError as exc:
-            _fail(exc)
-        if as_json:
-            sys.stdout.write(json.dumps({"factory": fac.name, **run.as_dict()}, indent=2) + "\n")
-            return
-        console = Console()
-        for p in run.recorded:
-            shown = {"a": f"trial {p.trial_a}", "b": f"trial {p.trial_b}", "tie": "neither"}[p.winner]
-            console.print(f"{p.source} prefers {shown} (trials {p.trial_a} vs {p.trial_b})", markup=False)
-            console.print("  " + p.rationale.replace("\n", "\n  "), markup=False)
-        for d in run.dropped:
-            console.print(f"dropped trials {d.trial_a} vs {d.trial_b}: {d.reason}", markup=False)
-        console.print(
-            f"{len(run.recorded)} preferences recorded, {len(run.dropped)} pairs dropped, {run.tokens_used} tokens "
-            f"spent by the judge so far; stopped: {run.stopped_because}",
-            markup=False,
-        )
-        console.print("`darkfab reward --learn` fits and gates the learned reward")
+    app.command()(judge)
 
     @app.command()
     def reward(
