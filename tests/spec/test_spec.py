@@ -131,3 +131,14 @@ def test_json_schema_describes_every_section():
     assert {"name", "data", "objective", "trainers", "search", "budget", "execution", "gate"} <= set(
         schema["properties"]
     )
+
+
+def test_the_readme_constitution_example_loads():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Asking an AI judge") :]
+    block = section[section.index("```yaml\n") + 8 : section.index("```", section.index("```yaml\n") + 8)]
+    spec = spec_from_dict({"name": "x", "data": {"source": "a.csv"}, **yaml.safe_load(block)})
+    assert spec.reward.judge is not None and spec.reward.judge.api_key_env == "OPENAI_API_KEY"
+    assert len(spec.reward.constitution) == 3
