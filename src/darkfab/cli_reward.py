@@ -1,8 +1,9 @@
-"""`darkfab prefer`, `darkfab compare` and `darkfab reward`: teach the factory what you want.
+"""`darkfab prefer`, `darkfab compare`, `darkfab judge` and `darkfab reward`: teach the factory what you want.
 
 ``compare`` shows two candidates side by side (the pair whose order the reward is least sure of) and reads
 ``1``, ``2``, ``=`` or ``s`` (skip) until the person types ``q`` or the input ends; it works over SSH and in
-tmux. ``prefer`` records one answer without asking. ``reward`` shows the declared and learned weights,
+tmux. ``judge`` asks the factory's AI judge (``reward.judge``) the same questions, with its constitution
+(:mod:`darkfab.teach_judge`). ``prefer`` records one answer without asking. ``reward`` shows the declared and learned weights,
 the held-out agreement of each and the preferences by source; ``--learn`` re-fits and gates the learned
 reward and records the decision. cli.py calls :func:`register` to add the commands to `darkfab`.
 """
@@ -71,8 +72,40 @@ def _side_by_side(a: dict[str, Any], b: dict[str, Any]) -> Table:
     return table
 
 
+def judge(
+    factory: FactoryArg = None,
+    pairs: Annotated[int, typer.Option("--pairs", help="ask about at most this many pairs")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Ask the factory's AI judge (reward.judge) which of two candidates its constitution prefers, pair by pair."""
+    from .teach_judge import ask_judge
+
+    try:
+        with _factory(factory, store) as fac:
+            run = ask_judge(fac, pairs=pairs)
+    except DarkfabError as exc:
+        _fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps({"factory": fac.name, **run.as_dict()}, indent=2) + "\n")
+        return
+    console = Console()
+    for p in run.recorded:
+        shown = {"a": f"trial {p.trial_a}", "b": f"trial {p.trial_b}", "tie": "neither"}[p.winner]
+        console.print(f"{p.source} prefers {shown} (trials {p.trial_a} vs {p.trial_b})", markup=False)
+        console.print("  " + p.rationale.replace("\n", "\n  "), markup=False)
+    for d in run.dropped:
+        console.print(f"dropped trials {d.trial_a} vs {d.trial_b}: {d.reason}", markup=False)
+    console.print(
+        f"{len(run.recorded)} preferences recorded, {len(run.dropped)} pairs dropped, {run.tokens_used} tokens "
+        f"spent by the judge so far; stopped: {run.stopped_because}",
+        markup=False,
+    )
+    console.print("`darkfab reward --learn` fits and gates the learned reward")
+
+
 def register(app: typer.Typer) -> None:
-    """Add `darkfab prefer`, `darkfab compare` and `darkfab reward` to ``app``."""
+    """Add `darkfab prefer`, `darkfab compare`, `darkfab judge` and `darkfab reward` to ``app``."""
 
     @app.command()
     def prefer(
@@ -143,6 +176,8 @@ def register(app: typer.Typer) -> None:
         except DarkfabError as exc:
             _fail(exc)
         console.print(f"{answered} preferences recorded; `darkfab reward --learn` fits and gates the learned reward")
+
+    app.command()(judge)
 
     @app.command()
     def reward(

@@ -47,6 +47,28 @@ def test_default_factory_is_digits_with_two_workers():
         ),
         ("name: x\ndata: {source: a.csv}\ntrainers: [lightgbm, lightgbm]\n", ["appears twice"]),
         ("name: 'bad name!'\ndata: {source: a.csv}\n", ["name", "letters, digits"]),
+        (
+            "name: x\ndata: {source: a.csv}\nreward: {judge: {base_url: 'http://h/v1', model: m}}\n",
+            ["field `reward`", "reward.constitution lists no principles", "constitution:", "- prefer the simpler"],
+        ),
+        (
+            "name: x\ndata: {source: a.csv}\nreward: {constitution: ['be fair', '  ']}\n",
+            ["reward.constitution", "principle 2 is empty", "remove it"],
+        ),
+        (
+            "name: x\ndata: {source: a.csv}\nreward: {constitution: ['Be fair', 'be   fair']}\n",
+            ["reward.constitution", "appears twice"],
+        ),
+        (
+            "name: x\ndata: {source: a.csv}\nreward: {judge: {base_url: localhost, model: m}, constitution: [x]}\n",
+            ["reward.judge.base_url", "not an http(s) URL"],
+        ),
+        (
+            "name: x\ndata: {source: a.csv}\nreward: {judge: {base_url: 'http://h/v1', model: m, api_key_env: "
+            "'sk-abc def'}, constitution: [x]}\n",
+            ["reward.judge", "NAME of an environment variable"],
+        ),
+        ("name: x\ndata: {source: a.csv}\nreward: {judje: {}}\n", ["reward.judje", "Extra inputs"]),
         ("- just\n- a list\n", ["YAML mapping", "darkfab init"]),
         ("name: x\n  data: [\n", ["not valid YAML", "line"]),
     ],
@@ -57,6 +79,18 @@ def test_bad_files_name_file_field_rule_and_fix(tmp_path, text, needles):
     message = str(info.value)
     for needle in needles:
         assert needle in message, message
+
+
+def test_a_judge_and_its_constitution_load(tmp_path):
+    text = (
+        "name: x\ndata: {source: a.csv}\nreward:\n  judge: {base_url: 'http://localhost:11434/v1/', model: llama3.1,"
+        " max_tokens_total: 5000}\n  constitution:\n    - ' prefer the   simpler model '\n    - never trade fairness\n"
+    )
+    spec = load_spec(write(tmp_path, text))
+    assert spec.reward.judge is not None and spec.reward.judge.base_url == "http://localhost:11434/v1"
+    assert spec.reward.judge.max_tokens_total == 5000
+    assert spec.reward.constitution == ["prefer the simpler model", "never trade fairness"]
+    assert default_spec().reward.judge is None and default_spec().reward.constitution == []
 
 
 def test_missing_file_says_how_to_make_one(tmp_path):
@@ -97,3 +131,14 @@ def test_json_schema_describes_every_section():
     assert {"name", "data", "objective", "trainers", "search", "budget", "execution", "gate"} <= set(
         schema["properties"]
     )
+
+
+def test_the_readme_constitution_example_loads():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Asking an AI judge") :]
+    block = section[section.index("```yaml\n") + 8 : section.index("```", section.index("```yaml\n") + 8)]
+    spec = spec_from_dict({"name": "x", "data": {"source": "a.csv"}, **yaml.safe_load(block)})
+    assert spec.reward.judge is not None and spec.reward.judge.api_key_env == "OPENAI_API_KEY"
+    assert len(spec.reward.constitution) == 3

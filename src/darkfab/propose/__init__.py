@@ -2,7 +2,9 @@
 
 ``OptunaProposer``, ``LLMProposer`` and ``PortfolioProposer`` are imported on first use (Optuna takes a while
 to import); ``make_proposer`` builds any registered proposer by name. ``ChatClient`` talks to any
-OpenAI-compatible chat-completions endpoint (see ``_llm_client``), for every proposer that asks a model.
+OpenAI-compatible chat-completions endpoint (see ``_llm_client``), and ``LLMExchange`` sends requests through
+a token and money budget and records each one, for every part of darkfab that asks a model (the proposers,
+the AI judge of :mod:`darkfab.teach_judge`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from ._registry import LLM_AWARE, PROPOSERS, make_proposer, proposer_names
 
 if TYPE_CHECKING:
     from ._llm import LLMProposer
-    from ._llm_exchange import LLMCall
+    from ._llm_exchange import LLMBudget, LLMCall, LLMExchange
     from ._optuna import OptunaProposer
     from ._portfolio import PortfolioProposer
 
 _LAZY = {
+    "LLMBudget": "._llm_exchange",
     "LLMCall": "._llm_exchange",
+    "LLMExchange": "._llm_exchange",
     "LLMProposer": "._llm",
     "OptunaProposer": "._optuna",
     "PortfolioProposer": "._portfolio",
@@ -32,7 +36,9 @@ __all__ = [
     "Attempt",
     "ChatClient",
     "ChatResult",
+    "LLMBudget",
     "LLMCall",
+    "LLMExchange",
     "LLMProposer",
     "OptunaProposer",
     "PortfolioProposer",

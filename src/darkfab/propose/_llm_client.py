@@ -125,6 +125,7 @@ class ChatClient:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
         seed: int | None = None,
+        field: str = "search.llm",
     ) -> None:
         """
         Args:
@@ -134,6 +135,7 @@ class ChatClient:
             sleep: how to pause (tests pass a recorder).
             transport: an httpx transport (tests, proxies); the default opens real connections.
             seed: seeds the jitter.
+            field: where the factory file sets ``spec`` (``search.llm``, ``reward.judge``), named in errors.
         """
         self.spec = spec
         self.url = f"{spec.base_url}/chat/completions"
@@ -142,6 +144,7 @@ class ChatClient:
         self._sleep = sleep
         self._rng = random.Random(seed)
         self._transport = transport
+        self.field = field
 
     def cost_of(self, prompt_tokens: int, completion_tokens: int) -> float:
         """The price of a request, from ``spec.prices``."""
@@ -156,7 +159,7 @@ class ChatClient:
             key = os.environ.get(self.spec.api_key_env, "")
             if not key:
                 error = (
-                    f"the environment variable {self.spec.api_key_env} (search.llm.api_key_env) is not set; "
+                    f"the environment variable {self.spec.api_key_env} ({self.field}.api_key_env) is not set; "
                     f"fix: export {self.spec.api_key_env}=<your key>, or empty api_key_env for a local server"
                 )
                 return self._failed("error", error, t0, ())
@@ -214,7 +217,7 @@ class ChatClient:
                         got = sum(map(len, chunks))
                         return (
                             "timeout",
-                            f"no whole answer within {self.spec.timeout:g}s (search.llm.timeout bounds the whole "
+                            f"no whole answer within {self.spec.timeout:g}s ({self.field}.timeout bounds the whole "
                             f"request; {got} bytes had arrived)",
                             None,
                             0.0,

@@ -173,7 +173,7 @@ class LLMBudget:
         elif money_short:
             self.exhausted = f"LLM money budget reached: {self.cost_used:.4g} of {max_cost:g} spent{later}"
         if self.exhausted:
-            logger.info("%s; the LLM proposer stops", self.exhausted)
+            logger.info("%s; no more requests are sent", self.exhausted)
 
 
 class LLMExchange:

@@ -6,6 +6,7 @@ from ._defaults import DEFAULT_FACTORY, STARTER, default_spec, default_trainers,
 from ._load import format_validation_error, json_schema, load_spec, spec_from_dict, with_overrides
 from ._metrics import DEFAULT_PRIMARY, METRICS, Direction, MetricInfo, TaskKind, metric_names
 from ._models import (
+    MAX_PRINCIPLES,
     PORTFOLIO_MEMBERS,
     BudgetSpec,
     Constraint,
@@ -20,6 +21,7 @@ from ._models import (
     MonitorSpec,
     ObjectiveSpec,
     ParamSpec,
+    RewardSpec,
     SearchSpec,
     SplitSpec,
     TrainerSpec,
@@ -29,6 +31,7 @@ from ._models import (
 __all__ = [
     "DEFAULT_FACTORY",
     "DEFAULT_PRIMARY",
+    "MAX_PRINCIPLES",
     "METRICS",
     "PORTFOLIO_MEMBERS",
     "STARTER",
@@ -47,6 +50,7 @@ __all__ = [
     "MonitorSpec",
     "ObjectiveSpec",
     "ParamSpec",
+    "RewardSpec",
     "SearchSpec",
     "SplitSpec",
     "TaskKind",

@@ -310,7 +310,7 @@ class LLMSpec(_Model):
         value = data.get("api_key_env") if isinstance(data, dict) else None
         if isinstance(value, str) and value and not _ENV_NAME.match(value):
             raise ValueError(
-                "search.llm.api_key_env must be the NAME of an environment variable (like OPENAI_API_KEY), never "
+                "api_key_env must be the NAME of an environment variable (like OPENAI_API_KEY), never "
                 f"the key itself; got a value of {len(value)} characters that is not a variable name"
             )
         return data
@@ -387,6 +387,52 @@ class SearchSpec(_Model):
         if self.portfolio:
             return list(self.portfolio)
         return ["tpe", "random", "llm"] if self.llm is not None else ["tpe", "random"]
+
+
+MAX_PRINCIPLES = 30
+_JUDGE_EXAMPLE = (
+    "reward:\n  judge: {base_url: http://localhost:11434/v1, model: llama3.1}\n  constitution:\n"
+    "    - prefer the simpler model when the accuracy difference is within its confidence interval"
+)
+
+
+class RewardSpec(_Model):
+    """Who else may teach the reward: an AI judge that compares candidates by a written constitution."""
+
+    judge: LLMSpec | None = Field(
+        None,
+        description="an OpenAI-compatible endpoint that compares two candidates against the constitution "
+        "(`darkfab judge`); its max_tokens_total and max_cost are hard limits over all the factory's judge calls",
+    )
+    constitution: list[str] = Field(
+        default_factory=list,
+        description="principles in plain words; the judge critiques each candidate against each one, then chooses",
+    )
+
+    @field_validator("constitution")
+    @classmethod
+    def _principles(cls, value: list[str]) -> list[str]:
+        cleaned = [" ".join(p.split()) for p in value]
+        for i, p in enumerate(cleaned):
+            if not p:
+                raise ValueError(f"principle {i + 1} is empty; write it in plain words, or remove it")
+            if len(p) > 500:
+                raise ValueError(f"principle {i + 1} has {len(p)} characters, more than 500; say it in fewer words")
+        if len(cleaned) > MAX_PRINCIPLES:
+            raise ValueError(f"{len(cleaned)} principles, more than {MAX_PRINCIPLES}; keep the ones that decide")
+        seen = {p.lower() for p in cleaned}
+        if len(seen) < len(cleaned):
+            raise ValueError("a principle appears twice; remove the copy")
+        return cleaned
+
+    @model_validator(mode="after")
+    def _judge_has_principles(self) -> RewardSpec:
+        if self.judge is not None and not self.constitution:
+            raise ValueError(
+                "reward.judge is set but reward.constitution lists no principles, so the judge has nothing to judge "
+                f"by; add some in plain words, for example:\n{_JUDGE_EXAMPLE}"
+            )
+        return self
 
 
 class BudgetSpec(_Model):
@@ -489,6 +535,9 @@ class FactorySpec(_Model):
     data: DataSpec
     task: TaskKind | None = Field(None, description="inferred from the target when absent")
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    reward: RewardSpec = Field(
+        default_factory=RewardSpec, description="an AI judge and its constitution (`darkfab judge`)"
+    )
     trainers: list[TrainerEntry] = Field(
         default_factory=lambda: [TrainerSpec(name=n) for n in ("lightgbm", "random_forest", "logistic_regression")],
         min_length=1,

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import NotFoundError, StoreError
+from ..redact import redact
 from ._base import StoreBase, inserted_id, utc_now
 from ._schema import UTCDateTime, metadata
 
@@ -75,6 +76,7 @@ class PreferenceLog(StoreBase):
         if trial_a == trial_b:
             raise StoreError(f"a preference compares two different trials; got trial {trial_a} twice")
         _check_source(source)
+        rationale = redact(str(rationale), self._secrets())  # a judge's critique may quote what it was shown
         now = utc_now()
         with self._write(f"record a preference between trials {trial_a} and {trial_b}") as conn:
             from ._schema import campaigns, trials
@@ -94,7 +96,7 @@ class PreferenceLog(StoreBase):
                 "trial_b": trial_b,
                 "winner": winner,
                 "source": source,
-                "rationale": str(rationale),
+                "rationale": rationale,
                 "created_at": now,
             }
             new_id = inserted_id(conn.execute(preferences.insert(), values))
