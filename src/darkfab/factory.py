@@ -304,6 +304,7 @@ class Factory:
         registry = Registry(store)
         executor = make_executor(spec.execution.backend, **executor_options(spec))
         owner = default_owner("worker", spec.name)
+        pauses = Pauses(store)
         finished = 0
         idle_since = _time.monotonic()
         announced = 0.0
@@ -314,6 +315,8 @@ class Factory:
                     store.announce_worker(spec.name, owner=owner, slots=executor.capacity)
                     announced = _time.monotonic()
                 campaign = self._running_campaign(store, spec.name)
+                if campaign is not None and pauses.state(campaign.factory_id) is not None:
+                    campaign = None  # paused: nothing to claim; wait as for the next campaign
                 if campaign is None:
                     if not forever and _time.monotonic() - idle_since > wait:
                         return finished
@@ -346,7 +349,7 @@ class Factory:
                 )
 
                 def campaign_over(c: CampaignRecord = campaign) -> bool:
-                    return store.get_campaign(c.id).status != "running"
+                    return store.get_campaign(c.id).status != "running" or pauses.state(c.factory_id) is not None
 
                 finished += loop.work(stop_when=campaign_over)
                 idle_since = announced = _time.monotonic()

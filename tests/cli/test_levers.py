@@ -168,3 +168,12 @@ def test_pause_stops_a_running_campaign_after_its_trials_in_flight(cli):
     assert gates == []  # a paused campaign is not gated
     assert not [t for t in trials if t.state == "running"]  # the trials in flight were finished, not abandoned
     assert len([t for t in trials if t.state == "completed"]) < 400
+    # the campaign is still open; a worker joining the paused factory takes none of its queued trials
+    with _store(cli) as s:
+        waiting = s.add_trial(
+            campaign.id, proposer="test", trainer="logistic_regression", params={}, reason="queued by the test"
+        )
+    joined = cli("worker", "long", "--wait", "3s", timeout=120)
+    assert "worker finished 0 trial(s)" in joined.stderr
+    with _store(cli) as s:
+        assert s.get_trial(waiting.id).state == "queued"
