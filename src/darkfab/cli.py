@@ -336,7 +336,12 @@ def _print_summary(r: RunResult, console: Console) -> None:
         + (f", warm-started from {r.warm_started_from} earlier trials" if r.warm_started_from else "")
     ]
     c = r.champion
-    if c is None:
+    if r.stopped_because == "paused":
+        lines.append(
+            f"[yellow]paused[/]: stopped after its trials in flight, not gated; `darkfab resume-factory {r.factory}` "
+            "and run it again to resume this campaign"
+        )
+    elif c is None:
         lines.append("[yellow]no champion[/]: " + (r.gate or {}).get("reason", "no candidate completed"))
     else:
         s = c.metrics.get("sealed_test", {})

@@ -1,5 +1,8 @@
-"""A person's levers on the command line: `darkfab approve` / `reject` a pending gate winner, `darkfab pause` /
-`resume` a factory. cli.py calls :func:`register` to add them. Each action is an event with the person and
+"""A person's levers on the command line: `darkfab approve` / `reject` a pending gate winner,
+`darkfab pause-factory` / `resume-factory` a factory's trials. cli.py calls :func:`register` to add them.
+
+(`darkfab pause` / `resume`, without the suffix, are older and act on a running model server: they stop and
+restart its answers, see cli_serve.py. Pausing a factory stops its trials and leaves serving alone.) Each action is an event with the person and
 the reason; a mistake (unknown version, nothing pending, no reason) is one line naming the value and the fix.
 """
 
@@ -53,7 +56,7 @@ def _version(value: str) -> int:
 
 
 def register(app: typer.Typer) -> None:
-    """Add `approve`, `reject`, `pause` and `resume` to ``app``."""
+    """Add `approve`, `reject`, `pause-factory` and `resume-factory` to ``app``."""
 
     @app.command()
     def approve(
@@ -80,20 +83,21 @@ def register(app: typer.Typer) -> None:
         d = guarded(lambda: _decide("reject", version, reason, by, factory, store))
         err.print(f"version {d.version} of {d.factory!r} rejected by {d.person}; champion unchanged", highlight=False)
 
-    @app.command()
-    def pause(
+    @app.command("pause-factory")
+    def pause_factory(
         factory: Annotated[str | None, typer.Argument(help="factory name or file; the only one if absent")] = None,
         reason: ReasonOpt = None,
         by: ByOpt = None,
         store: StoreOpt = None,
     ) -> None:
-        """Pause a factory: `run`, `run --forever` and the workers start no new trial (a running campaign stops
-        after the trials in flight, with the stop reason `paused`) until `darkfab resume`."""
+        """Pause a factory's trials: `run`, `run --forever` and the workers start no new trial (a running campaign
+        stops after the trials in flight, with the stop reason `paused`) until `darkfab resume-factory`. Serving
+        goes on (`darkfab pause` pauses a model server)."""
         name = guarded(lambda: _pause(factory, reason, by, store, resume=False))
-        err.print(f"factory {name!r} paused; `darkfab resume {name}` lets it run again", highlight=False)
+        err.print(f"factory {name!r} paused; `darkfab resume-factory {name}` lets it run again", highlight=False)
 
-    @app.command()
-    def resume(
+    @app.command("resume-factory")
+    def resume_factory(
         factory: Annotated[str | None, typer.Argument(help="factory name or file; the only one if absent")] = None,
         reason: Annotated[str, typer.Option("--reason", help="why (recorded)")] = "resumed from the command line",
         by: ByOpt = None,
@@ -125,7 +129,7 @@ def _decide(
 def _pause(factory: str | None, reason: str | None, by: str | None, url: str | None, *, resume: bool) -> str:
     from .store import Pauses, Store
 
-    why = reason if resume else _reason(reason, "pause")
+    why = reason if resume else _reason(reason, "pause-factory")
     st = Store(url)
     try:
         name = factory_name(factory, [f.name for f in st.list_factories()], st.url)

@@ -70,7 +70,7 @@ class ExecutorError(DarkfabError):
 
 
 class PausedError(DarkfabError):
-    """The factory is paused (``darkfab pause``): no campaign or trial starts until ``darkfab resume``."""
+    """The factory is paused (``darkfab pause-factory``): no campaign or trial starts until ``darkfab resume-factory``."""
 
 
 __all__ = [

@@ -81,7 +81,7 @@ class FactoryStatus:
     workers: list[dict[str, Any]]  # `darkfab worker` processes seen within a lease
     leaks: list[dict[str, Any]] = field(default_factory=list)  # the latest campaign's leaked columns, decided
     sealed: dict[str, Any] | None = None  # the latest gate's sealed set: sealed_uses of sealed_budget
-    paused: dict[str, Any] | None = None  # who paused the factory, when and why (`darkfab pause`)
+    paused: dict[str, Any] | None = None  # who paused the factory, when and why (`darkfab pause-factory`)
     pending: dict[str, Any] | None = None  # the gate winner waiting for approval (gate.approval: required)
 
 

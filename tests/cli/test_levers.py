@@ -119,24 +119,24 @@ def test_approval_mistakes_name_the_value_the_rule_and_the_fix(pending, verb):
 
 
 def test_pause_blocks_run_until_resume(pending):
-    _one_line_error(pending("pause", "gated", check=False), 2, "--reason is required", "fix:")
-    pending("pause", "gated", "--reason", "labels look wrong", "--by", "carol")
+    _one_line_error(pending("pause-factory", "gated", check=False), 2, "--reason is required", "fix:")
+    pending("pause-factory", "gated", "--reason", "labels look wrong", "--by", "carol")
     status = pending.json("status", "gated")
     assert status["paused"]["person"] == "carol"
     assert status["paused"]["reason"] == "labels look wrong"
     assert "paused: by carol" in pending("status", "gated").stdout
-    _one_line_error(pending("pause", "gated", "--reason", "again", check=False), 1, "already paused", "carol")
+    _one_line_error(pending("pause-factory", "gated", "--reason", "again", check=False), 1, "already paused", "carol")
     campaigns = len(pending.json("status", "gated")["campaigns"])
     (pending.cwd / "factory.yaml").write_text(APPROVAL)
     blocked = pending("run", "factory.yaml", check=False)
-    _one_line_error(blocked, 1, "factory 'gated' is paused", "labels look wrong", "fix: `darkfab resume gated`")
+    _one_line_error(blocked, 1, "factory 'gated' is paused", "labels look wrong", "fix: `darkfab resume-factory gated`")
     assert len(pending.json("status", "gated")["campaigns"]) == campaigns  # nothing started
-    pending("resume", "gated", "--by", "carol")
+    pending("resume-factory", "gated", "--by", "carol")
     assert pending.json("status", "gated")["paused"] is None
-    _one_line_error(pending("resume", "gated", check=False), 1, "'gated' is not paused")
+    _one_line_error(pending("resume-factory", "gated", check=False), 1, "'gated' is not paused")
     kinds = [e.kind for e in _events(pending, "factory_paused", "factory_resumed")]
     assert kinds == ["factory_paused", "factory_resumed"]
-    _one_line_error(pending("pause", "nope", "--reason", "x", check=False), 2, "no factory 'nope'")
+    _one_line_error(pending("pause-factory", "nope", "--reason", "x", check=False), 2, "no factory 'nope'")
 
 
 def test_pause_stops_a_running_campaign_after_its_trials_in_flight(cli):
@@ -151,7 +151,7 @@ def test_pause_stops_a_running_campaign_after_its_trials_in_flight(cli):
                 with _store(cli) as s:
                     done = sum(1 for t in s.list_trials() if t.state == "completed")
         assert done >= 2, "the campaign never got going"
-        cli("pause", "long", "--reason", "stop for the night")
+        cli("pause-factory", "long", "--reason", "stop for the night")
         out, errors = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

@@ -232,7 +232,9 @@ def test_registry() -> None:
     assert proposer_names()[:5] == ["tpe", "random", "cmaes", "qmc", "nsga2"]
     assert {"llm", "portfolio", "llm_code"} <= set(proposer_names())
     assert make_proposer("qmc", conditional_context()).name == "qmc"
-    with pytest.raises(SpecError, match=r"must be one of \['tpe', 'random', 'cmaes', 'qmc', 'nsga2', .*\], got 'bayes'"):
+    with pytest.raises(
+        SpecError, match=r"must be one of \['tpe', 'random', 'cmaes', 'qmc', 'nsga2', .*\], got 'bayes'"
+    ):
         make_proposer("bayes", conditional_context())
     with pytest.raises(SpecError, match="search.pruner must be one of"):
         make_proposer("tpe", SearchContext(**{**conditional_context().__dict__, "pruner": "asha"}))

@@ -1,4 +1,4 @@
-"""Pausing a factory: a person's switch that stops new trials, kept as events in the chained log.
+"""Pausing a factory (`darkfab pause-factory`): a person's switch that stops new trials, kept as events in the chained log.
 
 A pause is the event ``factory_paused`` and its end the event ``factory_resumed``; the factory is paused
 when the newer of the two is a ``factory_paused``. So who paused it, when and why is audited like every
@@ -36,7 +36,7 @@ class PauseRecord:
         """The pause as an error message: who, since when, why, and the fix."""
         return (
             f"factory {factory!r} is paused (by {self.person} at {self.since:%Y-%m-%d %H:%M:%S} UTC: {self.reason}); "
-            f"no new trials start while it is paused; fix: `darkfab resume {factory}` when it may run again"
+            f"no new trials start while it is paused; fix: `darkfab resume-factory {factory}` when it may run again"
         )
 
 
@@ -98,7 +98,7 @@ class Pauses:
         if held is None:
             raise StoreError(
                 f"factory {self._name(factory_id)!r} is not paused, so there is nothing to resume; "
-                f"fix: check the name, or pause it with `darkfab pause {self._name(factory_id)} --reason ...`"
+                f"fix: check the name, or pause it with `darkfab pause-factory {self._name(factory_id)} --reason ...`"
             )
         self.store.append_event(
             kind=RESUMED,
