@@ -59,7 +59,9 @@ class Pauses:
 
     def state(self, factory_id: int) -> PauseRecord | None:
         """The factory's pause, or None when it is not paused."""
-        found = self.store.list_events(factory_id=factory_id, kinds=(PAUSED, RESUMED), limit=1)
+        # every pause event of the store (a person's, so few) through the kind index: filtering on the factory
+        # in SQL makes SQLite walk all the factory's events instead (20 ms at 60,000 events, against 0.5 ms)
+        found = [e for e in self.store.list_events(kinds=(PAUSED, RESUMED)) if e.factory_id == factory_id]
         if not found or found[-1].kind != PAUSED:
             return None
         e = found[-1]
