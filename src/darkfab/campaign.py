@@ -27,7 +27,7 @@ from .propose import Proposal, Proposer, TrialView
 from .registry import ArtifactStore
 from .results import Progress, TrialRow
 from .spec import FactorySpec
-from .store import CampaignRecord, Store, TrialRecord, TrialState
+from .store import CampaignRecord, Pauses, Store, TrialRecord, TrialState
 from .train import EnsembleModel, TrialOutput, TrialRequest, WorkerPayload, greedy_weights, load_model
 
 KEEP_ARTIFACTS = 3  # best candidates whose artifacts are kept for the gate
@@ -35,6 +35,8 @@ ENSEMBLE_POOL = 8  # best candidates of a run kept in memory for greedy ensemble
 BOARD_KEEP = 50  # leaderboard rows kept in memory
 REPORT_EVERY = 25  # boosting rounds between intermediate scores, when a pruner is on
 FINISHED = ("completed", "failed", "pruned")
+STOP_PAUSED = "paused"  # the stop reason of a campaign whose factory a person paused
+PAUSE_POLL_S = 1.0  # how often a running campaign or worker asks the store whether its factory is paused
 
 
 @dataclass
@@ -177,8 +179,28 @@ class CampaignRun:
         self.stopped_because = ""
         self.cv_folds = cv_folds_for(spec, dataset, budget.time_s)
         self._pool: dict[int, _Member] = {}  # the best completed trials of this run, for the ensemble
+        self._pauses = Pauses(store)
+        self._paused = False
+        self._pause_checked = -math.inf
 
     # -- helpers -------------------------------------------------------------------------------
+    def _is_paused(self) -> bool:
+        """Whether a person paused the factory (read from the store at most once a PAUSE_POLL_S)."""
+        now = time.monotonic()
+        if now - self._pause_checked >= PAUSE_POLL_S:
+            self._pause_checked = now
+            self._paused = self._pauses.state(self.campaign.factory_id) is not None
+        return self._paused
+
+    def _drain(self, t0: float) -> None:
+        """Paused: start nothing, let the trials in flight finish and record them."""
+        for event in self.executor.poll(0.2):
+            if isinstance(event, JobReport):
+                self._on_report(event)
+            else:
+                self._on_done(event, t0)
+        self._housekeeping(time.monotonic())
+
     def _elapsed(self, t0: float) -> float:
         return self.budget.spent_time_s + (time.monotonic() - t0)
 
@@ -319,6 +341,12 @@ class CampaignRun:
                 self._stop_all(reason, t0)
                 self.stopped_because = reason
                 break
+            if self._is_paused():  # no new trial; stop once those in flight are recorded
+                if not self.running:
+                    self.stopped_because = STOP_PAUSED
+                    break
+                self._drain(t0)
+                continue
             free = self._claim(self.executor.capacity - self.executor.in_flight)
             counts = self._counts()
             finished = sum(counts.get(s, 0) for s in FINISHED)
@@ -378,7 +406,8 @@ class CampaignRun:
         t0 = time.monotonic()
         done = 0
         while True:
-            self._claim(self.executor.capacity - self.executor.in_flight)
+            if not self._is_paused():  # paused: finish the trials in flight, claim no new one
+                self._claim(self.executor.capacity - self.executor.in_flight)
             for event in self.executor.poll(0.2):
                 if isinstance(event, JobReport):
                     self.executor.answer(event.job_id, stop=False)  # the pruner lives with the proposer

@@ -38,6 +38,7 @@ app.add_typer(audit_app, name="audit")
 
 def _register_extensions() -> None:
     from .cli_export import register as register_export
+    from .cli_levers import register as register_levers
     from .cli_monitor import register as register_monitor
     from .cli_proposals import register as register_proposals
     from .cli_reward import register as register_reward
@@ -50,6 +51,7 @@ def _register_extensions() -> None:
     register_reward(app)
     register_ui(app)
     register_export(app)
+    register_levers(app)
 
 
 out = Console()
@@ -334,13 +336,20 @@ def _print_summary(r: RunResult, console: Console) -> None:
         + (f", warm-started from {r.warm_started_from} earlier trials" if r.warm_started_from else "")
     ]
     c = r.champion
-    if c is None:
+    if r.stopped_because == "paused":
+        lines.append(
+            f"[yellow]paused[/]: stopped after its trials in flight, not gated; `darkfab resume-factory {r.factory}` "
+            "and run it again to resume this campaign"
+        )
+    elif c is None:
         lines.append("[yellow]no champion[/]: " + (r.gate or {}).get("reason", "no candidate completed"))
     else:
         s = c.metrics.get("sealed_test", {})
         how = "new champion" if c.promoted_now else "champion unchanged"
         if c.alias == "challenger":
             how = "new challenger (served beside the champion before promotion)"
+        if c.alias == "pending":
+            how = f"pending approval (gate.approval: required; `darkfab approve {c.version} --reason ...`)"
         lines.append(
             f"[bold green]{how}[/]: version {c.version}, {c.trainer} "
             f"({TrialRow(0, 0, '', c.trainer, c.params, '').params_summary(70)})"
@@ -350,7 +359,7 @@ def _print_summary(r: RunResult, console: Console) -> None:
                 f"sealed-test {s.get('metric', r.metric)}: [bold]{s['score']:.4f}[/] "
                 f"(95% CI {s['low']:.4f} to {s['high']:.4f})"
             )
-        if c.promoted_now or c.alias == "challenger":
+        if c.promoted_now or c.alias in ("challenger", "pending"):
             refit = c.refit or {}
             if refit.get("evidence"):
                 lines.append(f"refit: {refit['evidence']}")
@@ -437,6 +446,13 @@ def status(factory: FactoryArg = None, store: StoreOpt = None, as_json: JsonOpt 
             f"{c['elapsed_s'] or 0:.1f}s",
         )
     out.print(t)
+    if s.paused:
+        p = s.paused
+        out.print(f"paused: by {p['person']} since {p['since']}: {p['reason']}", highlight=False, markup=False)
+    if s.pending:
+        out.print(
+            f"pending approval: version {s.pending['version']} ({s.pending['trainer']})", highlight=False, markup=False
+        )
     if s.champion:
         st = s.champion["metrics"].get("sealed_test", {})
         out.print(

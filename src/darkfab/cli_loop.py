@@ -20,6 +20,7 @@ from .factory import Factory
 from .loop import Lifecycle, Step
 from .results import RunResult
 from .spec import spec_from_dict
+from .store import Pauses
 
 _SHOWN = 160  # characters of a reason shown on a live line
 
@@ -96,9 +97,20 @@ def needs_campaign(f: Factory) -> bool:
     return False
 
 
+def _paused_with_champion(f: Factory) -> bool:
+    """A paused factory with a champion: `run --forever` serves it and starts no campaign (without one,
+    ``Factory.run`` says it is paused)."""
+    try:
+        fid = f.store.get_factory(f.name).id
+        f.store.get_model_version(fid, "champion")
+    except NotFoundError:
+        return False
+    return Pauses(f.store).state(fid) is not None
+
+
 def run_if_needed(f: Factory, run: Any) -> RunResult | None:
     """Run (or resume) the campaign when :func:`needs_campaign`; ``run(factory, trigger)`` does the work."""
-    if not needs_campaign(f):
+    if not needs_campaign(f) or _paused_with_champion(f):
         return None
     target = _resume_spec(f)
     last = None

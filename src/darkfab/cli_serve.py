@@ -186,5 +186,9 @@ def register(app: typer.Typer) -> None:
         "Drop the challenger when the server routes one (canary, shadow); otherwise point `champion` back at the "
         "version that held it before. The server swaps without dropping a request.",
     )
-    simple("pause", "Stop answering predictions (503) and report not ready, until `darkfab resume`.")
+    simple(
+        "pause",
+        "Stop a running server answering predictions (503) and report not ready, until `darkfab resume` "
+        "(`darkfab pause-factory` stops a factory's trials instead).",
+    )
     simple("resume", "Answer predictions again after `darkfab pause`.")

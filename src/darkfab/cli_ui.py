@@ -27,8 +27,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve the oversight console: factories, campaigns, trials, model cards, monitor, timeline and audit.
 
-        Reading needs no login; acting (rolling back) needs the admin token from $DARKFAB_UI_TOKEN, or
-        the one printed at start.
+        Reading needs no login; acting (rolling back, approving or rejecting a pending version, pausing or
+        resuming a factory) needs the admin token from $DARKFAB_UI_TOKEN, or the one printed at start.
         """
         try:
             import uvicorn

@@ -13,6 +13,7 @@ The tree::
     │   └── SandboxError                  the sandboxed child failed or answered what the worker refuses
     │                                     (``darkfab.execute``)
     ├── ExecutorError                     the executor itself broke (not one trial)
+    ├── PausedError                       a person paused the factory: nothing new starts until it is resumed
     ├── ScriptError (ValueError)          a training script or an edit to it breaks the script contract
     │                                     (``darkfab.train``)
     ├── UntrustedCodeError (PermissionError)  loading a script model would run its code in a process that
@@ -68,12 +69,17 @@ class ExecutorError(DarkfabError):
     """The executor itself failed, not one trial."""
 
 
+class PausedError(DarkfabError):
+    """The factory is paused (``darkfab pause-factory``): no campaign or trial starts until ``darkfab resume-factory``."""
+
+
 __all__ = [
     "DarkfabError",
     "DataError",
     "ExecutorError",
     "IntegrityError",
     "NotFoundError",
+    "PausedError",
     "SpecError",
     "StoreError",
     "TrialError",

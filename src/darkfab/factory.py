@@ -19,9 +19,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .campaign import Budget, CampaignRun, default_owner, limits_of, predict_split, row_of, trial_view, worker_payload
+from .campaign import (
+    STOP_PAUSED,
+    Budget,
+    CampaignRun,
+    default_owner,
+    limits_of,
+    predict_split,
+    row_of,
+    trial_view,
+    worker_payload,
+)
 from .data import JITTER, Dataset, check_rows, load_dataset
-from .errors import DarkfabError, DataError, IntegrityError, NotFoundError
+from .errors import DarkfabError, DataError, IntegrityError, NotFoundError, PausedError
 from .evaluate import (
     CustomMetric,
     RewardModel,
@@ -36,11 +46,11 @@ from .evaluate import (
 )
 from .execute import Executor, make_executor
 from .propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
-from .registry import Registry
+from .registry import APPROVAL_REQUESTED, PENDING, Registry
 from .results import ChampionSummary, Leaderboard, Progress, RunResult
 from .sealed import rotate_if_worn, sealed_set, with_current_split
 from .spec import Direction, FactorySpec, default_spec, fit_to_data, load_spec, with_overrides
-from .store import CampaignRecord, ModelVersionRecord, Store, TrialRecord
+from .store import CampaignRecord, ModelVersionRecord, Pauses, Store, TrialRecord
 from .train import DarkfabModel, EnsembleModel, can_refit, load_model, portfolio_configs, refit, resolved_space
 
 _DISTRIBUTION_ALIASES = {"xgboost": ("xgboost-cpu",)}
@@ -71,6 +81,8 @@ class FactoryStatus:
     workers: list[dict[str, Any]]  # `darkfab worker` processes seen within a lease
     leaks: list[dict[str, Any]] = field(default_factory=list)  # the latest campaign's leaked columns, decided
     sealed: dict[str, Any] | None = None  # the latest gate's sealed set: sealed_uses of sealed_budget
+    paused: dict[str, Any] | None = None  # who paused the factory, when and why (`darkfab pause-factory`)
+    pending: dict[str, Any] | None = None  # the gate winner waiting for approval (gate.approval: required)
 
 
 class Factory:
@@ -134,6 +146,9 @@ class Factory:
         spaces = {t.name: resolved_space(t, data.task) for t in spec.trainers}
         store = self.store
         frec = store.ensure_factory(spec.name, spec.model_dump(mode="json"))
+        held = Pauses(store).state(frec.id)
+        if held is not None:
+            raise PausedError(held.explain(spec.name))
         data = with_current_split(store, frec.id, spec, data)
         last = store.latest_campaign(frec.id)
         if last is None or last.status != "running" or last.data_fingerprint != data.fingerprint:
@@ -196,10 +211,13 @@ class Factory:
                 on_progress=on_progress,
             )
             stopped = loop.run()
+            paused = stopped == STOP_PAUSED  # no gate: the campaign stays open and resumes after `resume`
             wanted = spec.search.ensemble
-            if wanted is True or (wanted == "auto" and budget.trials is None):
+            if not paused and (wanted is True or (wanted == "auto" and budget.trials is None)):
                 loop.build_ensemble()
-            verdict, champion = self._gate(spec, store, registry, executor, campaign, data, metric)
+            verdict, champion = (
+                (None, None) if paused else self._gate(spec, store, registry, executor, campaign, data, metric)
+            )
         finally:
             executor.close()
         counts = store.count_trials(campaign.id)
@@ -233,12 +251,22 @@ class Factory:
             stopped_because=stopped,
             leaks=[leak.as_json() for leak in data.leaks],
         )
-        store.finish_campaign(
-            campaign.id,
-            status="finished",
-            summary=result.to_json(),
-            reason=f"campaign finished: {stopped or 'budget reached'}",
-        )
+        if paused:
+            store.append_event(
+                kind="campaign_paused",
+                reason="the factory was paused: the campaign stopped after its trials in flight, without a gate; "
+                "`darkfab run` resumes it once the factory is resumed",
+                factory_id=frec.id,
+                campaign_id=campaign.id,
+                data={"stopped_because": STOP_PAUSED, "trials": counts},
+            )
+        else:
+            store.finish_campaign(
+                campaign.id,
+                status="finished",
+                summary=result.to_json(),
+                reason=f"campaign finished: {stopped or 'budget reached'}",
+            )
         if on_progress:
             on_progress(
                 Progress(
@@ -276,6 +304,7 @@ class Factory:
         registry = Registry(store)
         executor = make_executor(spec.execution.backend, **executor_options(spec))
         owner = default_owner("worker", spec.name)
+        pauses = Pauses(store)
         finished = 0
         idle_since = _time.monotonic()
         announced = 0.0
@@ -286,6 +315,8 @@ class Factory:
                     store.announce_worker(spec.name, owner=owner, slots=executor.capacity)
                     announced = _time.monotonic()
                 campaign = self._running_campaign(store, spec.name)
+                if campaign is not None and pauses.state(campaign.factory_id) is not None:
+                    campaign = None  # paused: nothing to claim; wait as for the next campaign
                 if campaign is None:
                     if not forever and _time.monotonic() - idle_since > wait:
                         return finished
@@ -318,7 +349,7 @@ class Factory:
                 )
 
                 def campaign_over(c: CampaignRecord = campaign) -> bool:
-                    return store.get_campaign(c.id).status != "running"
+                    return store.get_campaign(c.id).status != "running" or pauses.state(c.factory_id) is not None
 
                 finished += loop.work(stop_when=campaign_over)
                 idle_since = announced = _time.monotonic()
@@ -493,6 +524,12 @@ class Factory:
         lineage["gated"] = {"artifact": cand.artifact_path, "valid": cand.metrics, "sealed_test": sealed}
         vjson["refit"] = refit_info
         alias = "champion" if current is None or spec.deploy.mode == "direct" else "challenger"
+        why = f"passed the gate: {verdict.reason}"
+        why += "" if alias == "champion" else f"; {spec.deploy.mode} against the champion before promotion"
+        then = alias
+        if spec.gate.approval == "required":  # registered, not promoted: approve() makes the same move later
+            lineage["approval"] = {"required": True, "then": then}
+            alias, why = PENDING, f"{why}; waits for a person's approval (gate.approval: required) to become {alias}"
         version = registry.register(
             spec.name,
             model_bytes,
@@ -502,9 +539,17 @@ class Factory:
             metrics={"valid": cand.metrics, "sealed_test": sealed},
             lineage=lineage,
             aliases=(alias,),
-            reason=f"passed the gate: {verdict.reason}"
-            + ("" if alias == "champion" else f"; {spec.deploy.mode} against the champion before promotion"),
+            reason=why,
         )
+        if alias == PENDING:
+            store.append_event(
+                kind=APPROVAL_REQUESTED,
+                reason=f"version {version.version} {why}; fix: `darkfab approve {version.version}` or reject it",
+                factory_id=fid,
+                campaign_id=campaign.id,
+                trial_id=cand.id,
+                data={"version": version.version, "then": then, "gate": verdict.reason},
+            )
         return vjson, ChampionSummary(
             version=version.version,
             trainer=cand.trainer,
@@ -753,6 +798,10 @@ class Factory:
         leaks = [e.data for e in store.list_events(campaign_id=last.id, kinds=("leaked_feature",))] if last else []
         gates = [e.data for e in store.list_events(factory_id=f.id, kinds=("gate_verdict",)) if "sealed_uses" in e.data]
         sealed = {k: gates[-1][k] for k in ("sealed_uses", "sealed_budget", "sealed_set")} if gates else None
+        held = Pauses(store).state(f.id)
+        paused = {"person": held.person, "reason": held.reason, "since": str(held.since)} if held else None
+        waiting = Registry(store).pending(self.name)
+        pending = {"version": waiting.version, "trainer": waiting.trainer} if waiting else None
         return FactoryStatus(
             name=self.name,
             campaigns=campaigns,
@@ -762,6 +811,8 @@ class Factory:
             workers=workers,
             leaks=leaks,
             sealed=sealed,
+            paused=paused,
+            pending=pending,
         )
 
     def trials(self) -> list[TrialRecord]:

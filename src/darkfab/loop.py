@@ -41,7 +41,7 @@ from .factory import Factory
 from .monitor import Alerter, Monitor, WindowResult
 from .results import RunResult
 from .spec import FactorySpec, spec_from_dict
-from .store import Store
+from .store import Pauses, Store
 
 log = logging.getLogger("darkfab.loop")
 
@@ -461,6 +461,8 @@ class Lifecycle:
         why_not = ""
         if self.retraining:
             why_not = "a retraining campaign is already running"
+        elif Pauses(self.store).state(self.factory_id) is not None:
+            why_not = "the factory is paused"
         elif "challenger" in aliases and self.base.deploy.mode != "direct":
             why_not = f"challenger v{aliases['challenger']} is still being judged"
         elif window.record.first_prediction_id <= self._quiet_after or window.record.version != aliases.get("champion"):
@@ -579,7 +581,7 @@ def _outcome(result: RunResult, n_live: int, rows: int, path: Path) -> str:
     data = f"{rows} rows ({n_live} labelled live rows) in {path.name}"
     c = result.champion
     gate = (result.gate or {}).get("reason", "")
-    if c is not None and (c.promoted_now or c.alias == "challenger"):
-        role = "new champion" if c.promoted_now else "new challenger"
+    if c is not None and (c.promoted_now or c.alias in ("challenger", "pending")):
+        role = {"champion": "new champion", "challenger": "new challenger"}.get(c.alias, "pending approval:")
         return f"campaign {result.campaign_number} on {data}: {role} v{c.version} ({c.trainer}); gate: {gate}"
     return f"campaign {result.campaign_number} on {data}: no new model; gate: {gate or 'no candidate'}"

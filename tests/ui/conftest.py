@@ -195,3 +195,46 @@ def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSi
     hostile_campaign, hostile, code = _add_hostile_records(store_url)
     with serve_console(store_url, tmp, env) as url:
         yield ConsoleSite(url, store_url, "iris_console", real.id, hostile_campaign, hostile, code)
+
+
+# -- a second store: a factory whose gate winner waits for approval (the approval and pause levers) -----
+
+GATED_FACTORY = """\
+name: iris_gated
+data: {source: "sklearn:iris", target: target}
+trainers:
+  - name: logistic_regression
+budget: {trials: 2}
+execution: {workers: 1, trial_timeout: 60s, latency_rows: 3}
+gate: {bootstrap: 200, approval: required}
+"""
+GATED_NAME = "iris_gated"
+
+
+@dataclass(frozen=True)
+class GatedSite:
+    url: str
+    store_url: str
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatedSite]:
+    """One campaign whose version 1 waits as ``pending``, and the console over it (per module: the browser
+    tests approve it, the HTTP tests need it still pending)."""
+    tmp = tmp_path_factory.mktemp("gated-console")
+    (tmp / "factory.yaml").write_text(GATED_FACTORY)
+    store_url = f"sqlite:///{tmp / 'store.db'}"
+    env = console_env(tmp)
+    run = subprocess.run(
+        [sys.executable, "-m", "darkfab", "run", "factory.yaml", "--store", store_url],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    with Store(store_url) as st:
+        assert st.aliases(st.get_factory(GATED_NAME).id) == {"pending": 1}
+    with serve_console(store_url, tmp, env) as url:
+        yield GatedSite(url, store_url)

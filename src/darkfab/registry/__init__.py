@@ -1,8 +1,21 @@
-"""The model registry: versions, lineage, aliases (``champion``, ``challenger``) and verified artifacts."""
+"""The model registry: versions, lineage, aliases (``champion``, ``challenger``, ``pending``), a person's
+approval of a gate winner, and verified artifacts."""
 
 from __future__ import annotations
 
+from ._approval import APPROVAL_REQUESTED, APPROVED, PENDING, REJECTED, Decision, approve, reject
 from ._artifacts import ArtifactStore, sha256_hex
 from ._registry import Registry
 
-__all__ = ["ArtifactStore", "Registry", "sha256_hex"]
+__all__ = [
+    "APPROVAL_REQUESTED",
+    "APPROVED",
+    "PENDING",
+    "REJECTED",
+    "ArtifactStore",
+    "Decision",
+    "Registry",
+    "approve",
+    "reject",
+    "sha256_hex",
+]

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ..store import ModelVersionRecord, Store
+from . import _approval
 from ._artifacts import ArtifactStore
 
 
@@ -94,6 +95,19 @@ class Registry:
     def delete_alias(self, factory: str, alias: str, *, reason: str) -> int | None:
         """Remove ``alias`` (e.g. ``challenger``), recorded with its reason; the version it held, or None."""
         return self.store.delete_alias(self.store.get_factory(factory).id, alias, reason=reason)
+
+    def pending(self, factory: str) -> ModelVersionRecord | None:
+        """The gate winner waiting for a person's approval (alias ``pending``), or None."""
+        held = self.aliases(factory).get(_approval.PENDING)
+        return None if held is None else self.get(factory, held)
+
+    def approve(self, factory: str, version: int, *, person: str, reason: str) -> _approval.Decision:
+        """Promote the pending ``version`` as the gate would have (see :func:`darkfab.registry.approve`)."""
+        return _approval.approve(self, factory, version, person=person, reason=reason)
+
+    def reject(self, factory: str, version: int, *, person: str, reason: str) -> _approval.Decision:
+        """Drop the pending ``version`` and leave the champion (see :func:`darkfab.registry.reject`)."""
+        return _approval.reject(self, factory, version, person=person, reason=reason)
 
     def aliases(self, factory: str) -> dict[str, int]:
         """Every alias of ``factory`` and the version it points at."""

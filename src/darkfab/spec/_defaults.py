@@ -104,6 +104,7 @@ gate:
   min_improvement: 0.0           # margin over the champion on the sealed test
   confidence: 0.9                # bootstrap probability that the margin holds
   # sealed_budget: 20            # gate decisions per sealed test set; then the rows are split afresh
+  # approval: none               # required: the winner waits as 'pending' for `darkfab approve`
 
 deploy:                          # how a gate winner reaches traffic once a champion is served
   mode: direct                   # direct: it becomes champion; canary or shadow: challenger first

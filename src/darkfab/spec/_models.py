@@ -490,6 +490,11 @@ class GateSpec(_Model):
         description="gate decisions one sealed test set may inform; past it the rows are split again with a "
         "fresh seed, so no run of retrains selects for the same sealed rows",
     )
+    approval: Literal["none", "required"] = Field(
+        "none",
+        description="none: the gate winner is promoted at once; required: it is registered as 'pending' and "
+        "waits for a person (`darkfab approve VERSION` / `darkfab reject VERSION`, or the console)",
+    )
 
 
 class DeploySpec(_Model):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._llm_calls import LLM_CALL_STATUSES, LLMCallRecord
 from ._migrate import current_revision, head_revision, upgrade
 from ._monitoring import MonitorWindowRecord
+from ._pauses import PauseRecord, Pauses, checked_text
 from ._predictions import FeedbackResult
 from ._preferences import PREFERENCE_WINNERS, PreferenceRecord
 from ._records import (
@@ -45,12 +46,15 @@ __all__ = [
     "LLMCallRecord",
     "ModelVersionRecord",
     "MonitorWindowRecord",
+    "PauseRecord",
+    "Pauses",
     "PredictionRecord",
     "PreferenceRecord",
     "Store",
     "TrialRecord",
     "TrialState",
     "WorkerRecord",
+    "checked_text",
     "current_revision",
     "head_revision",
     "resolve_store_url",

@@ -1,5 +1,6 @@
-"""The console's levers: log in and out, and roll a factory's champion back. Every action needs a live
-session and its CSRF token, and is recorded in the event log with the person and their reason."""
+"""The console's levers: log in and out, roll a factory's champion back, approve or reject a pending gate
+winner, pause and resume a factory. Every action needs a live session and its CSRF token, and is recorded
+in the event log with the person and their reason."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ..registry import PENDING
+from ..store import Pauses
 from ._auth import COOKIE, check_action, read_form
 from ._pages import ConsoleDep
 
@@ -67,7 +70,37 @@ async def rollback(request: Request, c: ConsoleDep, name: str) -> Response:
     known = [r.version for r in c.registry.versions(name)]
     if version not in known:
         raise HTTPException(400, f"factory {name!r} has no version {version}; fix: choose one of {known}")
+    if held.get(PENDING) == version:
+        raise HTTPException(400, f"version {version} of {name!r} waits for approval; fix: approve it, not roll back")
     if held.get("champion") == version:
         raise HTTPException(400, f"version {version} is already the champion of {name!r}; fix: choose another")
     c.registry.set_alias(name, "champion", version, reason=f"rolled back by {session.person} in the console: {reason}")
     return RedirectResponse(f"/factories/{quote(name)}/versions/{version}", status_code=303)
+
+
+@router.post("/factories/{name}/versions/{version}/{verb}")
+async def decide(request: Request, c: ConsoleDep, name: str, version: int, verb: str) -> Response:
+    """Approve or reject the version waiting as ``pending`` (through the registry, as `darkfab approve` does)."""
+    if verb not in ("approve", "reject"):
+        raise HTTPException(404, f"no action {verb!r} on a version; the console can approve or reject one")
+    form = await read_form(request)
+    session = check_action(c.sessions, request, form)
+    reason = _text(form, "reason", "the reason", MAX_REASON)
+    act = c.registry.approve if verb == "approve" else c.registry.reject
+    act(name, version, person=session.person, reason=reason)
+    return RedirectResponse(f"/factories/{quote(name)}/versions/{version}", status_code=303)
+
+
+@router.post("/factories/{name}/{verb}")
+async def pause(request: Request, c: ConsoleDep, name: str, verb: str) -> Response:
+    """Pause or resume a factory (its running campaign and workers start no new trial while it is paused)."""
+    if verb not in ("pause", "resume"):
+        raise HTTPException(404, f"no action {verb!r} on a factory; the console can pause, resume or roll back")
+    form = await read_form(request)
+    session = check_action(c.sessions, request, form)
+    reason = _text(form, "reason", "the reason", MAX_REASON)
+    factory = c.store.get_factory(name)
+    pauses = Pauses(c.store)
+    act = pauses.pause if verb == "pause" else pauses.resume
+    act(factory.id, person=session.person, reason=reason)
+    return RedirectResponse(f"/#factory-{quote(name)}", status_code=303)

@@ -9,10 +9,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
 from ..errors import NotFoundError
+from ..registry import APPROVAL_REQUESTED, APPROVED, PENDING, REJECTED
 from . import _views as v
 from ._app import Console
 
 router = APIRouter()
+MOVES = ("alias_set", "alias_deleted", "registered", APPROVAL_REQUESTED, APPROVED, REJECTED)
 
 
 def console_of(request: Request) -> Console:
@@ -99,9 +101,10 @@ def version(request: Request, c: ConsoleDep, name: str, version: int) -> HTMLRes
     factory = c.store.get_factory(name)
     record = c.registry.get(name, version)
     lineage = c.registry.lineage(name, version)
+    held = c.registry.aliases(name)
     moves = [
         e
-        for e in c.store.list_events(factory_id=factory.id, kinds=("alias_set", "alias_deleted", "registered"))
+        for e in c.store.list_events(factory_id=factory.id, kinds=MOVES)
         if e.data.get("version") == version or e.data.get("previous") == version
     ]
     return c.page(
@@ -114,7 +117,8 @@ def version(request: Request, c: ConsoleDep, name: str, version: int) -> HTMLRes
         moves=moves,
         params=v.shown_params(record.params),
         versions=c.registry.versions(name),
-        champion=c.registry.aliases(name).get("champion"),
+        champion=held.get("champion"),
+        pending=held.get(PENDING),
     )
 
 

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DarkfabError, NotFoundError
-from ..registry import Registry
+from ..registry import PENDING, Registry
 from ..store import (
     CampaignRecord,
     ChainReport,
     FactoryRecord,
     LLMCallRecord,
     ModelVersionRecord,
+    PauseRecord,
+    Pauses,
     Store,
     TrialRecord,
 )
@@ -70,6 +72,8 @@ class FactoryRow:
     workers: int
     spend: list[Spend]
     versions: list[ModelVersionRecord]
+    pending: ModelVersionRecord | None = None  # the gate winner waiting for a person (gate.approval: required)
+    paused: PauseRecord | None = None  # who paused the factory, since when and why
 
 
 def _alias_version(store: Store, factory_id: int, held: dict[str, int], alias: str) -> ModelVersionRecord | None:
@@ -110,6 +114,8 @@ def factory_row(store: Store, factory: FactoryRecord) -> FactoryRow:
         workers=len(store.list_workers(factory.name, within_s=WORKER_FRESH_S)),
         spend=spend_of(store, factory, campaign, counts) if campaign else [],
         versions=store.list_model_versions(factory.id),
+        pending=_alias_version(store, factory.id, held, PENDING),
+        paused=Pauses(store).state(factory.id),
     )
 
 
