@@ -1,0 +1,132 @@
+"""A real `darkfab serve` on PostgreSQL keeps answering while the store is out (issue 14, store outages).
+
+The shared server keeps running: `serve` reaches it through a TCP proxy that is paused (open connections cut,
+new ones refused). Predictions answered meanwhile wait in the prediction log (queue and write-ahead file);
+once the proxy is resumed the server says the store is back, and every one of them reaches the store once.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+import darkfab
+from darkfab.store import Store
+
+from ..helpers.tcp_proxy import TcpProxy
+from ..store.conftest import pg_admin, pg_url  # noqa: F401  (fixtures: a fresh database per test)
+from .conftest import _spec, rows_frame
+
+OUTAGE_S = 8.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _row(i: int) -> list[dict[str, Any]]:
+    return [{"x": (i % 17) / 5 - 1.5, "count": i % 5, "colour": ("red", "green", "blue")[i % 3]}]
+
+
+def _logged(direct: sa.Engine) -> dict[str, int]:
+    """request_id -> how many rows the store holds for it, read straight from the server (not the proxy)."""
+    with direct.connect() as conn:
+        rows = conn.execute(sa.text("SELECT request_id, count(*) AS n FROM predictions GROUP BY request_id"))
+        return {r.request_id: r.n for r in rows}
+
+
+def _wait_for(check: Any, seconds: float, what: str, proc: subprocess.Popen[bytes], out: Path) -> None:
+    deadline = time.monotonic() + seconds  # against hanging only, not a claim about speed
+    while not check():
+        assert proc.poll() is None, f"the server died: {out.read_text()}"
+        assert time.monotonic() < deadline, f"{what}; server log:\n{out.read_text()}"
+        time.sleep(0.2)
+
+
+def _answered(c: httpx.Client, first: int, n: int) -> list[str]:
+    ids = []
+    for i in range(first, first + n):
+        r = c.post("/v1/models/kinds/predict", json=_row(i))
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["request_id"])
+    return ids
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_serve_answers_while_postgresql_is_out_and_logs_every_prediction_once_back(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DARKFAB_AUDIT_KEY_FILE", str(tmp_path / "audit.key"))
+    monkeypatch.setenv("DARKFAB_ARTIFACTS", str(tmp_path / "artifacts"))
+    rows_frame().to_csv(tmp_path / "rows.csv", index=False)
+    with Store(pg_url) as store:
+        darkfab.Factory(_spec("kinds", str(tmp_path / "rows.csv"), "kind"), store=store).run()
+    url = sa.make_url(pg_url)
+    direct = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    port = _free_port()
+    out = tmp_path / "serve.log"
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy, out.open("wb") as sink:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "darkfab", "serve", "kinds", "--store", proxied, "--port", str(port)],
+            cwd=tmp_path,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+
+                def up() -> bool:
+                    try:
+                        return c.get("/v2/health/ready").status_code == 200
+                    except httpx.HTTPError:
+                        return False
+
+                _wait_for(up, 90, "the server did not start", proc, out)
+                before = _answered(c, 0, 20)
+                _wait_for(lambda: set(before) <= set(_logged(direct)), 60, "not logged before the outage", proc, out)
+                proxy.pause()
+                during: list[str] = []
+                paused_at = time.monotonic()
+                while time.monotonic() - paused_at < OUTAGE_S:  # answers keep coming while the store is out
+                    during += _answered(c, 1000 + len(during), 10)
+                    time.sleep(0.5)
+                logged_during = _logged(direct)
+                assert not set(during) & set(logged_during)  # truly out: nothing reached the store meanwhile
+                assert "cannot log" in out.read_text(), out.read_text()  # the outage is named in the log
+                proxy.resume()
+                _wait_for(
+                    lambda: set(during) <= set(_logged(direct)), 120, "predictions lost after the outage", proc, out
+                )
+                after = _answered(c, 5000, 10)
+                _wait_for(lambda: set(after) <= set(_logged(direct)), 60, "not logged after the outage", proc, out)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    logged = _logged(direct)
+    direct.dispose()
+    log = out.read_text()
+    assert proc.returncode == 0, log
+    assert "is back after" in log, log  # the server says when the store is back
+    assert len(during) >= 20
+    assert all(logged[rid] == 1 for rid in before + during + after)  # every answered prediction, once
+    assert len(logged) == len(before) + len(during) + len(after)
