@@ -6,7 +6,8 @@ The tree::
     ├── SpecError (ValueError)            a factory file or option is wrong; names file, field, value, fix
     ├── DataError (ValueError)            the data cannot be used as declared; names column, rule, fix
     ├── StoreError                        the store cannot be opened, migrated or written
-    │   └── NotFoundError (LookupError)   a factory, campaign, trial or model version that does not exist
+    │   ├── NotFoundError (LookupError)   a factory, campaign, trial or model version that does not exist
+    │   └── StoreUnavailable              the store is out (down, unreachable, locked) past the wait: try later
     ├── IntegrityError                    an artifact's content hash or the event chain does not verify
     ├── TrialError                        a trial could not be run (raised inside executors and trainers)
     │   ├── TrialPruned                   a trial was stopped early by the pruner (not a failure)
@@ -53,6 +54,11 @@ class NotFoundError(StoreError, LookupError):
     """A record that was asked for does not exist."""
 
 
+class StoreUnavailable(StoreError):
+    """The store was out (down, unreachable, its connection cut, locked by another writer) longer than the store
+    waits, or went away in the middle of a transaction, which was rolled back: the same work may be tried again."""
+
+
 class IntegrityError(DarkfabError):
     """An artifact's content hash, or the event log's hash chain, does not verify."""
 
@@ -82,6 +88,7 @@ __all__ = [
     "PausedError",
     "SpecError",
     "StoreError",
+    "StoreUnavailable",
     "TrialError",
     "TrialPruned",
 ]

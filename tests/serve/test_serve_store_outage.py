@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 import darkfab
+from darkfab.serve import PredictionLogger, ServeMetrics
 from darkfab.store import Store
 
 from ..helpers.tcp_proxy import TcpProxy
@@ -130,3 +132,53 @@ def test_serve_answers_while_postgresql_is_out_and_logs_every_prediction_once_ba
     assert len(during) >= 20
     assert all(logged[rid] == 1 for rid in before + during + after)  # every answered prediction, once
     assert len(logged) == len(before) + len(during) + len(after)
+
+
+@pytest.mark.postgres
+def test_rows_refused_in_an_outage_longer_than_the_wait_reach_the_store_without_a_restart(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the store gives up after 0.5 s instead of 300 s: the writer's batch is refused, its segment kept
+    monkeypatch.setattr("darkfab.store._base.OUTAGE_WAIT_S", 0.5)
+    monkeypatch.setenv("DARKFAB_AUDIT_KEY_FILE", str(tmp_path / "audit.key"))
+    url = sa.make_url(pg_url)
+    direct = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        with Store(proxied) as store:
+            fid = store.ensure_factory("f", {"name": "f"}).id
+            metrics = ServeMetrics()
+            logger = PredictionLogger(store, metrics, interval_s=0.05, wal_dir=tmp_path / "wal")
+            logger.start()
+            proxy.pause()
+            for i in range(5):
+                assert logger.submit(_log_rows(fid, f"out{i}"))
+            deadline = time.monotonic() + 60  # against hanging only
+            while "darkfab_prediction_log_errors_total 0.0" in metrics.render().decode():
+                assert time.monotonic() < deadline, "the write was never refused"
+                time.sleep(0.05)
+            assert list((tmp_path / "wal").glob("*.jsonl")), "the refused rows are kept in the write-ahead log"
+            proxy.resume()
+            while len(_logged(direct)) < 5:
+                assert time.monotonic() < deadline, "the refused rows never reached the store"
+                time.sleep(0.05)
+            logger.close()
+    logged = _logged(direct)
+    direct.dispose()
+    assert logged == {f"out{i}": 1 for i in range(5)}  # each once
+    assert [p for p in (tmp_path / "wal").glob("*.jsonl") if p.stat().st_size] == []
+
+
+def _log_rows(fid: int, request_id: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "factory_id": fid,
+            "version": 1,
+            "request_id": request_id,
+            "created_at": datetime.now(timezone.utc),
+            "features": {"x": 1.0},
+            "output": {"prediction": "good"},
+        }
+    ]

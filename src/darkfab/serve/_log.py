@@ -9,7 +9,9 @@ throughput under load): the thread sleeps ``interval_s``, or until the queue hol
 Write-ahead (``wal_dir``): what is queued in memory dies with the process, so ``submit`` first appends
 the rows as one JSON line to the current segment file (``<owner>-<n>.jsonl``; one ``write`` call, before
 the answer is sent). Each cycle the thread starts a new segment, fsyncs the old one, writes its rows to
-the store and deletes it; a segment whose rows the store refused stays. The bound: a SIGKILL of the
+the store and deletes it; a segment whose rows the store refused stays: when it was an outage (longer than
+the store waits, or a connection cut mid-write) it is written again at each cycle until the store takes it,
+skipping rows already there; otherwise it waits for the next start. The bound: a SIGKILL of the
 server loses no answered prediction (the lines are in the operating system's hands), and a crash of the
 machine itself loses at most the last ``interval_s`` of them (the unsynced segment). A server holds an
 ``flock`` on ``<owner>.lock`` while it runs; at start, the segments of owners whose lock is free (dead
@@ -30,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import DarkfabError
+from ..errors import DarkfabError, StoreUnavailable
 from ..store import Store
 from ._metrics import ServeMetrics
 
@@ -172,6 +174,9 @@ class PredictionLogger:
         self.wal_dir = wal_dir
         self._wal: WriteAhead | None = None
         self._wal_failing = False
+        # segments the store refused in an outage, and whether this cycle met one: only the writer thread uses them
+        self._kept: list[Path] = []
+        self._outage = False
         self._queue: collections.deque[Any] = collections.deque()  # appends and pops are thread-safe
         self._wake = threading.Event()
         self._queued = 0
@@ -208,16 +213,7 @@ class PredictionLogger:
         for owner, fd, segments in wal.orphans():
             try:
                 for path in segments:
-                    rows = read_segment(path)
-                    by_factory: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)
-                    for row in rows:
-                        by_factory[row["factory_id"]].append(row)
-                    for factory_id, group in by_factory.items():
-                        have = self.store.logged_keys(factory_id, [r["request_id"] for r in group])
-                        missing = [r for r in group if (r["request_id"], r.get("row", 0)) not in have]
-                        for i in range(0, len(missing), self.batch_rows):
-                            written += self.store.log_predictions(missing[i : i + self.batch_rows])
-                    path.unlink()
+                    written += self._write_segment(path)
             except (DarkfabError, OSError, ValueError, KeyError, TypeError) as err:
                 log.warning("could not replay the prediction log of %s: %s (kept for the next start)", owner, err)
             finally:
@@ -226,6 +222,37 @@ class PredictionLogger:
             log.info("replayed %d logged predictions that a stopped server had not written to the store", written)
             self.metrics.log_written.inc(written)
         return written
+
+    def _write_segment(self, path: Path) -> int:
+        """Write the rows of a segment that the store lacks (by request id and row), then delete it."""
+        written = 0
+        by_factory: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)
+        for row in read_segment(path):
+            by_factory[row["factory_id"]].append(row)
+        for factory_id, group in by_factory.items():
+            have = self.store.logged_keys(factory_id, [r["request_id"] for r in group])
+            missing = [r for r in group if (r["request_id"], r.get("row", 0)) not in have]
+            for i in range(0, len(missing), self.batch_rows):
+                written += self.store.log_predictions(missing[i : i + self.batch_rows])
+        path.unlink()
+        return written
+
+    def _retry_kept(self) -> None:
+        """Write the segments of earlier cycles that the store refused (an outage longer than the store waits,
+        or a connection cut mid-write), oldest first; what still fails stays for the next cycle."""
+        written = 0
+        while self._kept:
+            try:
+                written += self._write_segment(self._kept[0])
+            except StoreUnavailable as err:
+                log.warning("the prediction log still cannot reach the store (%s); trying again next cycle", err)
+                break
+            except (DarkfabError, OSError, ValueError, KeyError, TypeError) as err:
+                log.warning("could not write %s: %s (kept for the next start)", self._kept[0], err)
+            self._kept.pop(0)
+        if written:
+            log.info("wrote %d logged predictions that the store had refused earlier", written)
+            self.metrics.log_written.inc(written)
 
     def submit(self, rows: list[dict[str, Any]]) -> bool:
         """Queue rows for the store; False (and counted as dropped) when closed or the queue is full."""
@@ -284,9 +311,14 @@ class PredictionLogger:
             self.metrics.log_written.inc(len(rows))
             return True
         except (DarkfabError, Exception) as err:  # the log must never take the server down
+            self._outage = self._outage or isinstance(err, StoreUnavailable)
             self.metrics.log_errors.inc()
             self.metrics.log_dropped.inc(len(rows))
-            kept = " (kept in the write-ahead log for the next start)" if self._wal is not None else ""
+            kept = ""
+            if self._wal is not None:
+                kept = " (kept in the write-ahead log for the next start)"
+                if isinstance(err, StoreUnavailable):
+                    kept = " (kept in the write-ahead log; written once the store is back)"
             log.warning("could not write %d predictions to the store%s: %s", len(rows), kept, err)
             return False
         finally:
@@ -312,6 +344,8 @@ class PredictionLogger:
             self._wake.wait(self.interval_s)
             self._wake.clear()
             items, segment = self._take()
+            self._retry_kept()
+            self._outage = False
             pending: list[dict[str, Any]] = []
             ok = True
             stop = False
@@ -329,6 +363,8 @@ class PredictionLogger:
             if segment is not None and ok:
                 with contextlib.suppress(OSError):
                     segment.unlink()
+            elif segment is not None and self._outage:
+                self._kept.append(segment)  # written again next cycle; other refusals wait for the next start
             if stop:
                 return
 

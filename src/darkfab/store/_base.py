@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult
 
-from ..errors import DarkfabError, IntegrityError, NotFoundError, StoreError
+from ..errors import DarkfabError, IntegrityError, NotFoundError, StoreError, StoreUnavailable
 from ..redact import known_secrets, redact, redact_value
 from ._audit import (
     SWITCH_KIND,
@@ -353,7 +353,9 @@ class StoreBase:
         text = " ".join(str(cause).split())
         if isinstance(cause, (TypeError, ValueError)):
             return StoreError(f"cannot {what}: {text}")
-        return StoreError(
+        # an outage waited out in vain, or a connection cut mid-transaction (rolled back): the work may be retried
+        outage = isinstance(err, sa.exc.DBAPIError) and (bool(_transient(err)) or err.connection_invalidated)
+        return (StoreUnavailable if outage else StoreError)(
             f"cannot {what} in the store at {self._shown}: {text}; fix: check that the database is reachable "
             "and not locked by a stuck process, then retry"
         )
