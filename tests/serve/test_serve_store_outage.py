@@ -7,6 +7,7 @@ once the proxy is resumed the server says the store is back, and every one of th
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import subprocess
@@ -21,12 +22,12 @@ import pytest
 import sqlalchemy as sa
 
 import darkfab
-from darkfab.serve import PredictionLogger, ServeMetrics
+from darkfab.serve import PredictionLogger, ServeMetrics, create_app
 from darkfab.store import Store
 
 from ..helpers.tcp_proxy import TcpProxy
 from ..store.conftest import pg_admin, pg_url  # noqa: F401  (fixtures: a fresh database per test)
-from .conftest import _spec, rows_frame
+from .conftest import LiveServer, _spec, rows_frame
 
 OUTAGE_S = 8.0
 
@@ -182,3 +183,48 @@ def _log_rows(fid: int, request_id: str) -> list[dict[str, Any]]:
             "output": {"prediction": "good"},
         }
     ]
+
+
+@pytest.mark.postgres
+def test_a_long_outage_is_one_line_in_the_server_log_and_its_predictions_arrive_after(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the store gives up after 0.5 s instead of 300 s: the watcher's reads and the log's writes are refused
+    monkeypatch.setattr("darkfab.store._base.OUTAGE_WAIT_S", 0.5)
+    monkeypatch.setenv("DARKFAB_AUDIT_KEY_FILE", str(tmp_path / "audit.key"))
+    monkeypatch.setenv("DARKFAB_ARTIFACTS", str(tmp_path / "artifacts"))
+    rows_frame().to_csv(tmp_path / "rows.csv", index=False)
+    with Store(pg_url) as store:
+        darkfab.Factory(_spec("kinds", str(tmp_path / "rows.csv"), "kind"), store=store).run()
+    url = sa.make_url(pg_url)
+    direct = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        with Store(proxied) as store, caplog.at_level(logging.INFO):
+            server = LiveServer(create_app(store=store, factory="kinds", poll_interval_s=0.1, flush_interval_s=0.05))
+            try:
+                with server.client() as c:
+                    proxy.pause()
+                    deadline = time.monotonic() + 60  # against hanging only
+                    while "routing watcher" not in caplog.text:
+                        assert time.monotonic() < deadline, caplog.text
+                        time.sleep(0.1)
+                    during = _answered(c, 0, 10)  # still answered
+                    while "kept in the write-ahead log; written once the store is back" not in caplog.text:
+                        assert time.monotonic() < deadline, caplog.text
+                        time.sleep(0.1)
+                    proxy.resume()
+                    while not set(during) <= set(_logged(direct)):
+                        assert time.monotonic() < deadline, caplog.text
+                        time.sleep(0.1)
+            finally:
+                server.stop()
+    logged = _logged(direct)
+    direct.dispose()
+    assert all(logged[rid] == 1 for rid in during)
+    watcher = [r for r in caplog.records if "routing watcher" in r.getMessage()]
+    assert watcher and all(r.exc_info is None for r in watcher), "a store outage is one line, not a traceback"
+    assert "Traceback" not in caplog.text

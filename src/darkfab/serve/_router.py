@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import DarkfabError
 from ._deployment import CHALLENGER, CHAMPION, Deployment
 
 log = logging.getLogger("darkfab.serve")
@@ -188,5 +189,7 @@ class Watcher:
                 return
             try:
                 self._tick()
-            except Exception:  # the store may be briefly unreachable: try again next time
+            except DarkfabError as err:  # the store out longer than it waits: said in one line, tried again
+                log.warning("routing watcher: %s; retrying in %.1f s", err, self.interval_s)
+            except Exception:  # a bug: its traceback is what the operator needs
                 log.exception("routing watcher: tick failed; retrying in %.1f s", self.interval_s)
