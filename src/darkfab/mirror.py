@@ -1,12 +1,13 @@
 """Mirroring darkfab's registrations to another model registry: the factory file's ``registry.mlflow``.
 
-The runtime calls :func:`mirror_version` after darkfab has registered a version (or moved an alias onto it);
-the mirror reuses ``darkfab export mlflow`` (:func:`darkfab.export.export_mlflow`), which logs the version as
-an MLflow run, registers it and sets the version's darkfab aliases on it. darkfab's own registry is the record:
-the mirror runs after its transaction, so an MLflow failure never loses or blocks a registration. Each outcome
-is an event on the factory's record: ``mlflow_exported`` (run id, registered version, aliases) or
-``mlflow_export_failed`` (the reason; the store redacts every event). With ``on_error: fail`` a failure is
-also raised, as a :class:`~darkfab.errors.DarkfabError` naming the version and how to retry it.
+The runtime calls :func:`mirror_version` after darkfab has registered a version, and :func:`mirror_aliases`
+after a person moved its aliases (``darkfab approve`` / ``reject``); both reuse ``darkfab export mlflow``
+(:mod:`darkfab.export`), which logs a version as an MLflow run, registers it and sets its darkfab aliases on
+it. darkfab's own registry is the record: the mirror runs after its transaction, so an MLflow failure never
+loses or blocks a registration. Each outcome is an event on the factory's record: ``mlflow_exported`` (run id,
+registered version, aliases), ``mlflow_aliases_set`` (alias -> MLflow version) or ``mlflow_export_failed``
+(the reason; the store redacts every event). With ``on_error: fail`` a failure is also raised, as a
+:class:`~darkfab.errors.DarkfabError` naming what darkfab kept and how to retry it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import DarkfabError
@@ -24,10 +26,21 @@ if TYPE_CHECKING:
     from .spec import FactorySpec, MlflowRegistrySpec
     from .store import Store
 
-__all__ = ["MLFLOW_EXPORTED", "MLFLOW_EXPORT_FAILED", "mirror_run", "mirror_version"]
+__all__ = [
+    "MANAGED_ALIASES",
+    "MLFLOW_ALIASES_SET",
+    "MLFLOW_EXPORTED",
+    "MLFLOW_EXPORT_FAILED",
+    "mirror_aliases",
+    "mirror_run",
+    "mirror_version",
+]
 
 MLFLOW_EXPORTED = "mlflow_exported"
+MLFLOW_ALIASES_SET = "mlflow_aliases_set"
 MLFLOW_EXPORT_FAILED = "mlflow_export_failed"
+MANAGED_ALIASES = ("champion", "challenger", "pending")
+"""The aliases darkfab moves; in MLflow, the mirror drops those darkfab no longer holds."""
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +59,38 @@ def _export(store: Store, factory: str, version: int, target: MlflowRegistrySpec
     return {"version": version, **done.as_json()}
 
 
+def _attempt(
+    store: Store,
+    factory: str,
+    target: MlflowRegistrySpec,
+    what: str,
+    act: Callable[[], dict[str, Any]],
+    **ids: Any,
+) -> dict[str, Any] | None:
+    """``act()``; on any failure, the event ``mlflow_export_failed`` and, under ``on_error: fail``, DarkfabError."""
+    try:
+        return act()
+    except Exception as exc:  # MLflow raises its own, requests' and OSError kinds: none may undo darkfab's record
+        why = redact(str(exc) if isinstance(exc, DarkfabError) else f"{type(exc).__name__}: {exc}")
+        retry = f"darkfab export mlflow {ids.get('version', 'champion')} --tracking-uri {target.tracking_uri}"
+        store.append_event(
+            kind=MLFLOW_EXPORT_FAILED,
+            reason=f"{what} not mirrored to MLflow at {target.tracking_uri}: {why}; darkfab keeps its own record; "
+            f"fix: `{retry}` once the server answers",
+            factory_id=store.get_factory(factory).id,
+            campaign_id=ids.get("campaign_id"),
+            data={"what": what, "tracking_uri": target.tracking_uri, "error": why, "on_error": target.on_error}
+            | ({"version": ids["version"]} if "version" in ids else {}),
+        )
+        if target.on_error == "fail":
+            raise DarkfabError(
+                f"{factory}: {what} is recorded in darkfab but its MLflow export failed "
+                f"(registry.mlflow.on_error: fail): {why}; fix: start the tracking server and run `{retry}`"
+            ) from None
+        log.warning("%s: %s not mirrored to MLflow: %s", factory, what, why)
+        return None
+
+
 def mirror_version(store: Store, spec: FactorySpec, version: int, *, campaign_id: int | None = None) -> bool | None:
     """Export ``version`` of ``spec.name`` to ``spec.registry.mlflow`` with its current aliases, and record the
     outcome as an event. None when no mirror is configured, True when exported, False when it failed under
@@ -53,35 +98,60 @@ def mirror_version(store: Store, spec: FactorySpec, version: int, *, campaign_id
     target = spec.registry.mlflow
     if target is None:
         return None
-    fid = store.get_factory(spec.name).id
-    try:
-        done = _export(store, spec.name, version, target)
-    except Exception as exc:  # MLflow raises its own, requests' and OSError kinds: none may undo the registration
-        why = redact(f"{type(exc).__name__}: {exc}" if not isinstance(exc, DarkfabError) else str(exc))
-        store.append_event(
-            kind=MLFLOW_EXPORT_FAILED,
-            reason=f"version {version} was not mirrored to MLflow at {target.tracking_uri}: {why}; it stays "
-            f"registered in darkfab; fix: `darkfab export mlflow {version} --tracking-uri {target.tracking_uri}` "
-            "once the server answers",
-            factory_id=fid,
-            campaign_id=campaign_id,
-            data={"version": version, "tracking_uri": target.tracking_uri, "error": why, "on_error": target.on_error},
-        )
-        if target.on_error == "fail":
-            raise DarkfabError(
-                f"{spec.name} v{version} is registered in darkfab but its MLflow export failed "
-                f"(registry.mlflow.on_error: fail): {why}; fix: start the tracking server and run "
-                f"`darkfab export mlflow {version} --tracking-uri {target.tracking_uri}`"
-            ) from None
-        log.warning("%s v%s not mirrored to MLflow: %s", spec.name, version, why)
+    done = _attempt(
+        store,
+        spec.name,
+        target,
+        f"version {version}",
+        lambda: _export(store, spec.name, version, target),
+        version=version,
+        campaign_id=campaign_id,
+    )
+    if done is None:
         return False
     store.append_event(
         kind=MLFLOW_EXPORTED,
         reason=f"version {version} mirrored to MLflow as {done['registered_name']} version "
         f"{done['registered_version']} (run {done['run_id']})"
         + (f" with alias {', '.join(done['aliases'])}" if done["aliases"] else ""),
-        factory_id=fid,
+        factory_id=store.get_factory(spec.name).id,
         campaign_id=campaign_id,
+        data=done,
+    )
+    return True
+
+
+def _sync(store: Store, factory: str, target: MlflowRegistrySpec) -> dict[str, Any]:
+    from .export import mlflow_versions, set_mlflow_aliases
+    from .registry import Registry
+
+    name = target.registered_name or factory
+    held = {a: v for a, v in Registry(store).aliases(factory).items() if a in MANAGED_ALIASES}
+    known = mlflow_versions(tracking_uri=target.tracking_uri, registered_name=name)
+    exported = sorted({v for v in held.values() if v not in known})
+    for version in exported:  # never mirrored (MLflow was down then): export it now, with its aliases
+        known[version] = _export(store, factory, version, target)["registered_version"]
+    moved = {alias: known[version] for alias, version in held.items()}
+    dropped = tuple(a for a in MANAGED_ALIASES if a not in held)
+    set_mlflow_aliases(tracking_uri=target.tracking_uri, registered_name=name, aliases=moved, delete=dropped)
+    return {"registered_name": name, "aliases": moved, "dropped": list(dropped), "exported": exported}
+
+
+def mirror_aliases(store: Store, factory: str, target: MlflowRegistrySpec | None, *, why: str) -> bool | None:
+    """Give the MLflow versions mirrored from darkfab the aliases their darkfab versions hold now (exporting a
+    version never mirrored), drop the managed aliases darkfab no longer holds, and record the outcome; ``why``
+    names the move and ``target`` is the factory's ``registry.mlflow``. Returns and raises as
+    :func:`mirror_version` does."""
+    if target is None:
+        return None
+    done = _attempt(store, factory, target, f"the alias move ({why})", lambda: _sync(store, factory, target))
+    if done is None:
+        return False
+    moved = ", ".join(f"{a} -> {v}" for a, v in done["aliases"].items()) or "none"
+    store.append_event(
+        kind=MLFLOW_ALIASES_SET,
+        reason=f"{why}: the aliases of MLflow's {done['registered_name']} follow darkfab's ({moved})",
+        factory_id=store.get_factory(factory).id,
         data=done,
     )
     return True

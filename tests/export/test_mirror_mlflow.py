@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from darkfab.mirror import MLFLOW_EXPORT_FAILED, MLFLOW_EXPORTED
+from darkfab.mirror import MLFLOW_ALIASES_SET, MLFLOW_EXPORT_FAILED, MLFLOW_EXPORTED
 from darkfab.store import Store
 from tests.cli.conftest import CLI
 
@@ -53,6 +53,27 @@ def test_a_run_mirrors_its_champion_to_mlflow_under_the_same_alias_and_it_predic
     assert by_alias.version == exported["registered_version"] and by_alias.run_id == exported["run_id"]
 
 
+def test_an_approval_moves_the_mlflow_alias_from_pending_to_champion_on_the_same_mlflow_version(
+    tmp_path: Path, tracking: str
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    registry = f"registry: {{mlflow: {{tracking_uri: '{tracking}', registered_name: approved}}}}\n"
+    cli = _factory(tmp_path, registry.replace("registry:", "gate: {bootstrap: 100, approval: required}\nregistry:"))
+    (tmp_path / "factory.yaml").write_text(
+        (tmp_path / "factory.yaml").read_text().replace("gate: {bootstrap: 100}\n", "")
+    )
+    assert cli.json("run", "factory.yaml", timeout=600)["champion"]["alias"] == "pending"
+    client = MlflowClient(tracking_uri=tracking)
+    mirrored = client.get_model_version_by_alias("approved", "pending").version
+    cli("approve", "1", "--by", "ann", "--reason", "looks right")
+    assert client.get_model_version_by_alias("approved", "champion").version == mirrored
+    assert "pending" not in client.get_registered_model("approved").aliases
+    [moved] = _events(tmp_path, MLFLOW_ALIASES_SET)
+    assert moved["aliases"] == {"champion": mirrored} and moved["exported"] == []
+    assert "version 1 approved by ann" in str(moved["reason"])
+
+
 def test_an_unreachable_mlflow_never_costs_the_darkfab_registration(tmp_path: Path) -> None:
     down = f"http://127.0.0.1:{free_port()}"
     cli = _factory(tmp_path, f"registry: {{mlflow: {{tracking_uri: '{down}'}}}}\n")
@@ -70,6 +91,6 @@ def test_on_error_fail_keeps_the_registration_and_exits_non_zero_saying_how_to_r
     cli = _factory(tmp_path, f"registry: {{mlflow: {{tracking_uri: '{down}', on_error: fail}}}}\n")
     proc = cli("run", "factory.yaml", check=False, timeout=600)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "registered in darkfab but its MLflow export failed" in proc.stderr
+    assert "version 1 is recorded in darkfab but its MLflow export failed" in proc.stderr
     assert cli.json("models")[0]["aliases"] == ["champion"]
     assert [e["on_error"] for e in _events(tmp_path, MLFLOW_EXPORT_FAILED)] == ["fail"]
