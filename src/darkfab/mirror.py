@@ -65,22 +65,24 @@ def _attempt(
     target: MlflowRegistrySpec,
     what: str,
     act: Callable[[], dict[str, Any]],
-    **ids: Any,
+    *,
+    version: int | None = None,
+    campaign_id: int | None = None,
 ) -> dict[str, Any] | None:
     """``act()``; on any failure, the event ``mlflow_export_failed`` and, under ``on_error: fail``, DarkfabError."""
     try:
         return act()
     except Exception as exc:  # MLflow raises its own, requests' and OSError kinds: none may undo darkfab's record
         why = redact(str(exc) if isinstance(exc, DarkfabError) else f"{type(exc).__name__}: {exc}")
-        retry = f"darkfab export mlflow {ids.get('version', 'champion')} --tracking-uri {target.tracking_uri}"
+        retry = f"darkfab export mlflow {version if version is not None else 'champion'} --tracking-uri {target.tracking_uri}"
         store.append_event(
             kind=MLFLOW_EXPORT_FAILED,
             reason=f"{what} not mirrored to MLflow at {target.tracking_uri}: {why}; darkfab keeps its own record; "
             f"fix: `{retry}` once the server answers",
             factory_id=store.get_factory(factory).id,
-            campaign_id=ids.get("campaign_id"),
+            campaign_id=campaign_id,
             data={"what": what, "tracking_uri": target.tracking_uri, "error": why, "on_error": target.on_error}
-            | ({"version": ids["version"]} if "version" in ids else {}),
+            | ({"version": version} if version is not None else {}),
         )
         if target.on_error == "fail":
             raise DarkfabError(
