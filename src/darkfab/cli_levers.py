@@ -111,7 +111,9 @@ def register(app: typer.Typer) -> None:
 def _decide(
     verb: str, version: str, reason: str | None, by: str | None, factory: str | None, url: str | None
 ) -> Decision:
+    from .mirror import mirror_aliases
     from .registry import Registry
+    from .spec import RegistrySpec
     from .store import Store
 
     why = _reason(reason, verb)
@@ -121,7 +123,11 @@ def _decide(
         name = factory_name(factory, [f.name for f in st.list_factories()], st.url)
         registry = Registry(st)
         act = registry.approve if verb == "approve" else registry.reject
-        return act(name, number, person=_person(by), reason=why)
+        decision = act(name, number, person=_person(by), reason=why)
+        stored = st.get_factory(name).spec.get("registry") or {}
+        target = RegistrySpec.model_validate(stored).mlflow  # validated when the factory last ran
+        mirror_aliases(st, name, target, why=f"version {number} {verb.rstrip('e')}ed by {decision.person}")
+        return decision
     finally:
         st.close()
 

@@ -45,6 +45,7 @@ from .evaluate import (
     suspicions,
 )
 from .execute import Executor, make_executor
+from .mirror import mirror_run
 from .propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
 from .registry import APPROVAL_REQUESTED, PENDING, Registry
 from .results import ChampionSummary, Leaderboard, Progress, RunResult
@@ -278,6 +279,7 @@ class Factory:
                     time_limit_s=budget.time_s,
                 )
             )
+        mirror_run(store, spec, result)  # registry.mlflow: after darkfab's own record is complete
         return result
 
     def work(

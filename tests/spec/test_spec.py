@@ -69,6 +69,23 @@ def test_default_factory_is_digits_with_two_workers():
             ["reward.judge", "NAME of an environment variable"],
         ),
         ("name: x\ndata: {source: a.csv}\nreward: {judje: {}}\n", ["reward.judje", "Extra inputs"]),
+        (
+            "name: x\ndata: {source: a.csv}\nregistry: {mlflow: {tracking_uri: ''}}\n",
+            ["registry.mlflow.tracking_uri", "is empty", "http://127.0.0.1:5000"],
+        ),
+        (
+            "name: x\ndata: {source: a.csv}\nregistry: {mlflow: {tracking_uri: 'localhost:5000'}}\n",
+            ["registry.mlflow.tracking_uri", "must be an MLflow tracking URI", "fix: write e.g."],
+        ),
+        (
+            "name: x\ndata: {source: a.csv}\nregistry: {mlflow: {tracking_uri: 'http://h:5000', on_eror: fail}}\n",
+            ["registry.mlflow.on_eror", "Extra inputs", "darkfab schema"],
+        ),
+        (
+            "name: x\ndata: {source: a.csv}\nregistry: {mlflow: {tracking_uri: 'http://h:5000', on_error: stop}}\n",
+            ["registry.mlflow.on_error", "'warn' or 'fail'", "values listed"],
+        ),
+        ("name: x\ndata: {source: a.csv}\nregistry: {mlfow: {}}\n", ["registry.mlfow", "Extra inputs"]),
         ("- just\n- a list\n", ["YAML mapping", "darkfab init"]),
         ("name: x\n  data: [\n", ["not valid YAML", "line"]),
     ],
@@ -128,9 +145,21 @@ def test_overrides_replace_budget_and_are_validated():
 def test_json_schema_describes_every_section():
     schema = json_schema()
     json.dumps(schema)
-    assert {"name", "data", "objective", "trainers", "search", "budget", "execution", "gate"} <= set(
+    assert {"name", "data", "objective", "trainers", "search", "budget", "execution", "gate", "registry"} <= set(
         schema["properties"]
     )
+    mlflow = schema["$defs"]["MlflowRegistrySpec"]
+    assert mlflow["required"] == ["tracking_uri"] and set(mlflow["properties"]["on_error"]["enum"]) == {"warn", "fail"}
+
+
+def test_a_registry_mlflow_section_loads_with_its_defaults(tmp_path):
+    spec = load_spec(
+        write(tmp_path, "name: x\ndata: {source: a.csv}\nregistry: {mlflow: {tracking_uri: 'http://h:5000/'}}\n")
+    )
+    assert spec.registry.mlflow is not None
+    assert spec.registry.mlflow.tracking_uri == "http://h:5000"
+    assert spec.registry.mlflow.on_error == "warn" and spec.registry.mlflow.registered_name is None
+    assert load_spec(write(tmp_path, "name: x\ndata: {source: a.csv}\n")).registry.mlflow is None
 
 
 def test_the_readme_constitution_example_loads():

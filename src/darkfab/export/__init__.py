@@ -9,7 +9,7 @@ from __future__ import annotations
 from ._bundle import VersionBundle, load_version, pinned_requirements
 from ._docker import SERVE_PORT, export_docker
 from ._kserve import kserve_manifest
-from ._mlflow import MlflowExport, export_mlflow
+from ._mlflow import MlflowExport, export_mlflow, mlflow_versions, set_mlflow_aliases
 
 __all__ = [
     "SERVE_PORT",
@@ -19,5 +19,7 @@ __all__ = [
     "export_mlflow",
     "kserve_manifest",
     "load_version",
+    "mlflow_versions",
     "pinned_requirements",
+    "set_mlflow_aliases",
 ]

@@ -197,3 +197,48 @@ def export_mlflow(
         registered_version=str(version),
         aliases=tuple(bundle.record.aliases),
     )
+
+
+def mlflow_versions(*, tracking_uri: str, registered_name: str) -> dict[int, str]:
+    """The MLflow versions of ``registered_name`` exported from darkfab, by darkfab version (the newest export
+    of each); empty when the registered model does not exist yet."""
+    _import_mlflow()
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    _reachable(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        found = client.search_model_versions(f"name='{registered_name}'")
+    except MlflowException as exc:
+        raise DarkfabError(f"MLflow at {tracking_uri} refused to list {registered_name!r}: {exc}") from None
+    out: dict[int, str] = {}
+    for v in sorted(found, key=lambda v: int(v.version)):
+        ours = (v.tags or {}).get("darkfab.version", "")
+        if ours.isdigit():
+            out[int(ours)] = str(v.version)
+    return out
+
+
+def set_mlflow_aliases(
+    *, tracking_uri: str, registered_name: str, aliases: dict[str, str], delete: tuple[str, ...] = ()
+) -> None:
+    """Point each of ``aliases`` (alias -> MLflow version) at its version and drop the aliases in ``delete``
+    that the registered model holds."""
+    _import_mlflow()
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        for alias, version in aliases.items():
+            client.set_registered_model_alias(registered_name, alias, version)
+        held = client.get_registered_model(registered_name).aliases if delete else {}
+        for alias in delete:
+            if alias in held:
+                client.delete_registered_model_alias(registered_name, alias)
+    except MlflowException as exc:
+        raise DarkfabError(
+            f"MLflow at {tracking_uri} refused to move the aliases of {registered_name!r}: {exc}; fix: check the "
+            "tracking URI and that the server is reachable"
+        ) from None

@@ -27,6 +27,7 @@ from ._models import (
     TrainerSpec,
     parse_duration,
 )
+from ._registry import MlflowRegistrySpec, RegistrySpec
 
 __all__ = [
     "DEFAULT_FACTORY",
@@ -47,9 +48,11 @@ __all__ = [
     "LLMPrices",
     "LLMSpec",
     "MetricInfo",
+    "MlflowRegistrySpec",
     "MonitorSpec",
     "ObjectiveSpec",
     "ParamSpec",
+    "RegistrySpec",
     "RewardSpec",
     "SearchSpec",
     "SplitSpec",

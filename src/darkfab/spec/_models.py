@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ._metrics import DEFAULT_PRIMARY, METRICS, TaskKind
+from ._registry import RegistrySpec
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
 _UNIT_SECONDS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0}
@@ -558,6 +559,7 @@ class FactorySpec(_Model):
     gate: GateSpec = Field(default_factory=GateSpec)
     deploy: DeploySpec = Field(default_factory=DeploySpec)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
+    registry: RegistrySpec = Field(default_factory=RegistrySpec, description="registries mirroring darkfab's")
 
     @model_validator(mode="after")
     def _known_objectives(self) -> FactorySpec:
