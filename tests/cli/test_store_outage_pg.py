@@ -15,7 +15,6 @@ import pytest
 import sqlalchemy as sa
 
 from ..helpers.tcp_proxy import TcpProxy
-from ..store.conftest import pg_admin, pg_url  # noqa: F401  (fixtures: a fresh database per test)
 
 OUTAGE_S = 20.0
 TRIALS = 10
@@ -48,7 +47,7 @@ def _finished(direct: sa.Engine) -> list[tuple[int, int]]:
 def test_a_campaign_waits_out_postgresql_unreachable_for_20s(
     cli,
     tmp_path: Path,
-    pg_url: str,  # noqa: F811
+    pg_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (tmp_path / "factory.yaml").write_text(FACTORY)

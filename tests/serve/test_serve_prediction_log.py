@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from darkfab.errors import NotFoundError, StoreError
 from darkfab.serve import PredictionLogger, ServeMetrics
@@ -23,8 +22,6 @@ from darkfab.store import Store
 from .conftest import Built, copy_store
 from .test_serve_http import records
 
-PG_ADMIN_URL = os.environ.get("DARKFAB_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
@@ -32,21 +29,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         with Store(f"sqlite:///{tmp_path / 'log.db'}") as st:
             yield st
         return
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    try:
-        with admin.connect() as conn:
-            name = f"darkfab_serve_{os.getpid()}_{time.monotonic_ns() % 10**8}"
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as err:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL is not reachable ({err.orig})")
-    try:
-        with Store(sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)) as st:
-            yield st
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with Store(request.getfixturevalue("pg_url")) as st:  # a brand-new database (tests/conftest.py)
+        yield st
 
 
 def _rows(fid: int, request_id: str, n: int, version: int = 1) -> list[dict]:

@@ -26,7 +26,6 @@ from darkfab.serve import PredictionLogger, ServeMetrics, create_app
 from darkfab.store import Store
 
 from ..helpers.tcp_proxy import TcpProxy
-from ..store.conftest import pg_admin, pg_url  # noqa: F401  (fixtures: a fresh database per test)
 from .conftest import LiveServer, _spec, rows_frame
 
 OUTAGE_S = 8.0
@@ -66,18 +65,23 @@ def _answered(c: httpx.Client, first: int, n: int) -> list[str]:
     return ids
 
 
-@pytest.mark.slow
-@pytest.mark.postgres
-def test_serve_answers_while_postgresql_is_out_and_logs_every_prediction_once_back(
-    tmp_path: Path,
-    pg_url: str,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _trained(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A champion of factory ``kinds`` in the PostgreSQL store at ``pg_url`` (key and artifacts in tmp_path)."""
     monkeypatch.setenv("DARKFAB_AUDIT_KEY_FILE", str(tmp_path / "audit.key"))
     monkeypatch.setenv("DARKFAB_ARTIFACTS", str(tmp_path / "artifacts"))
     rows_frame().to_csv(tmp_path / "rows.csv", index=False)
     with Store(pg_url) as store:
         darkfab.Factory(_spec("kinds", str(tmp_path / "rows.csv"), "kind"), store=store).run()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_serve_answers_while_postgresql_is_out_and_logs_every_prediction_once_back(
+    tmp_path: Path,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _trained(tmp_path, pg_url, monkeypatch)
     url = sa.make_url(pg_url)
     direct = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
     port = _free_port()
@@ -138,7 +142,7 @@ def test_serve_answers_while_postgresql_is_out_and_logs_every_prediction_once_ba
 @pytest.mark.postgres
 def test_rows_refused_in_an_outage_longer_than_the_wait_reach_the_store_without_a_restart(
     tmp_path: Path,
-    pg_url: str,  # noqa: F811
+    pg_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # the store gives up after 0.5 s instead of 300 s: the writer's batch is refused, its segment kept
@@ -188,17 +192,13 @@ def _log_rows(fid: int, request_id: str) -> list[dict[str, Any]]:
 @pytest.mark.postgres
 def test_a_long_outage_is_one_line_in_the_server_log_and_its_predictions_arrive_after(
     tmp_path: Path,
-    pg_url: str,  # noqa: F811
+    pg_url: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # the store gives up after 0.5 s instead of 300 s: the watcher's reads and the log's writes are refused
     monkeypatch.setattr("darkfab.store._base.OUTAGE_WAIT_S", 0.5)
-    monkeypatch.setenv("DARKFAB_AUDIT_KEY_FILE", str(tmp_path / "audit.key"))
-    monkeypatch.setenv("DARKFAB_ARTIFACTS", str(tmp_path / "artifacts"))
-    rows_frame().to_csv(tmp_path / "rows.csv", index=False)
-    with Store(pg_url) as store:
-        darkfab.Factory(_spec("kinds", str(tmp_path / "rows.csv"), "kind"), store=store).run()
+    _trained(tmp_path, pg_url, monkeypatch)
     url = sa.make_url(pg_url)
     direct = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
     with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:

@@ -1,14 +1,12 @@
 """PostgreSQL fixtures for store tests.
 
 Every test session gets its own database ``darkfab_test_<random>``, dropped at the end, so runs never
-see each other; the tables are emptied before each test that uses it. ``pg_url`` gives a brand-new
-empty database instead, for tests of migrations.
+see each other; the tables are emptied before each test that uses it. ``pg_url`` (tests/conftest.py) gives
+a brand-new empty database instead, for tests of migrations.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -17,47 +15,12 @@ import sqlalchemy as sa
 from darkfab.store import upgrade
 from darkfab.store._schema import metadata
 
-PG_ADMIN_URL = os.environ.get("DARKFAB_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[sa.Engine]:
-    """An autocommit engine on the server's ``postgres`` database, to create and drop test databases."""
-    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as err:
-        engine.dispose()
-        pytest.skip(
-            f"PostgreSQL is not reachable at {sa.make_url(PG_ADMIN_URL).render_as_string()} ({err.orig}); "
-            "start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, "
-            "or deselect these tests with -m 'not postgres'"
-        )
-    yield engine
-    engine.dispose()
-
-
-def _fresh_database(admin: sa.Engine) -> Iterator[str]:
-    name = f"darkfab_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def pg_url(pg_admin: sa.Engine) -> Iterator[str]:
-    """The URL of a brand-new, empty database; dropped after the test."""
-    yield from _fresh_database(pg_admin)
+from ..conftest import fresh_database
 
 
 @pytest.fixture(scope="session")
 def _pg_session_url(pg_admin: sa.Engine) -> Iterator[str]:
-    for url in _fresh_database(pg_admin):
+    for url in fresh_database(pg_admin):
         upgrade(url)
         yield url
 

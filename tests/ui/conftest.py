@@ -173,11 +173,9 @@ def serve_console(store_url: str, cwd: Path, env: dict[str, str]) -> Iterator[st
             proc.stdout.close()
 
 
-@pytest.fixture(scope="package")
-def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSite]:
-    """Built once for tests/ui (package scope: the campaign is the slow part, every module reads it)."""
-    tmp = tmp_path_factory.mktemp("console")
-    (tmp / "factory.yaml").write_text(FACTORY)
+def _ran(tmp: Path, factory: str) -> tuple[str, dict[str, str]]:
+    """``darkfab run`` of the factory file ``factory`` in ``tmp``: the store's URL and the environment used."""
+    (tmp / "factory.yaml").write_text(factory)
     store_url = f"sqlite:///{tmp / 'store.db'}"
     env = console_env(tmp)
     run = subprocess.run(
@@ -189,6 +187,14 @@ def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSi
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
+    return store_url, env
+
+
+@pytest.fixture(scope="package")
+def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSite]:
+    """Built once for tests/ui (package scope: the campaign is the slow part, every module reads it)."""
+    tmp = tmp_path_factory.mktemp("console")
+    store_url, env = _ran(tmp, FACTORY)
     with Store(store_url) as st:
         real = st.latest_campaign(st.get_factory("iris_console").id)
     assert real is not None
@@ -222,18 +228,7 @@ def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatedSite]:
     """One campaign whose version 1 waits as ``pending``, and the console over it (per module: the browser
     tests approve it, the HTTP tests need it still pending)."""
     tmp = tmp_path_factory.mktemp("gated-console")
-    (tmp / "factory.yaml").write_text(GATED_FACTORY)
-    store_url = f"sqlite:///{tmp / 'store.db'}"
-    env = console_env(tmp)
-    run = subprocess.run(
-        [sys.executable, "-m", "darkfab", "run", "factory.yaml", "--store", store_url],
-        cwd=tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr
+    store_url, env = _ran(tmp, GATED_FACTORY)
     with Store(store_url) as st:
         assert st.aliases(st.get_factory(GATED_NAME).id) == {"pending": 1}
     with serve_console(store_url, tmp, env) as url:

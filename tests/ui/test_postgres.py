@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from darkfab.store import Store
 
 from .conftest import console_env, serve_console
 
 pytestmark = pytest.mark.postgres
-PG_ADMIN_URL = os.environ.get("DARKFAB_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
-@pytest.fixture
-def pg_store_url() -> Iterator[str]:
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
-    try:
-        with admin.connect():
-            pass
-    except sa.exc.OperationalError as err:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL is not reachable ({err.orig}); start it, or deselect with -m 'not postgres'")
-    name = f"darkfab_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-
-def test_every_page_answers_on_postgresql(pg_store_url: str, tmp_path: Path) -> None:
-    with Store(pg_store_url) as st:
+def test_every_page_answers_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    with Store(pg_url) as st:
         f = st.ensure_factory("pg_console", {"budget": {"trials": 3}})
         c = st.create_campaign(f.id, budget={"trials": 3}, trigger="first", seed=0, data_fingerprint="d")
         for i in range(3):
@@ -59,7 +34,7 @@ def test_every_page_answers_on_postgresql(pg_store_url: str, tmp_path: Path) -> 
             aliases=("champion",),
         )
         st.finish_campaign(c.id, status="finished", summary={}, reason="done")
-    with serve_console(pg_store_url, tmp_path, console_env(tmp_path)) as url:
+    with serve_console(pg_url, tmp_path, console_env(tmp_path)) as url:
         for path in (
             "/",
             f"/campaigns/{c.id}",
