@@ -16,7 +16,7 @@ OUT = Path(__file__).resolve().parent / "out"
 
 
 def versions() -> dict[str, str]:
-    from darkfab.factory import package_versions
+    from darkfab.runtime import package_versions
 
     return package_versions(extra=("flaml", "psutil", "ray"))
 

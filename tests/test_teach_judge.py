@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from darkfab.teach_judge import judge_messages, parse_verdict
+from darkfab.runtime import judge_messages, parse_verdict
 
 PRINCIPLES = ["prefer the smaller model", "never trade fairness for accuracy"]
 

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .factory import Factory, FactoryStatus
     from .results import ChampionSummary, Progress, RunResult, TrialRow
+    from .runtime import Factory, FactoryStatus
     from .spec import FactorySpec, load_spec
 
 _LAZY = {
-    "Factory": ".factory",
-    "FactoryStatus": ".factory",
+    "Factory": ".runtime",
+    "FactoryStatus": ".runtime",
     "RunResult": ".results",
     "ChampionSummary": ".results",
     "Progress": ".results",

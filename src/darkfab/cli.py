@@ -29,7 +29,7 @@ from .results import Progress as RunProgress
 from .results import RunResult, TrialRow
 
 if TYPE_CHECKING:
-    from .factory import Factory
+    from .runtime import Factory
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="darkfab: a lights-out model factory.")
 audit_app = typer.Typer(help="Check the append-only event log.")
@@ -109,7 +109,7 @@ def _is_file_arg(value: str) -> bool:
 
 def _factory(ref: str | None, store: str | None, wait_s: float = 0.0) -> Factory:
     """A factory from a file path, a factory name in the store, or the only factory in the store."""
-    from .factory import Factory
+    from .runtime import Factory
     from .spec import default_spec
     from .store import Store
 
@@ -174,8 +174,7 @@ def run(
     factory running as a service (a restart resumes it).
     """
     from .cli_loop import demo, run_if_needed, serve_forever, timeline_table
-    from .factory import Factory
-    from .loop import last_event_id
+    from .runtime import Factory, last_event_id
 
     lifecycle: Any = None  # the demo's DemoResult
 

@@ -111,8 +111,8 @@ def register(app: typer.Typer) -> None:
 def _decide(
     verb: str, version: str, reason: str | None, by: str | None, factory: str | None, url: str | None
 ) -> Decision:
-    from .mirror import mirror_aliases
     from .registry import Registry
+    from .runtime import mirror_aliases
     from .spec import RegistrySpec
     from .store import Store
 

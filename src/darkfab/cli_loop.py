@@ -16,9 +16,8 @@ from rich.table import Table
 
 from .demo import DemoResult, run_demo
 from .errors import NotFoundError
-from .factory import Factory
-from .loop import Lifecycle, Step
 from .results import RunResult
+from .runtime import Factory, Lifecycle, Step
 from .spec import spec_from_dict
 from .store import Pauses
 

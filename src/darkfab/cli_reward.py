@@ -79,7 +79,7 @@ def judge(
     store: StoreOpt = None,
 ) -> None:
     """Ask the factory's AI judge (reward.judge) which of two candidates its constitution prefers, pair by pair."""
-    from .teach_judge import ask_judge
+    from .runtime import ask_judge
 
     try:
         with _factory(factory, store) as fac:
@@ -118,7 +118,7 @@ def register(app: typer.Typer) -> None:
         store: StoreOpt = None,
     ) -> None:
         """Record which of two trials is the better model (a person's answer, or a judge's with --as judge:M)."""
-        from .teach import prefer as record
+        from .runtime import prefer as record
 
         choice = {"1": "a", "2": "b", "=": "tie"}.get(winner, winner)
         try:
@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
         store: StoreOpt = None,
     ) -> None:
         """Show two candidates side by side and record your preference: 1, 2, = (tie), s (skip), q (quit)."""
-        from .teach import declared_reward, next_pair, prefer, report_card
+        from .runtime import declared_reward, next_pair, prefer, report_card
 
         console = Console()
         source = _source(who)
@@ -191,8 +191,8 @@ def register(app: typer.Typer) -> None:
         from dataclasses import asdict
 
         from .evaluate import judge_learned
-        from .teach import comparisons, declared_reward, learned_weights
-        from .teach import learn as learn_now
+        from .runtime import comparisons, declared_reward, learned_weights
+        from .runtime import learn as learn_now
 
         try:
             with _factory(factory, store) as fac:

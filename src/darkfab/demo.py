@@ -1,6 +1,6 @@
 """The default factory's demonstration of the whole loop, on scikit-learn's digits.
 
-After the first champion, :func:`run_demo` serves it on loopback through a :class:`darkfab.loop.Lifecycle`,
+After the first champion, :func:`run_demo` serves it on loopback through a :class:`darkfab.runtime.Lifecycle`,
 replays held-out rows (the validation and sealed-test images the champion never trained on) as live
 traffic with feedback labels for a share of them, then injects a drift part-way: every image moves one
 pixel to the left. The monitor sees most pixel columns drift and live accuracy fall; the lifecycle retrains
@@ -20,9 +20,8 @@ import pandas as pd
 
 from .data import load_dataset
 from .errors import DarkfabError
-from .factory import Factory
-from .loop import Lifecycle, Step, last_event_id, timeline
 from .results import RunResult
+from .runtime import Factory, Lifecycle, Step, last_event_id, timeline
 
 FEEDBACK_SHARE = 0.8  # share of live requests whose true label comes back
 

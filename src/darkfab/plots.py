@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import DarkfabError, SpecError
 
 if TYPE_CHECKING:
-    from .factory import Factory
+    from .runtime import Factory
     from .spec import Direction
     from .store import TrialRecord
 

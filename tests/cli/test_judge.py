@@ -192,8 +192,7 @@ def test_the_budget_stops_the_judge_and_stays_spent(judged: CLI, limits: str, st
 
 
 def test_a_persons_answer_outranks_the_judges_on_the_same_pair(judged: CLI) -> None:
-    from darkfab.factory import Factory
-    from darkfab.teach import comparisons, prefer
+    from darkfab.runtime import Factory, comparisons, prefer
 
     with FakeLLM(responder=lambda body: ok(verdict("2"))) as llm:
         with_judge(judged, llm.base_url)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from darkfab.mirror import MLFLOW_ALIASES_SET, MLFLOW_EXPORT_FAILED, MLFLOW_EXPORTED
+from darkfab.events import EventKind
 from darkfab.store import Store
 from tests.cli.conftest import CLI
 
@@ -35,9 +35,9 @@ def test_a_run_mirrors_its_champion_to_mlflow_under_the_same_alias_and_it_predic
     cli = _factory(tmp_path, f"registry: {{mlflow: {{tracking_uri: '{tracking}', registered_name: mirrored}}}}\n")
     result = cli.json("run", "factory.yaml", timeout=600)  # stdout stays one JSON document despite MLflow's prints
     assert result["champion"]["version"] == 1 and result["champion"]["alias"] == "champion"
-    [exported] = _events(tmp_path, MLFLOW_EXPORTED)
+    [exported] = _events(tmp_path, EventKind.MLFLOW_EXPORTED)
     assert exported["version"] == 1 and exported["registered_name"] == "mirrored"
-    assert exported["aliases"] == ["champion"] and not _events(tmp_path, MLFLOW_EXPORT_FAILED)
+    assert exported["aliases"] == ["champion"] and not _events(tmp_path, EventKind.MLFLOW_EXPORT_FAILED)
 
     frame = rows(8, seed=11).drop(columns=["kind"])
     frame.to_csv(tmp_path / "in.csv", index=False)
@@ -69,7 +69,7 @@ def test_an_approval_moves_the_mlflow_alias_from_pending_to_champion_on_the_same
     cli("approve", "1", "--by", "ann", "--reason", "looks right")
     assert client.get_model_version_by_alias("approved", "champion").version == mirrored
     assert "pending" not in client.get_registered_model("approved").aliases
-    [moved] = _events(tmp_path, MLFLOW_ALIASES_SET)
+    [moved] = _events(tmp_path, EventKind.MLFLOW_ALIASES_SET)
     assert moved["aliases"] == {"champion": mirrored} and moved["exported"] == []
     assert "version 1 approved by ann" in str(moved["reason"])
 
@@ -80,10 +80,10 @@ def test_an_unreachable_mlflow_never_costs_the_darkfab_registration(tmp_path: Pa
     proc = cli("run", "factory.yaml", "--json", check=False, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert cli.json("models")[0]["aliases"] == ["champion"]  # registered and promoted in darkfab
-    [failed] = _events(tmp_path, MLFLOW_EXPORT_FAILED)
+    [failed] = _events(tmp_path, EventKind.MLFLOW_EXPORT_FAILED)
     assert failed["version"] == 1 and failed["on_error"] == "warn" and "cannot reach" in str(failed["error"])
     assert f"darkfab export mlflow 1 --tracking-uri {down}" in str(failed["reason"])
-    assert not _events(tmp_path, MLFLOW_EXPORTED)
+    assert not _events(tmp_path, EventKind.MLFLOW_EXPORTED)
 
 
 def test_on_error_fail_keeps_the_registration_and_exits_non_zero_saying_how_to_retry(tmp_path: Path) -> None:
@@ -93,4 +93,4 @@ def test_on_error_fail_keeps_the_registration_and_exits_non_zero_saying_how_to_r
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "version 1 is recorded in darkfab but its MLflow export failed" in proc.stderr
     assert cli.json("models")[0]["aliases"] == ["champion"]
-    assert [e["on_error"] for e in _events(tmp_path, MLFLOW_EXPORT_FAILED)] == ["fail"]
+    assert [e["on_error"] for e in _events(tmp_path, EventKind.MLFLOW_EXPORT_FAILED)] == ["fail"]

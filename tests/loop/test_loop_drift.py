@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from darkfab import Factory
-from darkfab.loop import Lifecycle, retraining_frame
+from darkfab.runtime import Lifecycle, retraining_frame
 
 from .conftest import Hook, Traffic, world
 

@@ -9,7 +9,7 @@ import pytest
 
 from darkfab.cli_loop import run_if_needed
 from darkfab.errors import PausedError
-from darkfab.factory import Factory
+from darkfab.runtime import Factory
 from darkfab.spec import load_spec
 from darkfab.store import Pauses, Store
 

@@ -8,7 +8,7 @@ The factory file names the judge and its principles::
         - prefer the simpler model when the accuracy difference is within its confidence interval
         - never accept a larger fairness gap for accuracy
 
-:func:`ask_judge` picks pairs as `darkfab compare` does (:func:`darkfab.teach.next_pair`: the pair whose order
+:func:`ask_judge` picks pairs as `darkfab compare` does (:func:`darkfab.runtime.next_pair`: the pair whose order
 the reward is least sure of, never one that already has an answer), sends the judge both report cards and the
 constitution, and reads one JSON object back: a critique of each candidate against each principle, then the
 choice (``1``, ``2`` or ``tie``). The critique becomes the preference's rationale, its source ``judge:MODEL``;
@@ -32,14 +32,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import SpecError
-from .teach import declared_reward, next_pair, prefer, report_card
+from ..errors import SpecError
+from ._teach import declared_reward, next_pair, prefer, report_card
 
 if TYPE_CHECKING:
-    from .evaluate import RewardModel
-    from .factory import Factory
-    from .propose import ChatClient, ChatResult, LLMCall, LLMExchange
-    from .store import PreferenceRecord, Store, TrialRecord
+    from ..evaluate import RewardModel
+    from ..propose import ChatClient, ChatResult, LLMCall, LLMExchange
+    from ..store import PreferenceRecord, Store, TrialRecord
+    from ._factory import Factory
 
 __all__ = [
     "FAILURES_IN_A_ROW",
@@ -225,7 +225,7 @@ class _Session:
     """One run of the judge over one factory: the exchange, the pairs asked, what came of them."""
 
     def __init__(self, factory: Factory, client: ChatClient | None) -> None:
-        from .propose import ChatClient, LLMExchange
+        from ..propose import ChatClient, LLMExchange
 
         spec = factory.spec.reward.judge
         if spec is None:

@@ -12,13 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .data import Dataset, load_dataset
-from .spec import FactorySpec
-from .store import Store
-
-ROTATED = "sealed_set_rotated"
-GATE = "gate_verdict"
-WORN = "sealed_set_worn"
+from ..data import Dataset, load_dataset
+from ..events import EventKind
+from ..spec import FactorySpec
+from ..store import Store
 
 
 @dataclass(frozen=True)
@@ -45,7 +42,7 @@ class SealedSet:
 def _rotations(store: Store, factory_id: int, spec: FactorySpec, fingerprint: str) -> list[dict[str, Any]]:
     return [
         e.data
-        for e in store.list_events(factory_id=factory_id, kinds=(ROTATED,))
+        for e in store.list_events(factory_id=factory_id, kinds=(EventKind.SEALED_SET_ROTATED,))
         if e.data.get("fingerprint") == fingerprint and e.data.get("spec_seed") == spec.data.split.seed
     ]
 
@@ -59,7 +56,11 @@ def current_seed(store: Store, factory_id: int, spec: FactorySpec, fingerprint: 
 def uses_of(store: Store, factory_id: int, fingerprint: str, split_seed: int) -> int:
     """Gate decisions recorded against the sealed set (fingerprint, split seed)."""
     wanted = {"fingerprint": fingerprint, "split_seed": split_seed}
-    return sum(1 for e in store.list_events(factory_id=factory_id, kinds=(GATE,)) if e.data.get("sealed_set") == wanted)
+    return sum(
+        1
+        for e in store.list_events(factory_id=factory_id, kinds=(EventKind.GATE_VERDICT,))
+        if e.data.get("sealed_set") == wanted
+    )
 
 
 def with_current_split(store: Store, factory_id: int, spec: FactorySpec, data: Dataset) -> Dataset:
@@ -84,7 +85,7 @@ def rotate_if_worn(store: Store, *, factory_id: int, spec: FactorySpec, data: Da
         return data
     if spec.data.time:
         store.append_event(
-            kind=WORN,
+            kind=EventKind.SEALED_SET_WORN,
             reason=(
                 f"the sealed test set has informed {current.uses} gate decisions, its budget (gate.sealed_budget "
                 f"= {current.budget}), but data.time makes it the newest rows, which a fresh seed cannot change; "
@@ -99,7 +100,7 @@ def rotate_if_worn(store: Store, *, factory_id: int, spec: FactorySpec, data: Da
     new_seed = max(seen) + 1
     fresh = load_dataset(spec, split_seed=new_seed)
     store.append_event(
-        kind=ROTATED,
+        kind=EventKind.SEALED_SET_ROTATED,
         reason=(
             f"the sealed test set (split seed {data.split_seed}) has informed {current.uses} gate decisions, "
             f"its budget (gate.sealed_budget = {current.budget}); the rows are split again with seed {new_seed} "

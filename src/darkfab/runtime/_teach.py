@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
-from .evaluate import (
+from ..evaluate import (
     Comparison,
     RewardJudgement,
     RewardModel,
@@ -26,13 +26,13 @@ from .evaluate import (
     fit_preferences,
     judge_learned,
 )
-from .store import ModelVersionRecord, PreferenceRecord, Store, TrialRecord
+from ..store import ModelVersionRecord, PreferenceRecord, Store, TrialRecord
 
 if TYPE_CHECKING:
-    from .data import Dataset
-    from .evaluate import GateVerdict
-    from .factory import Factory
-    from .spec import FactorySpec
+    from ..data import Dataset
+    from ..evaluate import GateVerdict
+    from ..spec import FactorySpec
+    from ._factory import Factory
 
 DEFAULT_MARGIN = 0.1
 """How much better (agreement with held-out preferences) a learned reward must be to replace the declared one."""
@@ -44,8 +44,8 @@ def _candidates(store: Store, factory_id: int) -> list[TrialRecord]:
 
 def declared_reward(factory: Factory) -> RewardModel:
     """The reward the factory file declares (the learned reward's prior)."""
-    from .data import load_dataset
-    from .factory import reward_model
+    from ..data import load_dataset
+    from ._factory import reward_model
 
     return reward_model(factory.spec, load_dataset(factory.spec))
 
@@ -175,8 +175,8 @@ def reward_verdict(
     weights = learned_weights(store, store.get_factory(spec.name).id)
     if not weights:
         return verdict
-    from .evaluate import compute_metrics
-    from .factory import reward_model
+    from ..evaluate import compute_metrics
+    from ._factory import reward_model
 
     reward = reward_model(spec, data, store)
 

@@ -19,16 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from .data import Dataset, jittered
-from .errors import StoreError
-from .evaluate import Evaluation, RewardModel, compute_metrics
-from .execute import Executor, JobDone, JobReport, Limits, PredictJob, TrainJob
-from .propose import Proposal, Proposer, TrialView
-from .registry import ArtifactStore
-from .results import Progress, TrialRow
-from .spec import FactorySpec
-from .store import CampaignRecord, Pauses, Store, TrialRecord, TrialState
-from .train import EnsembleModel, TrialOutput, TrialRequest, WorkerPayload, greedy_weights, load_model
+from ..data import Dataset, jittered
+from ..errors import StoreError
+from ..evaluate import Evaluation, RewardModel, compute_metrics
+from ..execute import Executor, JobDone, JobReport, Limits, PredictJob, TrainJob
+from ..propose import Proposal, Proposer, TrialView
+from ..registry import ArtifactStore
+from ..results import Progress, TrialRow
+from ..spec import FactorySpec
+from ..store import CampaignRecord, Pauses, Store, TrialRecord, TrialState
+from ..train import EnsembleModel, TrialOutput, TrialRequest, WorkerPayload, greedy_weights, load_model
 
 KEEP_ARTIFACTS = 3  # best candidates whose artifacts are kept for the gate
 ENSEMBLE_POOL = 8  # best candidates of a run kept in memory for greedy ensemble selection

@@ -35,13 +35,13 @@ from typing import Any
 
 import pandas as pd
 
-from .data import Dataset, load_dataset, read_source
-from .errors import DarkfabError, NotFoundError
-from .factory import Factory
-from .monitor import Alerter, Monitor, WindowResult
-from .results import RunResult
-from .spec import FactorySpec, spec_from_dict
-from .store import Pauses, Store
+from ..data import Dataset, load_dataset, read_source
+from ..errors import DarkfabError, NotFoundError
+from ..monitor import Alerter, Monitor, WindowResult
+from ..results import RunResult
+from ..spec import FactorySpec, spec_from_dict
+from ..store import Pauses, Store
+from ._factory import Factory
 
 log = logging.getLogger("darkfab.loop")
 
@@ -310,7 +310,7 @@ class Lifecycle:
 
     def start(self) -> Lifecycle:
         """Serve the champion (and a challenger) and start watching. NotFoundError when there is no champion."""
-        from .serve import create_app, host_allowlist
+        from ..serve import create_app, host_allowlist
 
         fid = self.factory_id
         try:
@@ -415,8 +415,8 @@ class Lifecycle:
         spec, data = self._reference_of(version)
         predictions = None
         try:
-            from .registry import Registry
-            from .serve import load_deployment
+            from ..registry import Registry
+            from ..serve import load_deployment
 
             predictions = load_deployment(Registry(self.store), self.base.name, version).predict(data.X_train)[0]
         except Exception as err:  # prediction drift is optional; feature drift still runs

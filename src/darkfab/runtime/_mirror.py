@@ -18,27 +18,22 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import DarkfabError
-from .redact import redact
+from ..errors import DarkfabError
+from ..events import EventKind
+from ..redact import redact
 
 if TYPE_CHECKING:
-    from .results import RunResult
-    from .spec import FactorySpec, MlflowRegistrySpec
-    from .store import Store
+    from ..results import RunResult
+    from ..spec import FactorySpec, MlflowRegistrySpec
+    from ..store import Store
 
 __all__ = [
     "MANAGED_ALIASES",
-    "MLFLOW_ALIASES_SET",
-    "MLFLOW_EXPORTED",
-    "MLFLOW_EXPORT_FAILED",
     "mirror_aliases",
     "mirror_run",
     "mirror_version",
 ]
 
-MLFLOW_EXPORTED = "mlflow_exported"
-MLFLOW_ALIASES_SET = "mlflow_aliases_set"
-MLFLOW_EXPORT_FAILED = "mlflow_export_failed"
 MANAGED_ALIASES = ("champion", "challenger", "pending")
 """The aliases darkfab moves; in MLflow, the mirror drops those darkfab no longer holds."""
 
@@ -46,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def _export(store: Store, factory: str, version: int, target: MlflowRegistrySpec) -> dict[str, Any]:
-    from .export import export_mlflow, load_version
+    from ..export import export_mlflow, load_version
 
     bundle = load_version(store, factory, version)
     with contextlib.redirect_stdout(sys.stderr):  # MLflow prints links to its UI; stdout may carry --json output
@@ -76,7 +71,7 @@ def _attempt(
         why = redact(str(exc) if isinstance(exc, DarkfabError) else f"{type(exc).__name__}: {exc}")
         retry = f"darkfab export mlflow {version if version is not None else 'champion'} --tracking-uri {target.tracking_uri}"
         store.append_event(
-            kind=MLFLOW_EXPORT_FAILED,
+            kind=EventKind.MLFLOW_EXPORT_FAILED,
             reason=f"{what} not mirrored to MLflow at {target.tracking_uri}: {why}; darkfab keeps its own record; "
             f"fix: `{retry}` once the server answers",
             factory_id=store.get_factory(factory).id,
@@ -112,7 +107,7 @@ def mirror_version(store: Store, spec: FactorySpec, version: int, *, campaign_id
     if done is None:
         return False
     store.append_event(
-        kind=MLFLOW_EXPORTED,
+        kind=EventKind.MLFLOW_EXPORTED,
         reason=f"version {version} mirrored to MLflow as {done['registered_name']} version "
         f"{done['registered_version']} (run {done['run_id']})"
         + (f" with alias {', '.join(done['aliases'])}" if done["aliases"] else ""),
@@ -124,8 +119,8 @@ def mirror_version(store: Store, spec: FactorySpec, version: int, *, campaign_id
 
 
 def _sync(store: Store, factory: str, target: MlflowRegistrySpec) -> dict[str, Any]:
-    from .export import mlflow_versions, set_mlflow_aliases
-    from .registry import Registry
+    from ..export import mlflow_versions, set_mlflow_aliases
+    from ..registry import Registry
 
     name = target.registered_name or factory
     held = {a: v for a, v in Registry(store).aliases(factory).items() if a in MANAGED_ALIASES}
@@ -151,7 +146,7 @@ def mirror_aliases(store: Store, factory: str, target: MlflowRegistrySpec | None
         return False
     moved = ", ".join(f"{a} -> {v}" for a, v in done["aliases"].items()) or "none"
     store.append_event(
-        kind=MLFLOW_ALIASES_SET,
+        kind=EventKind.MLFLOW_ALIASES_SET,
         reason=f"{why}: the aliases of MLflow's {done['registered_name']} follow darkfab's ({moved})",
         factory_id=store.get_factory(factory).id,
         data=done,

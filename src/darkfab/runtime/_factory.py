@@ -19,20 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .campaign import (
-    STOP_PAUSED,
-    Budget,
-    CampaignRun,
-    default_owner,
-    limits_of,
-    predict_split,
-    row_of,
-    trial_view,
-    worker_payload,
-)
-from .data import JITTER, Dataset, check_rows, load_dataset
-from .errors import DarkfabError, DataError, IntegrityError, NotFoundError, PausedError
-from .evaluate import (
+from ..data import JITTER, Dataset, check_rows, load_dataset
+from ..errors import DarkfabError, DataError, IntegrityError, NotFoundError, PausedError
+from ..evaluate import (
     CustomMetric,
     RewardModel,
     ScoreCI,
@@ -44,15 +33,26 @@ from .evaluate import (
     score_with_ci,
     suspicions,
 )
-from .execute import Executor, make_executor
-from .mirror import mirror_run
-from .propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
-from .registry import APPROVAL_REQUESTED, PENDING, Registry
-from .results import ChampionSummary, Leaderboard, Progress, RunResult
-from .sealed import rotate_if_worn, sealed_set, with_current_split
-from .spec import Direction, FactorySpec, default_spec, fit_to_data, load_spec, with_overrides
-from .store import CampaignRecord, ModelVersionRecord, Pauses, Store, TrialRecord
-from .train import DarkfabModel, EnsembleModel, can_refit, load_model, portfolio_configs, refit, resolved_space
+from ..execute import Executor, make_executor
+from ..propose import LLM_AWARE, LLMCall, SearchContext, make_proposer
+from ..registry import APPROVAL_REQUESTED, PENDING, Registry
+from ..results import ChampionSummary, Leaderboard, Progress, RunResult
+from ..spec import Direction, FactorySpec, default_spec, fit_to_data, load_spec, with_overrides
+from ..store import CampaignRecord, ModelVersionRecord, Pauses, Store, TrialRecord
+from ..train import DarkfabModel, EnsembleModel, can_refit, load_model, portfolio_configs, refit, resolved_space
+from ._campaign import (
+    STOP_PAUSED,
+    Budget,
+    CampaignRun,
+    default_owner,
+    limits_of,
+    predict_split,
+    row_of,
+    trial_view,
+    worker_payload,
+)
+from ._mirror import mirror_run
+from ._sealed import rotate_if_worn, sealed_set, with_current_split
 
 _DISTRIBUTION_ALIASES = {"xgboost": ("xgboost-cpu",)}
 """Other distributions of the same import package; the lineage records the one installed, by its own name."""
@@ -470,7 +470,7 @@ class Factory:
             custom=_custom_metrics(spec),
         )
         if current is not None and beat["kind"] == "champion":
-            from .teach import reward_verdict
+            from ._teach import reward_verdict
 
             verdict = reward_verdict(spec, store, data, verdict, cand, cand_pred, current[0], champ_pred)
         beat["score"] = verdict.champion.score if verdict.champion else None
@@ -950,7 +950,7 @@ def reward_model(spec: FactorySpec, data: Dataset, store: Store | None = None) -
     ``store``, the weights of the last learned reward that passed its gate (the declared ones until then)."""
     weights = dict(spec.objective.weights)
     if store is not None and spec.objective.reward == "learned":
-        from .teach import learned_weights
+        from ._teach import learned_weights
 
         try:
             fid = store.get_factory(spec.name).id

@@ -1,0 +1,38 @@
+"""Orchestration, and no algorithm: the factory facade, campaigns, the lifecycle loop, retraining and the timeline.
+
+The runtime drives the parts (spec, data, train, execute, propose, evaluate, registry, store, serve, monitor)
+and is driven by the command line and the console; nothing below it imports it.
+"""
+
+from __future__ import annotations
+
+from ._factory import Factory, FactoryStatus, package_versions
+from ._loop import Lifecycle, Step, last_event_id, retraining_frame, timeline
+from ._mirror import mirror_aliases, mirror_run, mirror_version
+from ._teach import comparisons, declared_reward, learn, learned_weights, next_pair, prefer, report_card
+from ._teach_judge import JudgeRun, ask_judge, judge_messages, parse_verdict
+
+__all__ = [
+    "Factory",
+    "FactoryStatus",
+    "JudgeRun",
+    "Lifecycle",
+    "Step",
+    "ask_judge",
+    "comparisons",
+    "declared_reward",
+    "judge_messages",
+    "last_event_id",
+    "learn",
+    "learned_weights",
+    "mirror_aliases",
+    "mirror_run",
+    "mirror_version",
+    "next_pair",
+    "package_versions",
+    "parse_verdict",
+    "prefer",
+    "report_card",
+    "retraining_frame",
+    "timeline",
+]
