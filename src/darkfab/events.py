@@ -76,13 +76,17 @@ class EventKind(StrEnum):
 class StopReason(StrEnum):
     """Why a campaign stopped searching; its value is the short word stored and shown."""
 
-    TRIALS = "trials"
-    TIME = "time"
-    NOTHING_TO_PROPOSE = "exhausted"
-    LLM_BUDGET = "llm_budget"
+    TRIAL_BUDGET = "trial_budget"
+    TIME_BUDGET = "time_budget"
+    CPU_BUDGET = "cpu_budget"
+    LLM_BUDGET = "llm_budget"  # the LLM proposer's token or money budget is spent
+    NOTHING_TO_PROPOSE = "nothing_to_propose"  # the proposer ran dry
     PAUSED = "paused"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
+
+    @property
+    def is_spend_limit(self) -> bool:
+        """A budget of time, CPU or money ran out (worth an alert), not a planned trial count or a person."""
+        return self in (StopReason.TIME_BUDGET, StopReason.CPU_BUDGET, StopReason.LLM_BUDGET)
 
 
 __all__ = ["EventKind", "StopReason"]

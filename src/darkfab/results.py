@@ -123,6 +123,7 @@ class RunResult:
     store: str
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     stopped_because: str = ""
+    stop_reason: str = ""  # why, as a darkfab.events.StopReason value (trial_budget, time_budget, paused...)
     leaks: list[dict[str, Any]] = field(default_factory=list)  # columns that gave the target away, and the decision
 
     def to_json(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ The factory, never the candidate, computes metrics: labels stay in the factory's
 from __future__ import annotations
 
 from ._custom import CustomMetric, load_custom_metrics
+from ._cv import cross_validated
 from ._gate import (
     GateVerdict,
     ScoreCI,
@@ -35,6 +36,7 @@ from ._metrics import (
     predicted_labels,
 )
 from ._reward import DEFAULT_REFERENCES, MISSING_PENALTY, Evaluation, RewardModel
+from ._select import Answers, Flagged, Screening, Selection, select_candidate
 from ._suspicion import (
     Suspicion,
     leaky_features,
@@ -48,15 +50,19 @@ __all__ = [
     "DEFAULT_REFERENCES",
     "MISSING_PENALTY",
     "PREDICTION_METRICS",
+    "Answers",
     "Comparison",
     "CustomMetric",
     "Evaluation",
+    "Flagged",
     "GateVerdict",
     "GroupCodes",
     "LearnedReward",
     "RewardJudgement",
     "RewardModel",
     "ScoreCI",
+    "Screening",
+    "Selection",
     "Suspicion",
     "as_probabilities",
     "baseline_predictions",
@@ -64,6 +70,7 @@ __all__ = [
     "bootstrap_scores",
     "choose_pair",
     "compute_metrics",
+    "cross_validated",
     "encode_groups",
     "features_for",
     "fit_preferences",
@@ -75,6 +82,7 @@ __all__ = [
     "memorization",
     "predicted_labels",
     "score_with_ci",
+    "select_candidate",
     "suspicions",
     "too_good_on_validation",
     "utilities",

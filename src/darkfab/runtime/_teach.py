@@ -45,7 +45,7 @@ def _candidates(store: Store, factory_id: int) -> list[TrialRecord]:
 def declared_reward(factory: Factory) -> RewardModel:
     """The reward the factory file declares (the learned reward's prior)."""
     from ..data import load_dataset
-    from ._factory import reward_model
+    from ._parts import reward_model
 
     return reward_model(factory.spec, load_dataset(factory.spec))
 
@@ -176,7 +176,7 @@ def reward_verdict(
     if not weights:
         return verdict
     from ..evaluate import compute_metrics
-    from ._factory import reward_model
+    from ._parts import reward_model
 
     reward = reward_model(spec, data, store)
 

@@ -1,0 +1,352 @@
+"""The gate stage of a campaign: screen the best candidates, hold the winner against the champion on the sealed
+rows, and register it. The decisions are :func:`darkfab.evaluate.select_candidate` and
+:func:`darkfab.evaluate.gate`; this module runs the models, records the events and registers the version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..data import JITTER, Dataset
+from ..errors import DarkfabError, IntegrityError, NotFoundError
+from ..evaluate import (
+    Answers,
+    Flagged,
+    GateVerdict,
+    Screening,
+    compute_metrics,
+    gate,
+    score_with_ci,
+    select_candidate,
+)
+from ..events import EventKind
+from ..execute import Executor, JobDone, JobReport, PredictJob
+from ..registry import PENDING, Registry
+from ..results import ChampionSummary
+from ..spec import FactorySpec
+from ..store import CampaignRecord, ModelVersionRecord, Store, TrialRecord
+from ._lineage import lineage_of
+from ._parts import custom_metrics, is_script
+from ._refit import refit_winner
+from ._sealed import sealed_set
+from ._views import flagged_of
+
+Champion = tuple[ModelVersionRecord, bytes]
+
+
+def predict_split(executor: Executor, artifact: bytes, split: str = "test", timeout: float = 600.0) -> np.ndarray:
+    """Run one PredictJob to completion (the gate's sealed-test scoring)."""
+    job_id = f"p-{uuid.uuid4().hex[:8]}"
+    executor.submit(PredictJob(job_id=job_id, artifact=artifact, split=split))  # type: ignore[arg-type]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in executor.poll(0.5):
+            if isinstance(event, JobDone) and event.job_id == job_id:
+                if not event.ok or event.output is None:
+                    raise RuntimeError(f"prediction failed: {event.error}")
+                return np.asarray(event.output)
+            if isinstance(event, JobReport):
+                executor.answer(event.job_id, stop=True)
+    raise TimeoutError(f"prediction did not finish within {timeout:g}s")
+
+
+@dataclass(frozen=True)
+class GateContext:
+    spec: FactorySpec
+    store: Store
+    registry: Registry
+    executor: Executor
+    campaign: CampaignRecord
+    data: Dataset
+    metric: str
+
+
+class GateKeeper:
+    """Runs the gate of one campaign; :meth:`decide` returns the verdict (JSON-ready) and the champion after it."""
+
+    def __init__(self, ctx: GateContext) -> None:
+        self.ctx = ctx
+        self.fid = ctx.store.get_factory(ctx.spec.name).id
+        self.current = current_champion(ctx.registry, ctx.spec.name)
+
+    def decide(self) -> tuple[dict[str, Any], ChampionSummary | None]:
+        store, campaign = self.ctx.store, self.ctx.campaign
+        done = [t for t in store.list_trials(campaign_id=campaign.id, states=("completed",)) if t.artifact_path]
+        done.sort(key=lambda t: (bool(t.feasible), t.reward if t.reward is not None else -math.inf), reverse=True)
+        feasible = [t for t in done if t.feasible]
+        selection = select_candidate(
+            feasible,
+            self._answers,
+            value_of=lambda t: t.value,
+            screening=self._screening(),
+            on_flagged=self._record_flagged,
+        )
+        if selection.picked is None or selection.test_predictions is None:
+            return self._nothing_passed(done, feasible)
+        cand = selection.picked
+        champ_pred, beat = self._champion_answers()
+        verdict = self._verdict(cand, selection.test_predictions, champ_pred, beat)
+        beat["score"] = verdict.champion.score if verdict.champion else None
+        vjson = self._record_verdict(cand, verdict, beat, selection.probe)
+        if not verdict.passed:
+            scored = verdict.champion if beat["kind"] == "champion" else None  # the gate scored it just now
+            return vjson, self.champion_summary(promoted=False, scored=scored)
+        return vjson, self._register(cand, verdict, vjson)
+
+    # -- screening -----------------------------------------------------------------------------
+    def _screening(self) -> Screening:
+        spec, data, metric = self.ctx.spec, self.ctx.data, self.ctx.metric
+        direction = spec.direction(data.task)
+        plain = [
+            t.value
+            for t in self.ctx.store.list_trials(campaign_id=self.ctx.campaign.id, states=("completed",))
+            if t.value is not None and not is_script(spec, t.trainer)
+        ]
+        reference: float | None
+        if plain:
+            reference = max(plain) if direction == "maximize" else min(plain)
+        else:
+            base = data.baseline_predictions(len(data.y_valid))
+            reference = compute_metrics(
+                data.task, data.y_valid, base, n_classes=data.n_classes, custom=custom_metrics(spec)
+            ).get(metric)
+        return Screening(
+            task=data.task,
+            metric=metric,
+            direction=direction,
+            y_valid=data.y_valid,
+            y_test=data.y_test,
+            n_classes=data.n_classes,
+            baseline_test=data.baseline_predictions(len(data.y_test)),
+            reference_score=reference,
+            jitter=JITTER,
+            n_boot=spec.gate.bootstrap,
+            seed=spec.search.seed,
+            custom=custom_metrics(spec),
+        )
+
+    def _answers(self, cand: TrialRecord) -> Answers:
+        executor = self.ctx.executor
+        blob = self.ctx.registry.artifacts.get(cand.artifact_path or "")
+        test = predict_split(executor, blob, "test")
+        valid = predict_split(executor, blob, "valid")
+        try:
+            return Answers(valid=valid, test=test, perturbed=predict_split(executor, blob, "test_perturbed"))
+        except (RuntimeError, TimeoutError) as err:
+            return Answers(valid=valid, test=test, perturbed=None, perturbed_error=str(err))
+
+    def _record_flagged(self, flagged: Flagged[TrialRecord]) -> None:
+        cand = flagged.candidate
+        self.ctx.store.append_event(
+            kind=EventKind.CANDIDATE_FLAGGED,
+            reason="; ".join(f.reason for f in flagged.suspicions),
+            factory_id=cand.factory_id,
+            campaign_id=self.ctx.campaign.id,
+            trial_id=cand.id,
+            data={"suspicions": [f.as_json() for f in flagged.suspicions]},
+        )
+
+    def _nothing_passed(
+        self, done: list[TrialRecord], feasible: list[TrialRecord]
+    ) -> tuple[dict[str, Any], ChampionSummary | None]:
+        if feasible:
+            reason = "every feasible candidate was flagged as suspicious (see the candidate_flagged events)"
+        elif done:
+            reason = "no feasible candidate in this campaign"
+        else:
+            reason = "no completed candidate in this campaign"
+        spec, store = self.ctx.spec, self.ctx.store
+        wear = sealed_set(store, self.fid, spec, self.ctx.data)
+        worn = wear.summary(uses=wear.uses + 1) if feasible else wear.summary()  # flagging read it
+        store.append_event(
+            kind=EventKind.GATE_VERDICT,
+            reason=reason,
+            factory_id=self.fid,
+            campaign_id=self.ctx.campaign.id,
+            data={"passed": False, **(worn if feasible else {})},
+        )
+        champ = self.champion_summary(promoted=False) if self.current else None
+        return {"passed": False, "reason": reason, **worn, "flagged": flagged_of(store, self.ctx.campaign.id)}, champ
+
+    # -- the verdict ---------------------------------------------------------------------------
+    def _champion_answers(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """The champion's answers on the sealed rows (the trivial model's when there is none), and what it is."""
+        data, current = self.ctx.data, self.current
+        champ_pred: np.ndarray | None = None
+        beat: dict[str, Any]
+        if current is not None:
+            try:
+                champ_pred = predict_split(self.ctx.executor, gated_bytes(self.ctx.registry, current, data), "test")
+                beat = {"kind": "champion", "version": current[0].version, "trainer": current[0].trainer}
+            except RuntimeError as err:
+                beat = {"kind": "baseline", "why": f"champion v{current[0].version} cannot score the data: {err}"}
+        else:
+            beat = {"kind": "baseline", "why": "no champion yet"}
+        if champ_pred is None:
+            champ_pred = data.baseline_predictions(len(data.y_test))
+            beat["name"] = "class shares of the training data" if data.task == "classification" else "training mean"
+        return champ_pred, beat
+
+    def _verdict(
+        self, cand: TrialRecord, cand_pred: np.ndarray, champ_pred: np.ndarray, beat: dict[str, Any]
+    ) -> GateVerdict:
+        spec, data, g = self.ctx.spec, self.ctx.data, self.ctx.spec.gate
+        verdict = gate(
+            task=data.task,
+            metric=self.ctx.metric,
+            direction=spec.direction(data.task),
+            y_true=data.y_test,
+            candidate=cand_pred,
+            champion=champ_pred,
+            min_improvement=g.min_improvement,
+            confidence=g.confidence,
+            n_boot=g.bootstrap,
+            seed=spec.search.seed,
+            custom=custom_metrics(spec),
+        )
+        if self.current is not None and beat["kind"] == "champion":
+            from ._teach import reward_verdict
+
+            champion = self.current[0]
+            verdict = reward_verdict(spec, self.ctx.store, data, verdict, cand, cand_pred, champion, champ_pred)
+        return verdict
+
+    def _record_verdict(
+        self, cand: TrialRecord, verdict: GateVerdict, beat: dict[str, Any], probe: dict[str, Any]
+    ) -> dict[str, Any]:
+        store = self.ctx.store
+        vjson = {
+            "passed": bool(verdict.passed),
+            "reason": verdict.reason,
+            "trial": cand.id,
+            "delta": verdict.delta,
+            "p_better": verdict.p_better,
+            "beat": beat if verdict.passed else None,
+            "candidate": ci_json(verdict.candidate),
+            "champion": ci_json(verdict.champion) if verdict.champion else None,
+            "memorization": probe,
+            "flagged": flagged_of(store, self.ctx.campaign.id),
+        }
+        wear = sealed_set(store, self.fid, self.ctx.spec, self.ctx.data)
+        vjson.update(wear.summary(uses=wear.uses + 1))
+        store.append_event(
+            kind=EventKind.GATE_VERDICT,
+            reason=verdict.reason,
+            factory_id=self.fid,
+            campaign_id=self.ctx.campaign.id,
+            trial_id=cand.id,
+            data=vjson,
+        )
+        return vjson
+
+    # -- registration --------------------------------------------------------------------------
+    def _register(self, cand: TrialRecord, verdict: GateVerdict, vjson: dict[str, Any]) -> ChampionSummary:
+        spec, data, store = self.ctx.spec, self.ctx.data, self.ctx.store
+        current = self.current
+        sealed = {"metric": self.ctx.metric, **ci_json(verdict.candidate)}
+        lineage = lineage_of(spec, self.ctx.campaign, data, cand, current[0] if current else None, vjson)
+        gated = self.ctx.registry.artifacts.get(cand.artifact_path or "")
+        model_bytes, refit_info = refit_winner(spec, store, data, cand, gated)
+        lineage["refit"] = refit_info
+        lineage["gated"] = {"artifact": cand.artifact_path, "valid": cand.metrics, "sealed_test": sealed}
+        vjson["refit"] = refit_info
+        alias = "champion" if current is None or spec.deploy.mode == "direct" else "challenger"
+        why = f"passed the gate: {verdict.reason}"
+        why += "" if alias == "champion" else f"; {spec.deploy.mode} against the champion before promotion"
+        then = alias
+        if spec.gate.approval == "required":  # registered, not promoted: approve() makes the same move later
+            lineage["approval"] = {"required": True, "then": then}
+            alias, why = PENDING, f"{why}; waits for a person's approval (gate.approval: required) to become {alias}"
+        version = self.ctx.registry.register(
+            spec.name,
+            model_bytes,
+            trial_id=cand.id,
+            trainer=cand.trainer,
+            params=cand.params,
+            metrics={"valid": cand.metrics, "sealed_test": sealed},
+            lineage=lineage,
+            aliases=(alias,),
+            reason=why,
+        )
+        if alias == PENDING:
+            store.append_event(
+                kind=EventKind.APPROVAL_REQUESTED,
+                reason=f"version {version.version} {why}; fix: `darkfab approve {version.version}` or reject it",
+                factory_id=self.fid,
+                campaign_id=self.ctx.campaign.id,
+                trial_id=cand.id,
+                data={"version": version.version, "then": then, "gate": verdict.reason},
+            )
+        return ChampionSummary(
+            version=version.version,
+            trainer=cand.trainer,
+            params=cand.params,
+            trial_id=cand.id,
+            metrics={"valid": cand.metrics, "sealed_test": sealed},
+            promoted_now=alias == "champion",
+            alias=alias,
+            refit=refit_info,
+        )
+
+    def champion_summary(self, *, promoted: bool, scored: Any = None) -> ChampionSummary | None:
+        """The current champion, with its sealed-test score on this campaign's data (``scored`` if the gate has it)."""
+        if self.current is None:
+            return None
+        spec, data, rec = self.ctx.spec, self.ctx.data, self.current[0]
+        try:
+            if scored is None:
+                pred = predict_split(self.ctx.executor, gated_bytes(self.ctx.registry, self.current, data), "test")
+                scored = score_with_ci(
+                    data.task,
+                    self.ctx.metric,
+                    data.y_test,
+                    pred,
+                    n_boot=spec.gate.bootstrap,
+                    seed=spec.search.seed,
+                    custom=custom_metrics(spec),
+                )
+            sealed: dict[str, Any] = {"metric": self.ctx.metric, **ci_json(scored)}
+        except RuntimeError:
+            sealed = dict(rec.metrics.get("sealed_test", {}))
+        return ChampionSummary(
+            version=rec.version,
+            trainer=rec.trainer,
+            params=rec.params,
+            trial_id=rec.trial_id,
+            metrics={"valid": rec.metrics.get("valid", {}), "sealed_test": sealed},
+            promoted_now=promoted,
+            refit=rec.lineage.get("refit"),
+        )
+
+
+def current_champion(registry: Registry, name: str) -> Champion | None:
+    try:
+        return registry.load_bytes(name, "champion")
+    except NotFoundError:
+        return None
+    except IntegrityError:
+        raise
+
+
+def gated_bytes(registry: Registry, current: Champion, data: Dataset) -> bytes:
+    """The champion as the gate should score it on this data: when it was refit on these very sealed rows,
+    the model the gate passed before the refit (a model never faces rows it was trained on)."""
+    rec, blob = current
+    refit_info = rec.lineage.get("refit") or {}
+    saw_test = "test" in str(refit_info.get("trained_on", "")).split("+")
+    gated = str(refit_info.get("gated_artifact") or "")
+    if saw_test and gated and rec.lineage.get("data_fingerprint") == data.fingerprint:
+        with contextlib.suppress(DarkfabError):
+            return registry.artifacts.get(gated)
+    return blob
+
+
+def ci_json(ci: Any) -> dict[str, float]:
+    return {"score": float(ci.score), "low": float(ci.low), "high": float(ci.high)}
