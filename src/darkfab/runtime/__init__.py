@@ -7,10 +7,12 @@ and is driven by the command line and the console; nothing below it imports it.
 from __future__ import annotations
 
 from ._factory import Factory, FactoryStatus, package_versions
-from ._loop import Lifecycle, Step, last_event_id, retraining_frame, timeline
+from ._lifecycle import Lifecycle
 from ._mirror import mirror_aliases, mirror_run, mirror_version
+from ._retrain import retraining_frame
 from ._teach import comparisons, declared_reward, learn, learned_weights, next_pair, prefer, report_card
 from ._teach_judge import JudgeRun, ask_judge, judge_messages, parse_verdict
+from ._timeline import Step, last_event_id, timeline
 
 __all__ = [
     "Factory",

@@ -28,130 +28,22 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from ..data import Dataset, load_dataset, read_source
+from ..data import Dataset, load_dataset
 from ..errors import DarkfabError, NotFoundError
+from ..events import EventKind, StopReason
 from ..monitor import Alerter, Monitor, WindowResult
 from ..results import RunResult
 from ..spec import FactorySpec, spec_from_dict
-from ..store import Pauses, Store
+from ..store import Pauses
 from ._factory import Factory
+from ._retrain import derived_spec, outcome, retraining_frame
+from ._timeline import Step, last_event_id, timeline
 
 log = logging.getLogger("darkfab.loop")
-
-RETRAIN_STARTED = "lifecycle_retrain_started"
-RETRAIN_FINISHED = "lifecycle_retrain_finished"
-RETRAIN_FAILED = "lifecycle_retrain_failed"
-SERVING_STARTED = "lifecycle_serving_started"
-SERVING_STOPPED = "lifecycle_serving_stopped"
-TRIGGER_IGNORED = "lifecycle_trigger_ignored"
-LIFECYCLE_KINDS: tuple[str, ...] = (
-    SERVING_STARTED,
-    SERVING_STOPPED,
-    RETRAIN_STARTED,
-    RETRAIN_FINISHED,
-    RETRAIN_FAILED,
-    TRIGGER_IGNORED,
-    "lifecycle_note",
-)
-TIMELINE_KINDS: tuple[str, ...] = (
-    "campaign_started",
-    "campaign_resumed",
-    "campaign_finished",
-    "gate_verdict",
-    "registered",
-    "alias_set",
-    "alias_deleted",
-    "challenger_promoted",
-    "challenger_rolled_back",
-    "drift_detected",
-    "quality_decay",
-    "serving_paused",
-    "serving_resumed",
-    *LIFECYCLE_KINDS,
-)
-ROLLED_BACK = "challenger_rolled_back"  # as serve._service writes it (imported lazily: serve pulls in FastAPI)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One line of the timeline: when, what, and why (the event's own reason)."""
-
-    at: datetime
-    kind: str
-    reason: str
-    campaign: int | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    event: int = 0  # the event's id in the store
-
-    def to_json(self) -> dict[str, Any]:
-        return {"at": self.at.isoformat(), "kind": self.kind, "reason": self.reason, "campaign": self.campaign}
-
-
-def timeline(store: Store, factory: str, *, since: datetime | None = None, after_event: int = 0) -> list[Step]:
-    """What happened to ``factory`` and why, oldest first, read from the store's events.
-
-    Trial-level events are left out; ``since`` (aware datetime) or ``after_event`` (an event id) cut the start.
-    """
-    fid = store.get_factory(factory).id
-    numbers = {c.id: c.number for c in store.list_campaigns(fid)}
-    steps = []
-    for e in store.list_events(factory_id=fid, kinds=TIMELINE_KINDS, after_id=after_event):
-        if since is not None and _aware(e.created_at) < since:
-            continue
-        number = numbers.get(e.campaign_id) if e.campaign_id is not None else None
-        steps.append(Step(_aware(e.created_at), e.kind, e.reason, number, dict(e.data), e.id))
-    return steps
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
-
-
-def last_event_id(store: Store) -> int:
-    """The id of the newest event in the store (0 when empty): a mark to cut a timeline after."""
-    found = store.list_events(limit=1)
-    return found[-1].id if found else 0
-
-
-# -- the retraining data --------------------------------------------------------------------------------
-
-
-def retraining_frame(base: FactorySpec, store: Store, factory_id: int) -> tuple[pd.DataFrame, int]:
-    """The reference rows (``base.data.source``) plus every labelled live row, and how many live rows joined.
-
-    A live row is its logged features with its feedback label as the target; columns the server never sees
-    (group, time, excluded) are left empty on live rows.
-    """
-    reference = read_source(base.data.source, base.data.query)
-    reference.columns = [str(c) for c in reference.columns]
-    target = base.data.target or "target"
-    labelled = store.list_predictions(factory_id, labelled=True)
-    if not labelled:
-        return reference, 0
-    live = pd.DataFrame.from_records([{**r.features, target: r.label} for r in labelled])
-    live = live[[c for c in reference.columns if c in live.columns]]
-    for col in live.columns:
-        want = reference[col].dtype
-        if pd.api.types.is_numeric_dtype(want) and not pd.api.types.is_numeric_dtype(live[col].dtype):
-            live[col] = pd.to_numeric(live[col], errors="coerce")
-        elif pd.api.types.is_integer_dtype(want) and live[col].notna().all():
-            live[col] = live[col].astype(want)
-    frame = pd.concat([reference, live], ignore_index=True)
-    return frame, len(live)
-
-
-def derived_spec(base: FactorySpec, source: Path) -> FactorySpec:
-    """``base`` with ``data.source`` pointing at ``source`` (and no query): the same factory, on new rows."""
-    data = base.data.model_copy(update={"source": str(source.resolve()), "query": None})
-    return base.model_copy(update={"data": data})
-
 
 # -- the server thread ----------------------------------------------------------------------------------
 
@@ -332,7 +224,7 @@ class Lifecycle:
         self._server.start()
         self._quiet_after = self._newest_prediction()
         self._event(
-            SERVING_STARTED,
+            EventKind.LIFECYCLE_SERVING_STARTED,
             f"serving v{champion.version} at {self.url}; watching windows of {self.base.monitor.window} rows "
             f"every {self.check_every_s:g}s",
             {"url": self.url, "port": self.port, "version": champion.version},
@@ -355,7 +247,7 @@ class Lifecycle:
             self._server.stop()
             self._server = None
             self._app = None
-            self._event(SERVING_STOPPED, f"serving stopped: {reason}", {})
+            self._event(EventKind.LIFECYCLE_SERVING_STOPPED, f"serving stopped: {reason}", {})
         self._emit_new()
 
     def __enter__(self) -> Lifecycle:
@@ -482,7 +374,9 @@ class Lifecycle:
         self._retrainer.start()
 
     def _watch_decisions(self) -> None:
-        for e in self.store.list_events(factory_id=self.factory_id, kinds=(ROLLED_BACK,), after_id=self._seen_decision):
+        for e in self.store.list_events(
+            factory_id=self.factory_id, kinds=(EventKind.CHALLENGER_ROLLED_BACK,), after_id=self._seen_decision
+        ):
             self._seen_decision = e.id
             self.alerter.send("rollback", factory=self.base.name, reason=e.reason, data=dict(e.data))
 
@@ -514,7 +408,7 @@ class Lifecycle:
         name = self.base.name
         where = f"window {window.number}" if window is not None else "by request"
         self._event(
-            RETRAIN_STARTED,
+            EventKind.LIFECYCLE_RETRAIN_STARTED,
             f"{trigger} ({where}): {reason}; retraining on the reference data plus the labelled live rows",
             {"trigger": trigger, "window": window.number if window is not None else None},
         )
@@ -536,7 +430,7 @@ class Lifecycle:
             text = f"{type(err).__name__}: {err}"
             self.failures.append(text)
             log.exception("retraining campaign of %r failed", name)
-            self._event(RETRAIN_FAILED, f"retraining failed: {text}", {"trigger": trigger})
+            self._event(EventKind.LIFECYCLE_RETRAIN_FAILED, f"retraining failed: {text}", {"trigger": trigger})
             self.alerter.send("campaign_failed", factory=name, reason=f"retraining campaign failed: {text}")
             return None
         finally:
@@ -544,8 +438,8 @@ class Lifecycle:
             self._quiet_after = self._newest_prediction()
         self.results.append(result)
         self._event(
-            RETRAIN_FINISHED,
-            _outcome(result, n_live, len(frame), path),
+            EventKind.LIFECYCLE_RETRAIN_FINISHED,
+            outcome(result, n_live, len(frame), path),
             {
                 "trigger": trigger,
                 "campaign": result.campaign_number,
@@ -558,12 +452,11 @@ class Lifecycle:
             },
             campaign_id=result.campaign,
         )
-        stopped = result.stopped_because or ""
-        if "budget" in stopped and not stopped.startswith("trial budget"):
+        if result.stop_reason and StopReason(result.stop_reason).is_spend_limit:
             self.alerter.send(
                 "budget_reached",
                 factory=name,
-                reason=f"retraining campaign {result.campaign_number} stopped: {stopped}",
+                reason=f"retraining campaign {result.campaign_number} stopped: {result.stopped_because}",
                 data={"campaign": result.campaign_number, "budget": result.budget},
             )
         return result
@@ -575,13 +468,3 @@ class Lifecycle:
             if sum(1 for r in labelled if r.id >= first_id) >= self.fresh_labels:
                 return
             time.sleep(0.25)
-
-
-def _outcome(result: RunResult, n_live: int, rows: int, path: Path) -> str:
-    data = f"{rows} rows ({n_live} labelled live rows) in {path.name}"
-    c = result.champion
-    gate = (result.gate or {}).get("reason", "")
-    if c is not None and (c.promoted_now or c.alias in ("challenger", "pending")):
-        role = {"champion": "new champion", "challenger": "new challenger"}.get(c.alias, "pending approval:")
-        return f"campaign {result.campaign_number} on {data}: {role} v{c.version} ({c.trainer}); gate: {gate}"
-    return f"campaign {result.campaign_number} on {data}: no new model; gate: {gate or 'no candidate'}"
