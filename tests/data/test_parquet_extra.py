@@ -1,4 +1,5 @@
-"""Parquet is the `parquet` extra: without pyarrow, a Parquet source is a clear error naming the file and the fix.
+"""Parquet is the `parquet` extra: without pyarrow, a Parquet source is a clear error naming the file and the fix,
+and a snapshot darkfab writes for itself (a retraining campaign's rows) falls back to CSV.
 
 The missing module is simulated with the real import machinery: a child Python whose ``sys.meta_path`` refuses
 ``pyarrow`` (and pandas' other engine, ``fastparquet``) before anything imports them, installed through a
@@ -98,3 +99,44 @@ def test_the_command_says_it_in_one_line_without_a_traceback(without_pyarrow, tm
     out = " ".join((proc.stdout + proc.stderr).split())  # rich may wrap the line
     assert "rows.parquet" in out and "needs pyarrow" in out and "pip install 'darkfab[parquet]'" in out, out
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def snapshot_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "x": [0.1, 0.4, 1 / 3, 2.5e-8],
+            "n": [1, 2, 3, 4],
+            "colour": ["red", "green", "blue", "red"],
+            "label": [0, 1, 0, 1],
+        }
+    )
+
+
+def test_a_snapshot_is_parquet_when_pyarrow_is_there_and_reads_back_the_same(tmp_path: Path) -> None:
+    from darkfab.data import read_table, write_snapshot
+
+    path = write_snapshot(snapshot_frame(), tmp_path / "factory-campaign-2")
+    assert path == tmp_path / "factory-campaign-2.parquet"
+    pd.testing.assert_frame_equal(read_table(path), snapshot_frame())
+
+
+def test_a_snapshot_is_csv_without_pyarrow_and_reads_back_the_same(without_pyarrow, tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import pandas as pd
+        from darkfab.data import read_table, write_snapshot
+
+        expected = pd.DataFrame(
+            {"x": [0.1, 0.4, 1 / 3, 2.5e-8], "n": [1, 2, 3, 4], "colour": ["red", "green", "blue", "red"],
+             "label": [0, 1, 0, 1]}
+        )
+        path = write_snapshot(expected, "factory-campaign-2")
+        print("wrote", path)
+        pd.testing.assert_frame_equal(read_table(path), expected)
+        print("same rows")
+        """
+    )
+    proc = run(without_pyarrow, tmp_path, "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote factory-campaign-2.csv" in proc.stdout and "same rows" in proc.stdout
+    assert not (tmp_path / "factory-campaign-2.parquet").exists()

@@ -105,6 +105,28 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def write_snapshot(frame: pd.DataFrame, stem: str | Path) -> Path:
+    """Write rows that darkfab itself reads back later as a data source (a retraining campaign's data).
+
+    Parquet (``stem.parquet``) when pandas has a Parquet engine (pyarrow, the ``parquet`` extra), so the column
+    types come back exactly; CSV (``stem.csv``) otherwise, which :func:`read_table` reads back as it reads a CSV
+    source (in an install without pyarrow the factory's own source is CSV, SQL or scikit-learn rows anyway).
+
+    Returns:
+        The path written.
+    """
+    stem = Path(stem)
+    path = stem.with_name(stem.name + ".parquet")
+    try:
+        frame.to_parquet(path, index=False)
+        return path
+    except ImportError:  # no Parquet engine in this install
+        path.unlink(missing_ok=True)
+    path = stem.with_name(stem.name + ".csv")
+    frame.to_csv(path, index=False)
+    return path
+
+
 def _header(p: Path, sep: str) -> list[str]:
     import csv
 
