@@ -6,7 +6,7 @@ from ._dataset import Dataset, check_features, feature_type, fingerprint, infer_
 from ._leaks import Leak, find_leaks
 from ._perturb import JITTER, jittered
 from ._rows import check_rows, duplicate_columns
-from ._sources import SKLEARN_SETS, read_source, read_table
+from ._sources import SKLEARN_SETS, read_source, read_table, write_snapshot
 
 __all__ = [
     "JITTER",
@@ -24,4 +24,5 @@ __all__ = [
     "load_dataset",
     "read_source",
     "read_table",
+    "write_snapshot",
 ]

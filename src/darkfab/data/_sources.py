@@ -1,4 +1,8 @@
-"""Reading rows from a CSV or Parquet file, a SQL query, or a scikit-learn bundled data set."""
+"""Reading rows from a CSV or Parquet file, a SQL query, or a scikit-learn bundled data set.
+
+Parquet needs pyarrow, which is the ``parquet`` extra (``pip install 'darkfab[parquet]'``), not a core dependency:
+without it, reading a Parquet source is a :class:`~darkfab.errors.DataError` that names the file and the fix.
+"""
 
 from __future__ import annotations
 
@@ -87,12 +91,40 @@ def read_table(path: str | Path) -> pd.DataFrame:
         else:
             frame = pd.read_csv(p, sep=sep)
             header = _header(p, sep)  # pandas renames a repeated name ('a' -> 'a.1') without a word
+    except ImportError as err:  # pandas found no Parquet engine: pyarrow is an extra, not in the core install
+        raise DataError(
+            f"{p}: reading a Parquet file needs pyarrow, which the core install of darkfab leaves out "
+            f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+            "fix: pip install 'darkfab[parquet]', or give the data as CSV"
+        ) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{p}: the file is empty; fix: give a file with a header row and data rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
         raise DataError(f"{p}: cannot be read as {suffix.lstrip('.')}: {str(err).splitlines()[0]}") from None
     refuse_duplicates(header, str(p))
     return frame
+
+
+def write_snapshot(frame: pd.DataFrame, stem: str | Path) -> Path:
+    """Write rows that darkfab itself reads back later as a data source (a retraining campaign's data).
+
+    Parquet (``stem.parquet``) when pandas has a Parquet engine (pyarrow, the ``parquet`` extra), so the column
+    types come back exactly; CSV (``stem.csv``) otherwise, which :func:`read_table` reads back as it reads a CSV
+    source (in an install without pyarrow the factory's own source is CSV, SQL or scikit-learn rows anyway).
+
+    Returns:
+        The path written.
+    """
+    stem = Path(stem)
+    path = stem.with_name(stem.name + ".parquet")
+    try:
+        frame.to_parquet(path, index=False)
+        return path
+    except ImportError:  # no Parquet engine in this install
+        path.unlink(missing_ok=True)
+    path = stem.with_name(stem.name + ".csv")
+    frame.to_csv(path, index=False)
+    return path
 
 
 def _header(p: Path, sep: str) -> list[str]:

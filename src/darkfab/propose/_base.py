@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..events import StopReason
 from ..spec import LLMSpec, ParamSpec, TrainerSpec
 
 TrialState = Literal["queued", "running", "completed", "failed", "pruned", "cancelled"]
@@ -83,6 +84,11 @@ class Proposer(abc.ABC):
         """Why this proposer stopped for good (its LLM's token or money budget is spent); empty while it may
         propose. A campaign that stops because nothing more is proposed gives this as its reason."""
         return ""
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        """``StopReason.LLM_BUDGET`` once :attr:`exhausted` says this proposer stopped for good; else None."""
+        return StopReason.LLM_BUDGET if self.exhausted else None
 
     def should_prune(self, proposal: Proposal, step: int, value: float) -> bool:
         """Called with each intermediate validation score; True stops the trial. Default: never."""

@@ -23,11 +23,13 @@ The proposer never raises into the factory. When an exchange yields nothing (the
 answer was invalid), it proposes random valid configurations instead, each with the reason
 ``llm unavailable: ...``, so the loop never spins; after three failed exchanges in a row it rests (random
 proposals only) for 2, 4, ... up to 16 rounds before asking the model again. The token budget
-(``max_tokens_total``) and the money budget (``max_cost``) are hard: a request is sent only when what is left
-can pay for its prompt and a minimal answer (``max_tokens`` is lowered to what is left, and reserved until
+(``max_tokens_total``) and the money budget (``max_cost``) are hard, and kept by the
+:class:`~darkfab.propose._llm_exchange.LLMBudget` that ``llm_code`` uses too: a request is sent only when what is
+left can pay for its prompt and a minimal answer (``max_tokens`` is lowered to what is left, and reserved until
 the answer settles it, so a kill in flight cannot overspend a resumed campaign); once either is
-spent, or cannot pay for another prompt as long as the last one, :attr:`LLMProposer.exhausted` says why and
-:meth:`propose` returns nothing more.
+spent, or cannot pay for another prompt as long as the last one, :attr:`LLMProposer.exhausted` says why,
+:attr:`~darkfab.propose.Proposer.stop_reason` is ``StopReason.LLM_BUDGET`` and :meth:`propose` returns nothing
+more.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from ..spec import LLMSpec
 from ._base import Proposal, Proposer, SearchContext, TrialView
-from ._llm_client import ChatClient, messages_tokens
-from ._llm_exchange import MIN_COMPLETION_TOKENS, LLMCallSink, LLMExchange
+from ._llm_client import ChatClient
+from ._llm_exchange import LLMBudget, LLMCallSink, LLMExchange
 from ._space import ConditionalSpace, Dim, Signature
 
 logger = logging.getLogger("darkfab.propose.llm")
@@ -160,6 +162,11 @@ class LLMProposer(Proposer):
         self._last_error = ""
         self._cost_of: dict[str, tuple[float, float]] = {}
         self._spent = (int(llm_spent[0]), float(llm_spent[1]))
+
+    @property
+    def budget(self) -> LLMBudget | None:
+        """The LLM's token and money budget (shared with ``llm_code``); None without an endpoint."""
+        return self._llm.budget if self._llm is not None else None
 
     @property
     def tokens_used(self) -> int:
@@ -296,8 +303,7 @@ class LLMProposer(Proposer):
                 {"role": "assistant", "content": result.text},
                 {"role": "user", "content": self._repair_prompt(problems, n - len(accepted))},
             ]
-        # the next exchange's prompt will be at least as long as this one's: stop now if it cannot be paid for
-        exchange.budget.check(messages_tokens(messages[:2]) + MIN_COMPLETION_TOKENS)
+        exchange.finish(messages[:2])
         proposals = [p for p, _ in accepted]
         for p, signature in accepted:
             self._seen[signature] = f"an earlier proposal ({p.reason[:60]})"

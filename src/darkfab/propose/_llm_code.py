@@ -30,7 +30,7 @@ from ..spec import ParamSpec, TrainerSpec
 from ..train._script import ScriptError, apply_edits, block_texts, source_hash, unified_diff
 from ._base import Proposal, Proposer, SearchContext, TrialView
 from ._llm_client import ChatClient
-from ._llm_exchange import LLMCall, LLMCallSink, LLMExchange
+from ._llm_exchange import LLMBudget, LLMCall, LLMCallSink, LLMExchange
 
 _SYSTEM = (
     "You improve a machine-learning training script by editing only its editable blocks. "
@@ -165,13 +165,22 @@ class LLMCodeProposer(Proposer):
         self._rest = 0  # rounds left without asking the model
 
     @property
-    def tokens(self) -> int:
+    def budget(self) -> LLMBudget:
+        """The LLM's token and money budget (the same object ``llm`` uses)."""
+        return self.exchange.budget
+
+    @property
+    def tokens_used(self) -> int:
         """Tokens spent (a request in flight at its most), the campaign's earlier runs included."""
         return self.exchange.budget.tokens_used
 
     @property
-    def cost(self) -> float:
+    def cost_used(self) -> float:
+        """Money spent, priced by ``search.llm.prices`` (a request in flight at its most)."""
         return self.exchange.budget.cost_used
+
+    tokens = tokens_used  # the names this proposer had before it shared llm's budget
+    cost = cost_used
 
     @property
     def exhausted(self) -> str:
@@ -235,31 +244,39 @@ class LLMCodeProposer(Proposer):
             if self.exhausted:
                 self.last_error = self.exhausted
                 break
-            proposal: Proposal | None = None
-            if self._rest > 0:
-                self._rest -= 1
-                self.last_error = f"resting after {self._streak} failed exchanges; last: {self.last_error}"
-            else:
-                try:
-                    proposal = self._ask(trainer, space)
-                except Exception as exc:  # never into the factory: a bug here must not stop the campaign
-                    logger.exception("the LLM code proposer failed")
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                if self.exhausted:
-                    self.last_error = self.exhausted
-                    break
-                if proposal is not None:
-                    self._streak = 0
-                    out.append(proposal)
-                    continue
-                self._streak += 1
-                if self._streak >= REST_AFTER:
-                    self._rest = min(MAX_REST, 2 ** (self._streak - REST_AFTER + 1))
+            proposal = self._ask_unless_resting(trainer, space)
+            if proposal is not None:  # kept even when its request spent the budget: it was paid for
+                out.append(proposal)
+                continue
+            if self.exhausted:
+                self.last_error = self.exhausted
+                break
             fallback = self._fallback(trainer, space)
             if fallback is None:
                 break
             out.append(fallback)
         return out
+
+    def _ask_unless_resting(self, trainer: TrainerSpec, space: dict[str, Any]) -> Proposal | None:
+        """The model's proposal, or None (resting, or the exchange failed: :attr:`last_error` says why)."""
+        if self._rest > 0:
+            self._rest -= 1
+            self.last_error = f"resting after {self._streak} failed exchanges; last: {self.last_error}"
+            return None
+        proposal: Proposal | None = None
+        try:
+            proposal = self._ask(trainer, space)
+        except Exception as exc:  # never into the factory: a bug here must not stop the campaign
+            logger.exception("the LLM code proposer failed")
+            self.last_error = f"{type(exc).__name__}: {exc}"
+        if proposal is not None:
+            self._streak = 0
+            return proposal
+        if not self.exhausted:
+            self._streak += 1
+            if self._streak >= REST_AFTER:
+                self._rest = min(MAX_REST, 2 ** (self._streak - REST_AFTER + 1))
+        return None
 
     def _fallback(self, trainer: TrainerSpec, space: dict[str, Any]) -> Proposal | None:
         """The best code so far with random valid params, saying why the LLM gave nothing; None if none is new."""
@@ -338,14 +355,24 @@ class LLMCodeProposer(Proposer):
 
     def _ask(self, trainer: TrainerSpec, space: dict[str, Any]) -> Proposal | None:
         parent = self._best(trainer.name)
+        opening: list[dict[str, str]] = [
+            {"role": "system", "content": _SYSTEM},
+            {"role": "user", "content": self._prompt(trainer, parent, space)},
+        ]
+        try:
+            return self._converse(trainer, space, parent, opening)
+        finally:
+            self.exchange.finish(opening)
+
+    def _converse(
+        self, trainer: TrainerSpec, space: dict[str, Any], parent: _Tried | None, opening: list[dict[str, str]]
+    ) -> Proposal | None:
+        """Ask, and send back a rejected answer with its error, at most ``max_repairs`` times."""
         base_patch = list(parent.patch) if parent else []
         base_params = {k: v for k, v in (parent.params if parent else {}).items() if not k.startswith("_")}
         if not base_params:
             base_params = {k: _default_value(v) for k, v in space.items()}
-        messages: list[dict[str, str]] = [
-            {"role": "system", "content": _SYSTEM},
-            {"role": "user", "content": self._prompt(trainer, parent, space)},
-        ]
+        messages = list(opening)
         seen = {self._key(self._code(t), t.params) for t in self.tried if t.trainer == trainer.name}
         for _attempt in range(self.llm.max_repairs + 1):
             self._calls += 1

@@ -1,10 +1,15 @@
 """The one way darkfab's LLM proposers call a model: budget, reserve, ask, record, settle.
 
-:class:`LLMBudget` holds the campaign's token and money budgets (``search.llm.max_tokens_total`` and
-``max_cost``). A request *reserves* its most (its prompt and its ``max_tokens``) before it is sent and is
-*settled* to what it really cost once it is answered, so a process killed while a request is in flight has
-already counted that request's most: a resumed campaign reads the reservation from the store and cannot spend
-past its budget.
+:class:`LLMBudget` is the one budget object of every LLM proposer: it holds the campaign's token and money
+budgets (``search.llm.max_tokens_total`` and ``max_cost``), both hard, across runs. A request is *capped*
+before it is sent (its ``max_tokens`` lowered to what is left; not sent when what is left cannot pay for its
+prompt and a minimal answer), *reserves* its most (its prompt and that ``max_tokens``) and is *settled* to what
+it really cost once it is answered, so a process killed while a request is in flight has already counted that
+request's most: a resumed campaign reads the reservation from the store (``llm_spent``) and cannot spend past
+its budget. When an exchange ends, :meth:`LLMExchange.finish` stops the budget at once if it cannot pay for
+another prompt as long as that exchange's opening one. Once stopped, :attr:`LLMBudget.exhausted` says why
+(``LLM token budget reached: ...`` or ``LLM money budget reached: ...``) and :attr:`LLMBudget.stop_reason` is
+:attr:`~darkfab.events.StopReason.LLM_BUDGET`.
 
 :class:`LLMExchange` is what both proposers (``llm`` and ``llm_code``) call: :meth:`LLMExchange.ask` sends one
 request through the budget and records every HTTP attempt as an :class:`LLMCall` (the reservation first, as
@@ -20,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..events import StopReason
 from ..spec import LLMSpec
 from ._llm_client import ChatClient, ChatResult, messages_tokens
 
@@ -140,6 +146,16 @@ class LLMBudget:
             return None
         return max_tokens
 
+    @property
+    def stop_reason(self) -> StopReason | None:
+        """``StopReason.LLM_BUDGET`` once the budget is spent (:attr:`exhausted` says which and how); else None."""
+        return StopReason.LLM_BUDGET if self.exhausted else None
+
+    def expect(self, prompt: int) -> None:
+        """The next request's prompt will be at least ``prompt`` tokens: stop now if the budgets cannot pay for
+        it and a minimal answer, rather than find out when it is about to be sent."""
+        self.check(prompt + MIN_COMPLETION_TOKENS)
+
     def reserve(self, prompt: int, max_tokens: int) -> Reservation:
         """Count a request at its most before it is sent."""
         held = Reservation(prompt, max_tokens, self._cost_of(prompt, max_tokens))
@@ -240,6 +256,11 @@ class LLMExchange:
                 )
             )
         return result
+
+    def finish(self, opening: Sequence[dict[str, Any]]) -> None:
+        """An exchange ended; the next one opens with a prompt at least as long as ``opening`` (this one's system
+        and first user message), so the budget stops now if it cannot pay for that."""
+        self.budget.expect(messages_tokens(opening))
 
     def record(
         self,

@@ -243,13 +243,13 @@ class PortfolioProposer(Proposer):
         return text
 
     def _retire_if_spent(self, arm: Arm) -> None:
-        spent = getattr(arm.proposer, "exhausted", "")
-        if spent and not arm.retired:
-            arm.retired = str(spent)
-            note = f"{arm.name} retired ({arm.retired})"
-            self._news.append(note)
-            self.decisions.append({"member": arm.name, "retired": arm.retired})
-            logger.info("portfolio: %s; the others go on", note)
+        if arm.retired or arm.proposer.stop_reason is None:
+            return
+        arm.retired = arm.proposer.exhausted
+        note = f"{arm.name} retired ({arm.retired})"
+        self._news.append(note)
+        self.decisions.append({"member": arm.name, "retired": arm.retired})
+        logger.info("portfolio: %s; the others go on", note)
 
     # ------------------------------------------------------------------------------------------------
     # bookkeeping
