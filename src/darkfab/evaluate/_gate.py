@@ -295,6 +295,46 @@ def _fmt(metric: str, x: float) -> str:
     return f"{x:.3f}" if info is not None and info.bounded else f"{x:.4g}"
 
 
+def _check_gate(direction: str, confidence: float, level: float, min_improvement: float) -> None:
+    if direction not in ("maximize", "minimize"):
+        raise SpecError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
+    _check_level("confidence", confidence)
+    _check_level("level", level)
+    if not math.isfinite(min_improvement):
+        raise SpecError(f"min_improvement must be a finite number, got {min_improvement}")
+
+
+def _decision(
+    metric: str,
+    cand_text: str,
+    cand_ci: ScoreCI,
+    champ_ci: ScoreCI,
+    delta: float,
+    p_better: float,
+    min_improvement: float,
+    confidence: float,
+) -> tuple[bool, str]:
+    """Whether the candidate replaces the champion, and the sentence that says why."""
+
+    def f(x: float) -> str:
+        return _fmt(metric, x)
+
+    m = f(min_improvement)
+    if not math.isfinite(cand_ci.score):
+        return False, f"{cand_text} is not finite, so it cannot replace the champion ({f(champ_ci.score)})"
+    if not math.isfinite(champ_ci.score):
+        return False, f"the champion's {metric} is not finite, so the gain of {cand_text} cannot be measured"
+    if p_better >= confidence:
+        return True, (
+            f"{cand_text} beats champion {f(champ_ci.score)} by {f(delta)}; "
+            f"P(gain > {m}) = {p_better:.2f} >= {confidence:.2f}"
+        )
+    return False, (
+        f"{cand_text} does not beat champion {f(champ_ci.score)} by more than {m} with enough confidence "
+        f"(gain {f(delta)}); P(gain > {m}) = {p_better:.2f} < {confidence:.2f}"
+    )
+
+
 def gate(
     *,
     task: TaskKind,
@@ -317,12 +357,7 @@ def gate(
     :func:`baseline_predictions` as the champion to demand a gain over a feature-blind model instead).
     Score intervals and ``[delta_low, delta_high]`` are central bootstrap intervals at ``level``.
     """
-    if direction not in ("maximize", "minimize"):
-        raise SpecError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
-    _check_level("confidence", confidence)
-    _check_level("level", level)
-    if not math.isfinite(min_improvement):
-        raise SpecError(f"min_improvement must be a finite number, got {min_improvement}")
+    _check_gate(direction, confidence, level, min_improvement)
     if groups is not None and not isinstance(groups, GroupCodes):
         groups = GroupCodes(groups)
     cand = _Prepared(task, metric, y_true, candidate, groups, custom)
@@ -357,25 +392,7 @@ def gate(
     finite = np.isfinite(deltas)
     p_better = float(np.mean(deltas[finite] > min_improvement)) if finite.any() else 0.0
     dlo, dhi = _interval(deltas, level)
-    m = f(min_improvement)
-    if not math.isfinite(cand_ci.score):
-        passed = False
-        reason = f"{cand_text} is not finite, so it cannot replace the champion ({f(champ_ci.score)})"
-    elif not math.isfinite(champ_ci.score):
-        passed = False
-        reason = f"the champion's {metric} is not finite, so the gain of {cand_text} cannot be measured"
-    elif p_better >= confidence:
-        passed = True
-        reason = (
-            f"{cand_text} beats champion {f(champ_ci.score)} by {f(delta)}; "
-            f"P(gain > {m}) = {p_better:.2f} >= {confidence:.2f}"
-        )
-    else:
-        passed = False
-        reason = (
-            f"{cand_text} does not beat champion {f(champ_ci.score)} by more than {m} with enough confidence "
-            f"(gain {f(delta)}); P(gain > {m}) = {p_better:.2f} < {confidence:.2f}"
-        )
+    passed, reason = _decision(metric, cand_text, cand_ci, champ_ci, delta, p_better, min_improvement, confidence)
     return GateVerdict(
         passed, metric, cand_ci, champ_ci, delta, dlo, dhi, p_better, min_improvement, confidence, reason
     )
