@@ -10,7 +10,7 @@
   a campaign when none is running, no contest is on, and the window was served by the current champion
   after the last change;
 * a retrain writes the reference rows (the factory file's data source) plus every labelled live row into
-  ``<store dir>/data/<factory>-campaign-<n>.parquet``, points the spec's ``data.source`` at it (same name:
+  ``<store dir>/data/<factory>-campaign-<n>.parquet`` (``.csv`` in an install without the ``parquet`` extra), points the spec's ``data.source`` at it (same name:
   the factory's history warm-starts the proposer) and runs :meth:`darkfab.Factory.run` through the same
   gate; the winner becomes ``challenger`` (canary/shadow) or ``champion`` (direct) and the server picks it
   up by itself.
@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..data import Dataset, load_dataset
+from ..data import Dataset, load_dataset, write_snapshot
 from ..errors import DarkfabError, NotFoundError
 from ..events import EventKind, StopReason
 from ..monitor import Alerter, Monitor, WindowResult
@@ -420,8 +420,7 @@ class Lifecycle:
             frame, n_live = retraining_frame(self.base, self.store, self.factory_id)
             folder = Path(self.store.artifact_root).parent / "data"
             folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{name}-campaign-{number}.parquet"
-            frame.to_parquet(path, index=False)
+            path = write_snapshot(frame, folder / f"{name}-campaign-{number}")  # Parquet, or CSV without pyarrow
             spec = derived_spec(self.base, path)
             result = Factory(spec, store=self.store).run(
                 trials=self.retrain_trials, time=self.retrain_time, trigger=trigger
