@@ -20,8 +20,19 @@ The tree::
     ├── UntrustedCodeError (PermissionError)  loading a script model would run its code in a process that
     │                                     has not opted in (``darkfab.train``)
     └── ServeError                        a request the model server refuses; carries its HTTP status
-                                          (``darkfab.serve``: InputError, BadRequest, Unauthorized,
-                                          ModelNotFound, Conflict, PayloadTooLarge, Unavailable)
+        │                                 (``darkfab.serve``)
+        ├── InputError (ValueError)       a row the model cannot take (422)
+        │   └── OutOfRange                a finite value beyond what the model can compute with (422)
+        ├── BadRequest (ValueError)       a body that is not the protocol's JSON (400)
+        ├── Forbidden                     a foreign Origin: a web page, not a client (403)
+        ├── MisdirectedHost               a foreign Host header: DNS rebinding (421)
+        ├── UnsupportedMediaType          a body that is not application/json (415)
+        ├── Unauthorized                  no or a wrong bearer token (401)
+        ├── ModelNotFound (LookupError)   no such model or version (404)
+        ├── Conflict                      a second, different label for one request; nothing to roll back to (409)
+        ├── PayloadTooLarge               a body over the limit (413)
+        ├── Unavailable                   the model or the store is not ready (503)
+        └── ModelFailed                   the model raised on valid input (500, counted against the model)
 
 The classes outside this module live beside the code that raises them, so that this module imports nothing.
 
