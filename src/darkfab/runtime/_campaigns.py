@@ -18,9 +18,8 @@ from ..train import portfolio_configs, resolved_space
 from ._budget import Budget, Stop
 from ._parts import default_owner, metric_direction
 from ._sealed import rotate_if_worn, with_current_split
+from ._trials import COUNTED
 from ._views import row_of, trial_view
-
-HISTORY = ("completed", "failed", "pruned")
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ def search_proposer(store: Store, opened: Opened) -> tuple[Proposer, int]:
     """The proposer the factory file names, told the whole history; and how many trials came from earlier
     campaigns (the warm start)."""
     spec, data, campaign = opened.spec, opened.data, opened.campaign
-    history = [t for t in store.list_trials(factory_id=opened.factory.id) if t.state in HISTORY]
+    history = [t for t in store.list_trials(factory_id=opened.factory.id) if t.state in COUNTED]
     objectives = tuple(spec.search.objectives) or (opened.metric,)
 
     def record_llm_call(call: LLMCall) -> None:
@@ -206,7 +205,7 @@ def run_result(
         budget={
             "limits": campaign.budget,
             "spent": {
-                "trials": sum(counts.get(s, 0) for s in HISTORY),
+                "trials": sum(counts.get(s, 0) for s in COUNTED),
                 "seconds": round(budget.spent_time_s, 3),
                 "cpu_seconds": round(budget.spent_cpu_s, 3),
             },

@@ -20,7 +20,7 @@ from ..store import TrialRecord
 from ..train import TrialOutput
 from ._budget import Stop
 from ._ensemble import EnsemblePool
-from ._trials import FINISHED, CampaignContext, TrialLoop
+from ._trials import COUNTED, CampaignContext, TrialLoop
 from ._views import proposal_of, row_of, trial_view
 
 STOP_PAUSED = StopReason.PAUSED.value  # the stop reason of a campaign whose factory a person paused
@@ -85,7 +85,7 @@ class Coordinator(TrialLoop):
     def _load_board(self) -> None:
         for t in self.store.list_trials(campaign_id=self.campaign.id):
             self.board[t.id] = row_of(t)
-            if t.state in FINISHED:
+            if t.state in COUNTED:
                 self._seen_finished.add(t.id)
             if t.state == "completed" and t.artifact_path:
                 self._consider_kept(t)
@@ -115,7 +115,7 @@ class Coordinator(TrialLoop):
         free = self._claim(self.executor.capacity - self.executor.in_flight)
         counts = self._counts()
         queued, running = counts.get("queued", 0), counts.get("running", 0)
-        planned = sum(counts.get(s, 0) for s in FINISHED) + queued + running
+        planned = sum(counts.get(s, 0) for s in COUNTED) + queued + running
         others = running - len(self.running)  # trials other workers are running now
         idle_elsewhere = max(0, self._worker_slots - others)  # slots of announced workers waiting for work
         want = free + self.spec.execution.queue_ahead + idle_elsewhere - queued
@@ -124,9 +124,8 @@ class Coordinator(TrialLoop):
             proposals = self.proposer.propose(want if trials is None else min(want, trials - planned))
             if not proposals and not running and not queued:
                 # a proposer that stopped for good (an LLM budget spent) says why; the others ran dry
-                why = self.proposer.exhausted
-                if why:
-                    return Stop(StopReason.LLM_BUDGET, why)
+                if self.proposer.stop_reason is not None:
+                    return Stop(self.proposer.stop_reason, self.proposer.exhausted)
                 return Stop(StopReason.NOTHING_TO_PROPOSE, "the proposer had nothing more to propose")
             for proposal in proposals:
                 free = self._add(proposal, planned, free, t0)
@@ -168,7 +167,7 @@ class Coordinator(TrialLoop):
 
     def _observe_others(self) -> None:
         local = {r.record.id for r in self.running.values()}
-        for t in self.store.list_trials(campaign_id=self.campaign.id, states=FINISHED):
+        for t in self.store.list_trials(campaign_id=self.campaign.id, states=COUNTED):
             if t.id in self._seen_finished or t.id in local:
                 continue
             self._seen_finished.add(t.id)

@@ -33,7 +33,7 @@ from ._views import board_key, breakdown, completed_reason, proposal_of, row_of
 KEEP_ARTIFACTS = 3  # best candidates whose artifacts are kept for the gate
 BOARD_KEEP = 50  # leaderboard rows kept in memory
 REPORT_EVERY = 25  # boosting rounds between intermediate scores, when a pruner is on
-FINISHED = ("completed", "failed", "pruned")
+COUNTED = ("completed", "failed", "pruned")  # trial states that count against the trial budget (not cancelled)
 PAUSE_POLL_S = 1.0  # how often a running campaign or worker asks the store whether its factory is paused
 
 
@@ -139,7 +139,7 @@ class TrialLoop:
 
     def _emit(self, kind: Any, message: str, t0: float, row: TrialRow | None = None) -> None:
         counts = self._counts()
-        done = sum(counts.get(s, 0) for s in FINISHED)
+        done = sum(counts.get(s, 0) for s in COUNTED)
         now = time.monotonic()
         if now - self._board_at > 0.2 or kind != "trial_started":  # ranking every start would cost O(n) each
             self._top = tuple(heapq.nlargest(10, self.board.values(), key=board_key))
