@@ -9,7 +9,17 @@ from ._portfolio import PORTFOLIO, portfolio_configs
 from ._prep import Flavour, Preprocessor
 from ._records import Split, TrialOutput, TrialRequest, WorkerPayload
 from ._refit import can_refit, refit
-from ._script import (
+from ._trainers import (
+    BUILTINS,
+    EstimatorTrainer,
+    FitContext,
+    Report,
+    Trainer,
+    import_object,
+    resolve_trainer,
+    resolved_space,
+)
+from .script import (
     ScriptError,
     ScriptEstimator,
     ScriptTrainer,
@@ -20,16 +30,6 @@ from ._script import (
     editable_blocks,
     trust_script_code,
     unified_diff,
-)
-from ._trainers import (
-    BUILTINS,
-    EstimatorTrainer,
-    FitContext,
-    Report,
-    Trainer,
-    import_object,
-    resolve_trainer,
-    resolved_space,
 )
 
 __all__ = [
