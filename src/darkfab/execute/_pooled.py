@@ -22,7 +22,7 @@ import math
 import time
 import weakref
 from dataclasses import dataclass
-from typing import ClassVar, Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 import numpy as np
 
@@ -59,6 +59,16 @@ class PoolWorker(Protocol):
 W = TypeVar("W", bound=PoolWorker)
 
 
+class Outcome(TypedDict, total=False):
+    """How a job ended, besides ``ok`` and ``output``: the fields of a JobDone that a run fills in."""
+
+    failure: FailureKind | None
+    error: str | None
+    log_tail: str
+    cpu_seconds: float
+    peak_rss_mb: float
+
+
 class PooledExecutor(Executor, Generic[W]):
     """A pool of warm workers that run queued jobs one at a time each, with limits and retries.
 
@@ -74,12 +84,7 @@ class PooledExecutor(Executor, Generic[W]):
     _START_POLL_S: ClassVar[float] = math.inf  # the longest one wait while the workers start
 
     def __init__(
-        self,
-        *,
-        start_timeout_s: float = 120.0,
-        memory_check_s: float = 0.15,
-        log_tail_lines: int = 40,
-        log_tail_bytes: int = 4096,
+        self, *, start_timeout_s: float, memory_check_s: float, log_tail_lines: int, log_tail_bytes: int
     ) -> None:
         if start_timeout_s <= 0 or memory_check_s <= 0:
             raise ValueError(
@@ -296,28 +301,12 @@ class PooledExecutor(Executor, Generic[W]):
         *,
         ok: bool = False,
         output: TrialOutput | np.ndarray | None = None,
-        failure: FailureKind | None = None,
-        error: str | None = None,
-        log_tail: str = "",
-        cpu_seconds: float = 0.0,
-        peak_rss_mb: float = 0.0,
+        **failure: Unpack[Outcome],
     ) -> None:
         """Report the end of a job that ran on ``worker``."""
         self._jobs.pop(running.job.job_id, None)
-        self._events.append(
-            JobDone(
-                job_id=running.job.job_id,
-                ok=ok,
-                output=output,
-                failure=failure,
-                error=error,
-                log_tail=log_tail,
-                attempts=running.attempts,
-                worker=worker,
-                cpu_seconds=cpu_seconds,
-                peak_rss_mb=peak_rss_mb,
-            )
-        )
+        job_id, attempts = running.job.job_id, running.attempts
+        self._events.append(JobDone(job_id, ok, output, attempts=attempts, worker=worker, **failure))
 
     # -- the loop --------------------------------------------------------------------------------------
 

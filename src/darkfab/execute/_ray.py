@@ -55,7 +55,7 @@ import psutil
 from ..errors import ExecutorError, SpecError
 from ..train import TrialOutput, WorkerPayload
 from ._base import FailureKind, Job, JobReport, TrainJob
-from ._pooled import Attempt, PooledExecutor
+from ._pooled import Attempt, Outcome, PooledExecutor
 from ._ray_worker import ANSI, FATAL, GET_S, TAKE_S, Mailbox, RayWorker, import_ray, read_log, remove_dir
 from ._worker import PREDICT, TRAIN
 
@@ -441,17 +441,14 @@ class RayExecutor(PooledExecutor[_Slot]):
         slot.cpu_total = cpu_total
         self._tokens.pop(running.token, None)
         self._idle.append(slot)
-        self._finish(
-            running,
-            slot.name,
-            ok=ok,
-            output=_writable(output),
-            failure=failure,
-            error=error,
-            log_tail=tail,
-            cpu_seconds=cpu,
-            peak_rss_mb=peak,
-        )
+        outcome: Outcome = {
+            "failure": failure,
+            "error": error,
+            "log_tail": tail,
+            "cpu_seconds": cpu,
+            "peak_rss_mb": peak,
+        }
+        self._finish(running, slot.name, ok=ok, output=_writable(output), **outcome)
 
     def _on_death(self, slot: _Slot, err: Exception) -> None:
         """An actor ended without being asked: replace it, and retry its job or report why it ended."""
