@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+from . import script
 from ._ensemble import EnsembleModel, greedy_weights
 from ._harness import WorkerState, fit_model, predict, prepare, run_trial
 from ._model import DarkfabModel, load_model
@@ -31,6 +34,9 @@ from .script import (
     trust_script_code,
     unified_diff,
 )
+
+# models pickled before the script module became public name it darkfab.train._script; they still load
+sys.modules.setdefault(f"{__name__}._script", script)
 
 __all__ = [
     "BUILTINS",
