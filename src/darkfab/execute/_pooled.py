@@ -301,12 +301,12 @@ class PooledExecutor(Executor, Generic[W]):
         *,
         ok: bool = False,
         output: TrialOutput | np.ndarray | None = None,
-        **failure: Unpack[Outcome],
+        **outcome: Unpack[Outcome],
     ) -> None:
         """Report the end of a job that ran on ``worker``."""
         self._jobs.pop(running.job.job_id, None)
         job_id, attempts = running.job.job_id, running.attempts
-        self._events.append(JobDone(job_id, ok, output, attempts=attempts, worker=worker, **failure))
+        self._events.append(JobDone(job_id, ok, output, attempts=attempts, worker=worker, **outcome))
 
     # -- the loop --------------------------------------------------------------------------------------
 
