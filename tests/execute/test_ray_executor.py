@@ -158,12 +158,12 @@ def test_a_killed_idle_actor_is_replaced_and_the_job_still_runs(started: Callabl
 
 
 def test_a_log_on_another_node_is_read_by_a_task_there(tmp_path: Path) -> None:
-    from darkfab.execute._ray import _on_node, _read_log
+    from darkfab.execute._ray import _on_node, read_log
 
     log = tmp_path / "ray-9.log"
     log.write_text("".join(f"line {i}\n" for i in range(10)))
     node = ray.get_runtime_context().get_node_id()
-    tail = ray.get(_on_node(ray, _read_log, node).remote(str(log), max_lines=2, max_bytes=4096), timeout=60)
+    tail = ray.get(_on_node(ray, read_log, node).remote(str(log), max_lines=2, max_bytes=4096), timeout=60)
     assert tail == "line 8\nline 9\n"
     assert not log.exists(), "the log of a dead actor is removed once read"
 

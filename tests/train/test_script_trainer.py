@@ -151,3 +151,27 @@ def test_the_factory_file_resolves_script_paths_and_refuses_two_kinds(tmp_path: 
         load_spec(f)
     with pytest.raises(ScriptError, match="cannot read script"):
         ScriptTrainer("x", str(tmp_path / "missing.py")).read()
+
+
+def test_a_script_model_pickled_under_the_modules_old_name_still_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from darkfab.execute._sandbox import check_artifact, is_script_artifact
+    from darkfab.train import DarkfabModel, ScriptEstimator
+
+    est = ScriptEstimator(None, source="SEEN = 1\n", diff="", task="classification")
+    with monkeypatch.context() as m:
+        m.setattr(ScriptEstimator, "__module__", "darkfab.train._script")  # as models made before the rename
+        old = pickle.dumps(est)
+    assert b"darkfab.train._script" in old and b"darkfab.train.script" not in old
+    model = DarkfabModel.__new__(DarkfabModel)
+    model.__dict__["estimator"] = est
+    with monkeypatch.context() as m:
+        m.setattr(ScriptEstimator, "__module__", "darkfab.train._script")
+        artifact = pickle.dumps(model)
+    assert is_script_artifact(artifact) and is_script_artifact(pickle.dumps(est))
+    check_artifact(artifact)
+    trust_script_code()
+    try:
+        loaded = pickle.loads(old)
+    finally:
+        trust_script_code(False)
+    assert isinstance(loaded, ScriptEstimator) and loaded.source == "SEEN = 1\n"

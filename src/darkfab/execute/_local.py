@@ -27,7 +27,6 @@ module: a script that starts a factory needs an ``if __name__ == "__main__":`` g
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import pickle
 import shutil
@@ -38,14 +37,14 @@ from multiprocessing.connection import wait
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from ..errors import ExecutorError, SpecError
+from ..errors import ExecutorError
 from ..train import WorkerPayload
 from . import _worker
-from ._base import Event, Executor, FailureKind, Job, JobDone, JobReport, Limits, PredictJob, TrainJob
+from ._base import FailureKind, Job, JobReport, TrainJob
+from ._pooled import PooledExecutor
 from ._process import Running, WorkerHandle, context
 
 _REAP_S = 5.0  # how long a SIGKILLed worker may take to end before it is left to the fork server
-_MAX_START_FAILURES = 3  # replacement workers that die before they are ready, in a row, before giving up
 
 
 class _Resources:
@@ -75,7 +74,7 @@ class _Resources:
         shutil.rmtree(self.log_dir, ignore_errors=True)
 
 
-class LocalExecutor(Executor):
+class LocalExecutor(PooledExecutor[WorkerHandle]):
     """A warm pool of worker processes on this machine.
 
     Args:
@@ -87,6 +86,9 @@ class LocalExecutor(Executor):
             limit, so that an allocation too sudden for the watchdog fails with ``MemoryError``.
     """
 
+    _TITLE = "local"
+    _NOUN = "a worker"
+
     def __init__(
         self,
         *,
@@ -96,156 +98,19 @@ class LocalExecutor(Executor):
         log_tail_bytes: int = 4096,
         address_space_backstop: bool = True,
     ) -> None:
-        if start_timeout_s <= 0 or memory_check_s <= 0:
-            raise ValueError(
-                f"`start_timeout_s` and `memory_check_s` must be positive, got {start_timeout_s=}, {memory_check_s=}"
-            )
-        self._start_timeout_s = start_timeout_s
-        self._memory_check_s = memory_check_s
-        self._tail_lines = log_tail_lines
-        self._tail_bytes = log_tail_bytes
+        super().__init__(
+            start_timeout_s=start_timeout_s,
+            memory_check_s=memory_check_s,
+            log_tail_lines=log_tail_lines,
+            log_tail_bytes=log_tail_bytes,
+        )
         self._backstop = address_space_backstop
-        self._status = "new"  # new -> started -> closed
-        self._workers = 0
-        self._limits = Limits()
         self._threads = 1
         self._payload = b""
         self._ctx: BaseContext | None = None
         self._res: _Resources | None = None
-        self._finalizer: weakref.finalize | None = None
-        self._serial = 0
-        self._queue: collections.deque[tuple[Job, int]] = collections.deque()  # (job, attempt number)
-        self._jobs: dict[str, WorkerHandle | None] = {}  # job id -> its worker, None while queued
-        self._idle: list[WorkerHandle] = []
-        self._events: list[Event] = []
         self._waitables: list[Any] = []
         self._owner: dict[Any, WorkerHandle] = {}
-        self._start_failures = 0
-
-    # -- the Executor API ------------------------------------------------------------------------------
-
-    def start(self, payload: WorkerPayload, *, workers: int, limits: Limits) -> None:
-        if self._status != "new":
-            raise ExecutorError(f"this executor was already started (it is {self._status}); make a new one")
-        if workers < 1:
-            raise ValueError(f"`workers` must be at least 1, got {workers}")
-        self._workers = workers
-        self._limits = limits
-        self._threads = max(1, int(payload.threads))
-        self._payload = pickle.dumps(payload, protocol=5)  # pickled once, for every worker and replacement
-        self._ctx = context()
-        self._res = _Resources(tempfile.mkdtemp(prefix="darkfab-local-"))
-        self._finalizer = weakref.finalize(self, self._res.shutdown)
-        self._status = "started"
-        try:
-            for _ in range(workers):
-                self._spawn()
-            deadline = time.monotonic() + self._start_timeout_s
-            while len(self._idle) < workers:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ExecutorError(
-                        f"{workers - len(self._idle)} of {workers} workers did not load the payload within "
-                        f"{self._start_timeout_s:g} s (start_timeout_s)"
-                    )
-                self._handle(wait(self._waitables, remaining), starting=True)
-            self._check_memory_limit()
-        except BaseException:
-            self.close()
-            raise
-
-    def _check_memory_limit(self) -> None:
-        """Refuse a memory limit that a worker at rest, payload loaded, already exceeds: every job would fail."""
-        limit = self._limits.memory_mb
-        if limit is None:
-            return
-        resting = max((h.resting_rss_mb() for h in self._idle), default=0.0)
-        if resting >= limit:
-            raise SpecError(
-                f"limits: `memory_mb` is {limit} MB, but a worker with the data loaded and no job running "
-                f"already holds {resting:.0f} MB; fix: raise execution.memory_mb above {resting * 1.5:.0f}"
-            )
-
-    def submit(self, job: Job) -> None:
-        self._check_started()
-        if not isinstance(job, (TrainJob, PredictJob)):
-            raise TypeError(f"submit takes a TrainJob or a PredictJob, got {type(job).__name__}")
-        if job.job_id in self._jobs:
-            raise ValueError(f"job id {job.job_id!r} is already in flight; job ids must be unique")
-        self._jobs[job.job_id] = None
-        self._queue.append((job, 1))
-
-    def poll(self, timeout: float) -> list[Event]:
-        self._check_started()
-        deadline = time.monotonic() + max(0.0, timeout)
-        first = True
-        while True:
-            self._dispatch()
-            now = time.monotonic()
-            next_check = self._enforce(now)
-            if self._events:
-                self._handle(wait(self._waitables, 0))  # also take whatever else is already there
-                self._dispatch()
-                break
-            remaining = deadline - now
-            if remaining <= 0 and not first:
-                break
-            first = False
-            self._handle(wait(self._waitables, max(0.0, min(remaining, next_check - now))))
-        events, self._events = self._events, []
-        return events
-
-    def answer(self, job_id: str, *, stop: bool) -> None:
-        self._check_started()
-        handle = self._jobs.get(job_id)
-        running = handle.running if handle is not None else None
-        if handle is None or running is None or not running.awaiting_answer:
-            return  # the job has ended (killed, cancelled) since its report: nothing waits for the answer
-        running.awaiting_answer = False
-        handle.send((_worker.ANSWER, bool(stop)))
-
-    def cancel(self, job_id: str, reason: str) -> None:
-        self._check_started()
-        if job_id not in self._jobs:
-            return  # unknown, or already done
-        handle = self._jobs[job_id]
-        if handle is None:
-            for i, (job, attempt) in enumerate(self._queue):
-                if job.job_id == job_id:
-                    del self._queue[i]
-                    del self._jobs[job_id]
-                    self._events.append(
-                        JobDone(
-                            job_id=job_id,
-                            ok=False,
-                            output=None,
-                            failure="cancelled",
-                            error=reason,
-                            attempts=attempt - 1,
-                        )
-                    )
-                    return
-        else:
-            self._kill(handle, "cancelled", reason)
-
-    def close(self) -> None:
-        if self._finalizer is not None:
-            self._finalizer()  # runs the shutdown once; later calls do nothing
-        self._status = "closed"
-        self._queue.clear()
-        self._jobs.clear()
-        self._idle.clear()
-        self._events.clear()
-        self._waitables.clear()
-        self._owner.clear()
-
-    @property
-    def capacity(self) -> int:
-        return self._workers if self._status == "started" else 0
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._jobs) + sum(isinstance(e, JobDone) for e in self._events)
 
     # -- for tests and diagnostics ---------------------------------------------------------------------
 
@@ -261,12 +126,30 @@ class LocalExecutor(Executor):
         """The temporary folder of the workers' logs (deleted by :meth:`close`)."""
         return self._res.log_dir if self._res is not None else None
 
+    # -- starting and stopping -------------------------------------------------------------------------
+
+    def _open(self, payload: WorkerPayload) -> None:
+        self._threads = max(1, int(payload.threads))
+        self._payload = pickle.dumps(payload, protocol=5)  # pickled once, for every worker and replacement
+        self._ctx = context()
+        self._res = _Resources(tempfile.mkdtemp(prefix="darkfab-local-"))
+        self._finalizer = weakref.finalize(self, self._res.shutdown)
+
+    def _forget(self) -> None:
+        self._waitables.clear()
+        self._owner.clear()
+
+    def _slow_start_error(self, missing: int, workers: int) -> str:
+        return f"{missing} of {workers} workers did not load the payload within {self._start_timeout_s:g} s (start_timeout_s)"
+
+    def _resting_mb(self, worker: WorkerHandle) -> float:
+        return worker.resting_rss_mb()
+
     # -- workers ---------------------------------------------------------------------------------------
 
-    def _check_started(self) -> None:
-        if self._status != "started":
-            what = "call start() first" if self._status == "new" else "it was closed; make a new one"
-            raise ExecutorError(f"the local executor is not running: {what}")
+    def _workers_now(self) -> list[WorkerHandle]:
+        assert self._res is not None
+        return list(self._res.workers.values())
 
     def _spawn(self) -> None:
         assert self._ctx is not None and self._res is not None
@@ -285,91 +168,96 @@ class LocalExecutor(Executor):
         self._waitables.extend((handle.conn, handle.sentinel))
         handle.send(self._payload)  # a worker that died already is reported by its sentinel
 
-    def _retire(self, handle: WorkerHandle) -> None:
+    def _retire(self, worker: WorkerHandle) -> None:
         assert self._res is not None
-        self._owner.pop(handle.conn, None)
-        self._owner.pop(handle.sentinel, None)
-        self._waitables = [w for w in self._waitables if w is not handle.conn and w != handle.sentinel]
+        self._owner.pop(worker.conn, None)
+        self._owner.pop(worker.sentinel, None)
+        self._waitables = [w for w in self._waitables if w is not worker.conn and w != worker.sentinel]
         with contextlib.suppress(ValueError):
-            self._idle.remove(handle)
-        self._res.retire(handle)
+            self._idle.remove(worker)
+        self._res.retire(worker)
 
-    def _replace(self, handle: WorkerHandle) -> None:
-        self._retire(handle)
-        if self._status == "started":
-            self._spawn()
+    def _begin(self, worker: WorkerHandle, job: Job, attempt: int) -> bool:
+        if not worker.process.is_alive():  # died while idle: not the job's fault, so no attempt is spent
+            self._replace(worker)
+            return False
+        if isinstance(job, TrainJob):
+            message: tuple[Any, ...] = (_worker.TRAIN, job.job_id, job.request)
+        else:
+            message = (_worker.PREDICT, job.job_id, job.artifact, job.split)
+        offset = worker.log_offset()
+        if not worker.send(message):  # died while idle: the job waits for the next worker
+            return False
+        now = time.monotonic()
+        worker.running = Running(
+            job=job,
+            attempts=attempt,
+            started=now,
+            deadline=now + self._limits.timeout_s,
+            log_offset=offset,
+            next_memory_check=now + self._memory_check_s,
+        )
+        return True
 
-    # -- the loop --------------------------------------------------------------------------------------
+    def _send_answer(self, worker: WorkerHandle, *, stop: bool) -> None:
+        worker.send((_worker.ANSWER, stop))
 
-    def _dispatch(self) -> None:
-        while self._queue and self._idle:
-            handle = self._idle.pop()
-            if not handle.process.is_alive():  # died while idle: not the job's fault, so no attempt is spent
-                self._replace(handle)
-                continue
-            job, attempt = self._queue.popleft()
-            if isinstance(job, TrainJob):
-                message: tuple[Any, ...] = (_worker.TRAIN, job.job_id, job.request)
-            else:
-                message = (_worker.PREDICT, job.job_id, job.artifact, job.split)
-            offset = handle.log_offset()
-            if not handle.send(message):  # died while idle: the job waits for the next worker
-                self._queue.appendleft((job, attempt))
-                continue
-            now = time.monotonic()
-            handle.running = Running(
-                job=job,
-                attempts=attempt,
-                started=now,
-                deadline=now + self._limits.timeout_s,
-                log_offset=offset,
-                next_memory_check=now + self._memory_check_s,
-            )
-            self._jobs[job.job_id] = handle
+    # -- the limits ------------------------------------------------------------------------------------
 
-    def _enforce(self, now: float) -> float:
-        """Kill jobs past their limits; return when the next check is due."""
-        next_check = now + 3600.0
-        limit_mb = self._limits.memory_mb
-        assert self._res is not None
-        for handle in list(self._res.workers.values()):
-            running = handle.running
-            if running is None:
-                if not handle.ready and now - handle.spawned > self._start_timeout_s:
-                    raise ExecutorError(
-                        f"worker {handle.name} did not load the payload within {self._start_timeout_s:g} s "
-                        "(start_timeout_s)"
-                    )
-                continue
-            if now >= running.deadline:
-                self._kill(
-                    handle,
-                    "timeout",
-                    f"timeout: the job ran past the limit of {self._limits.timeout_s:g} s (limits.timeout_s) "
-                    "and its worker was killed",
+    def _check_starting(self, now: float) -> None:
+        for handle in self._workers_now():
+            if handle.running is None and not handle.ready and now - handle.spawned > self._start_timeout_s:
+                raise ExecutorError(
+                    f"worker {handle.name} did not load the payload within {self._start_timeout_s:g} s "
+                    "(start_timeout_s)"
                 )
-                continue
-            if limit_mb is not None and now >= running.next_memory_check:
-                rss = handle.rss_mb(running, now)
-                running.peak_rss_mb = max(running.peak_rss_mb, rss)
-                if rss > limit_mb:
-                    self._kill(
-                        handle,
-                        "memory",
-                        f"memory: resident memory reached {rss:.0f} MB, past the limit of {limit_mb} MB "
-                        "(limits.memory_mb); the worker was killed",
-                    )
-                    continue
-                running.next_memory_check = now + self._memory_check_s
-            next_check = min(next_check, running.deadline)
-            if limit_mb is not None:
-                next_check = min(next_check, running.next_memory_check)
-        return next_check
 
-    def _handle(self, ready: list[Any], *, starting: bool = False) -> None:
-        """Read the messages of every ready pipe, then handle the workers that died."""
+    def _watch(self, worker: WorkerHandle, now: float) -> float | None:
+        """The memory watchdog: measure a running job's resident memory now and then, kill it past the limit."""
+        running = worker.running
+        limit_mb = self._limits.memory_mb
+        assert running is not None
+        if limit_mb is None:
+            return running.deadline
+        if now >= running.next_memory_check:
+            rss = worker.rss_mb(running, now)
+            running.peak_rss_mb = max(running.peak_rss_mb, rss)
+            if rss > limit_mb:
+                self._kill(
+                    worker,
+                    "memory",
+                    f"memory: resident memory reached {rss:.0f} MB, past the limit of {limit_mb} MB "
+                    "(limits.memory_mb); the worker was killed",
+                )
+                return None
+            running.next_memory_check = now + self._memory_check_s
+        return running.next_memory_check
+
+    def _kill(self, worker: WorkerHandle, failure: FailureKind, error: str) -> None:
+        running = worker.running
+        assert running is not None
+        cpu = worker.cpu_seconds() or 0.0  # read before the kill, while /proc still has it
+        worker.kill()
+        worker.reap(_REAP_S)
+        worker.running = None
+        tail = worker.log_tail(running.log_offset, **self._tail)
+        self._replace(worker)
+        self._finish(
+            running,
+            worker.name,
+            failure=failure,
+            error=error,
+            log_tail=tail,
+            cpu_seconds=cpu,
+            peak_rss_mb=running.peak_rss_mb,
+        )
+
+    # -- what the workers say --------------------------------------------------------------------------
+
+    def _collect(self, wait_s: float, *, starting: bool = False) -> None:
+        """Read the messages of every pipe ready within ``wait_s``, then handle the workers that died."""
         dead: list[WorkerHandle] = []
-        for obj in ready:
+        for obj in wait(self._waitables, wait_s):
             handle = self._owner.get(obj)
             if handle is None:
                 continue
@@ -397,10 +285,9 @@ class LocalExecutor(Executor):
         elif kind == _worker.READY:
             handle.ready = True
             handle.cpu_total = message[1]
-            self._start_failures = 0
-            self._idle.append(handle)
+            self._now_ready(handle)
         elif kind == _worker.FAILED:
-            tail = handle.log_tail(0, max_lines=self._tail_lines, max_bytes=self._tail_bytes)
+            tail = handle.log_tail(0, **self._tail)
             raise ExecutorError(f"worker {handle.name} could not load the payload: {message[1]}\n{tail}".rstrip())
 
     def _on_done(self, handle: WorkerHandle, message: tuple[Any, ...]) -> None:
@@ -411,20 +298,16 @@ class LocalExecutor(Executor):
         self._idle.append(handle)
         if running is None or running.job.job_id != job_id:  # pragma: no cover - protocol error
             return
-        self._jobs.pop(job_id, None)
-        self._events.append(
-            JobDone(
-                job_id=job_id,
-                ok=ok,
-                output=output,
-                failure=failure,
-                error=error,
-                log_tail=handle.log_tail(running.log_offset, max_lines=self._tail_lines, max_bytes=self._tail_bytes),
-                attempts=running.attempts,
-                worker=handle.name,
-                cpu_seconds=cpu,
-                peak_rss_mb=max(peak, running.peak_rss_mb),
-            )
+        self._finish(
+            running,
+            handle.name,
+            ok=ok,
+            output=output,
+            failure=failure,
+            error=error,
+            log_tail=handle.log_tail(running.log_offset, **self._tail),
+            cpu_seconds=cpu,
+            peak_rss_mb=max(peak, running.peak_rss_mb),
         )
 
     def _on_death(self, handle: WorkerHandle, *, starting: bool) -> None:
@@ -434,61 +317,23 @@ class LocalExecutor(Executor):
         handle.reap(_REAP_S)
         why = handle.death()
         running = handle.running
-        if not handle.ready:
-            self._start_failures += 1
-            if starting or self._start_failures >= _MAX_START_FAILURES:
-                tail = handle.log_tail(0, max_lines=self._tail_lines, max_bytes=self._tail_bytes)
-                raise ExecutorError(f"{why} while loading the payload\n{tail}".rstrip())
+        if not handle.ready and self._start_failed(starting=starting):
+            tail = handle.log_tail(0, **self._tail)
+            raise ExecutorError(f"{why} while loading the payload\n{tail}".rstrip())
         if running is None:
             self._replace(handle)
             return
         handle.running = None
-        job_id = running.job.job_id
-        tail = handle.log_tail(running.log_offset, max_lines=self._tail_lines, max_bytes=self._tail_bytes)
+        tail = handle.log_tail(running.log_offset, **self._tail)
         cpu = handle.cpu_seconds() or 0.0
         self._replace(handle)
-        if running.attempts <= self._limits.retries:
-            self._jobs[job_id] = None
-            self._queue.appendleft((running.job, running.attempts + 1))
-            return
-        self._jobs.pop(job_id, None)
-        self._events.append(
-            JobDone(
-                job_id=job_id,
-                ok=False,
-                output=None,
+        if not self._retry(running):
+            self._finish(
+                running,
+                handle.name,
                 failure="crash",
-                error=f"{why} (attempt {running.attempts} of {self._limits.retries + 1})",
+                error=self._crash_error(why, running),
                 log_tail=tail,
-                attempts=running.attempts,
-                worker=handle.name,
                 cpu_seconds=cpu,
                 peak_rss_mb=running.peak_rss_mb,
             )
-        )
-
-    def _kill(self, handle: WorkerHandle, failure: FailureKind, error: str) -> None:
-        """End a running job by killing its worker, report it, and start a replacement."""
-        running = handle.running
-        assert running is not None
-        cpu = handle.cpu_seconds() or 0.0  # read before the kill, while /proc still has it
-        handle.kill()
-        handle.reap(_REAP_S)
-        handle.running = None
-        tail = handle.log_tail(running.log_offset, max_lines=self._tail_lines, max_bytes=self._tail_bytes)
-        self._jobs.pop(running.job.job_id, None)
-        self._replace(handle)
-        self._events.append(
-            JobDone(
-                job_id=running.job.job_id,
-                ok=False,
-                output=None,
-                failure=failure,
-                error=error,
-                log_tail=tail,
-                attempts=running.attempts,
-                worker=handle.name,
-                cpu_seconds=cpu,
-                peak_rss_mb=running.peak_rss_mb,
-            )
-        )

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 
 from . import _worker
-from ._base import Job
+from ._pooled import Attempt
 
 _PRELOAD = ["darkfab.execute._preload"]
 _TRUNCATE_AT = 1 << 20  # a worker's log is emptied between jobs once it is this large
@@ -34,17 +34,13 @@ def context() -> BaseContext:
     return multiprocessing.get_context("spawn")  # pragma: no cover - Windows
 
 
-@dataclass
-class Running:
-    """A job on a worker, with what the limits need."""
+@dataclass(kw_only=True)
+class Running(Attempt):
+    """A job on a worker process, with what the memory watchdog and the log tail need."""
 
-    job: Job
-    attempts: int
     started: float
-    deadline: float
     log_offset: int
     next_memory_check: float
-    awaiting_answer: bool = False
     peak_rss_mb: float = 0.0
     kids: list[psutil.Process] = field(default_factory=list)
     kids_checked: float = 0.0

@@ -35,7 +35,6 @@ tail of a killed or dead actor's log itself, or through a small Ray task on that
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import logging
@@ -55,32 +54,20 @@ import psutil
 
 from ..errors import ExecutorError, SpecError
 from ..train import TrialOutput, WorkerPayload
-from ._base import Event, Executor, FailureKind, Job, JobDone, JobReport, Limits, PredictJob, TrainJob
-from ._ray_worker import (
-    _ANSI,
-    _FATAL,
-    _GET_S,
-    _MAX_START_FAILURES,
-    _TAKE_S,
-    _Mailbox,
-    _RayWorker,
-    _read_log,
-    _remove_dir,
-    import_ray,
-)
+from ._base import FailureKind, Job, JobReport, TrainJob
+from ._pooled import Attempt, Outcome, PooledExecutor
+from ._ray_worker import ANSI, FATAL, GET_S, TAKE_S, Mailbox, RayWorker, import_ray, read_log, remove_dir
 from ._worker import PREDICT, TRAIN
 
 # -- the driver's side -------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Run:
-    job: Job
-    attempts: int
+@dataclass(kw_only=True)
+class _Run(Attempt):
+    """A job on an actor: its mailbox token and the reference of its result."""
+
     token: str
-    deadline: float
     ref: Any
-    awaiting_answer: bool = False
 
 
 @dataclass
@@ -121,8 +108,8 @@ class _Session:
         remote = [n for n in self.nodes if n != self.here]
         with contextlib.suppress(Exception):
             if remote and ray.is_initialized():
-                refs = [_on_node(ray, _remove_dir, node).remote(self.log_dir) for node in remote]
-                ray.wait(refs, num_returns=len(refs), timeout=_GET_S)
+                refs = [_on_node(ray, remove_dir, node).remote(self.log_dir) for node in remote]
+                ray.wait(refs, num_returns=len(refs), timeout=GET_S)
         if self.owned:
             with contextlib.suppress(Exception):
                 ray.shutdown()
@@ -136,7 +123,7 @@ def _on_node(ray: Any, fn: Any, node_id: str) -> Any:
     )
 
 
-class RayExecutor(Executor):
+class RayExecutor(PooledExecutor[_Slot]):
     """A warm pool of Ray actors with the local pool's limits, retries and log tails.
 
     Args:
@@ -151,6 +138,10 @@ class RayExecutor(Executor):
         log_tail_lines: the most lines of a job's output kept in :attr:`JobDone.log_tail`.
         log_tail_bytes: the most bytes of a job's output kept in :attr:`JobDone.log_tail`.
     """
+
+    _TITLE = "Ray"
+    _NOUN = "a Ray actor"
+    _START_POLL_S = 1.0
 
     def __init__(
         self,
@@ -170,159 +161,27 @@ class RayExecutor(Executor):
                 "execution: `cpus_per_trial` must be positive, `gpus_per_trial` 0 or more and `memory_mb` positive "
                 f"or None, got {cpus_per_trial=}, {gpus_per_trial=}, {memory_mb=}"
             )
-        if start_timeout_s <= 0 or memory_check_s <= 0:
-            raise ValueError(
-                f"`start_timeout_s` and `memory_check_s` must be positive, got {start_timeout_s=}, {memory_check_s=}"
-            )
+        super().__init__(
+            start_timeout_s=start_timeout_s,
+            memory_check_s=memory_check_s,
+            log_tail_lines=log_tail_lines,
+            log_tail_bytes=log_tail_bytes,
+        )
         self._ray = import_ray()
         self._address = address
         self._cpus = float(cpus_per_trial)
         self._gpus = float(gpus_per_trial)
         self._memory_mb = memory_mb
         self._runtime_env = runtime_env
-        self._start_timeout_s = start_timeout_s
-        self._memory_check_s = memory_check_s
-        self._tail = {"max_lines": log_tail_lines, "max_bytes": log_tail_bytes}
-        self._status = "new"  # new -> started -> closed
-        self._workers = 0
-        self._limits = Limits()
         self._session: _Session | None = None
-        self._finalizer: weakref.finalize | None = None
         self._payload_ref: Any = None
         self._mailbox: Any = None
         self._take_ref: Any = None
         self._worker_cls: Any = None
-        self._serial = 0
-        self._queue: collections.deque[tuple[Job, int]] = collections.deque()  # (job, attempt number)
-        self._jobs: dict[str, _Slot | None] = {}  # job id -> its actor, None while queued
         self._slots: dict[str, _Slot] = {}
-        self._idle: list[_Slot] = []
         self._refs: dict[Any, _Slot] = {}  # a pending ready() or run() -> its actor
         self._tokens: dict[str, _Slot] = {}
-        self._events: list[Event] = []
-        self._start_failures = 0
         self._last_ready = 0.0
-
-    # -- the Executor API ------------------------------------------------------------------------------
-
-    def start(self, payload: WorkerPayload, *, workers: int, limits: Limits) -> None:
-        if self._status != "new":
-            raise ExecutorError(f"this executor was already started (it is {self._status}); make a new one")
-        if workers < 1:
-            raise ValueError(f"`workers` must be at least 1, got {workers}")
-        ray = self._ray
-        self._workers = workers
-        self._limits = limits
-        owned = False
-        if not ray.is_initialized():
-            options: dict[str, Any] = {
-                "log_to_driver": False,
-                "logging_level": logging.ERROR,
-                "runtime_env": self._runtime_env,
-            }
-            if self._address is None:
-                options.update(num_cpus=max(1, math.ceil(workers * self._cpus)), include_dashboard=False)
-            try:
-                ray.init(address=self._address, **options)
-            except Exception as err:
-                raise ExecutorError(f"cannot start or join Ray at {self._address or 'a new local Ray'}: {err}") from err
-            owned = True
-        self._session = _Session(ray, owned, os.path.join(tempfile.gettempdir(), f"darkfab-ray-{uuid.uuid4().hex}"))
-        self._finalizer = weakref.finalize(self, self._session.shutdown)
-        self._status = "started"
-        try:
-            self._session.here = "" if _client_mode() else ray.get_runtime_context().get_node_id()
-            self._payload_ref = ray.put(payload)  # once: every actor and replacement reads this object
-            self._mailbox = self._make_mailbox()
-            self._worker_cls = self._worker_class()
-            for _ in range(workers):
-                self._spawn()
-            deadline = time.monotonic() + self._start_timeout_s
-            while len(self._idle) < workers:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ExecutorError(
-                        f"{workers - len(self._idle)} of {workers} Ray actors did not start and load the payload "
-                        f"within {self._start_timeout_s:g} s (start_timeout_s); {self._resources_note()}"
-                    )
-                self._collect(min(remaining, 1.0), starting=True)
-            self._check_memory_limit()
-        except BaseException:
-            self.close()
-            raise
-
-    def submit(self, job: Job) -> None:
-        self._check_started()
-        if not isinstance(job, (TrainJob, PredictJob)):
-            raise TypeError(f"submit takes a TrainJob or a PredictJob, got {type(job).__name__}")
-        if job.job_id in self._jobs:
-            raise ValueError(f"job id {job.job_id!r} is already in flight; job ids must be unique")
-        self._jobs[job.job_id] = None
-        self._queue.append((job, 1))
-
-    def poll(self, timeout: float) -> list[Event]:
-        self._check_started()
-        deadline = time.monotonic() + max(0.0, timeout)
-        first = True
-        while True:
-            self._dispatch()
-            now = time.monotonic()
-            next_check = self._enforce(now)
-            if self._events:
-                self._collect(0.0)  # also take whatever else is already there
-                self._dispatch()
-                break
-            remaining = deadline - now
-            if remaining <= 0 and not first:
-                break
-            first = False
-            self._collect(max(0.0, min(remaining, next_check - now)))
-        events, self._events = self._events, []
-        return events
-
-    def answer(self, job_id: str, *, stop: bool) -> None:
-        self._check_started()
-        slot = self._jobs.get(job_id)
-        running = slot.running if slot is not None else None
-        if running is None or not running.awaiting_answer:
-            return  # the job has ended (killed, cancelled) since its report: nothing waits for the answer
-        running.awaiting_answer = False
-        self._mailbox.answer.remote(running.token, bool(stop))
-
-    def cancel(self, job_id: str, reason: str) -> None:
-        self._check_started()
-        if job_id not in self._jobs:
-            return  # unknown, or already done
-        slot = self._jobs[job_id]
-        if slot is not None:
-            self._kill(slot, "cancelled", reason)
-            return
-        for i, (job, attempt) in enumerate(self._queue):
-            if job.job_id == job_id:
-                del self._queue[i]
-                del self._jobs[job_id]
-                self._events.append(
-                    JobDone(
-                        job_id=job_id, ok=False, output=None, failure="cancelled", error=reason, attempts=attempt - 1
-                    )
-                )
-                return
-
-    def close(self) -> None:
-        if self._finalizer is not None:
-            self._finalizer()  # runs the shutdown once; later calls do nothing
-        self._status = "closed"
-        self._payload_ref = self._mailbox = self._take_ref = None
-        for collection in (self._queue, self._jobs, self._slots, self._idle, self._refs, self._tokens, self._events):
-            collection.clear()
-
-    @property
-    def capacity(self) -> int:
-        return self._workers if self._status == "started" else 0
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._jobs) + sum(isinstance(e, JobDone) for e in self._events)
 
     # -- for tests and diagnostics ---------------------------------------------------------------------
 
@@ -336,12 +195,59 @@ class RayExecutor(Executor):
         """The running jobs: job id -> the name of its actor."""
         return {s.running.job.job_id: s.name for s in self._slots.values() if s.running is not None}
 
-    # -- actors ----------------------------------------------------------------------------------------
+    # -- starting and stopping -------------------------------------------------------------------------
 
-    def _check_started(self) -> None:
-        if self._status != "started":
-            what = "call start() first" if self._status == "new" else "it was closed; make a new one"
-            raise ExecutorError(f"the Ray executor is not running: {what}")
+    def _open(self, payload: WorkerPayload) -> None:
+        ray = self._ray
+        owned = False
+        if not ray.is_initialized():
+            options: dict[str, Any] = {
+                "log_to_driver": False,
+                "logging_level": logging.ERROR,
+                "runtime_env": self._runtime_env,
+            }
+            if self._address is None:
+                options.update(num_cpus=max(1, math.ceil(self._workers * self._cpus)), include_dashboard=False)
+            try:
+                ray.init(address=self._address, **options)
+            except Exception as err:
+                raise ExecutorError(f"cannot start or join Ray at {self._address or 'a new local Ray'}: {err}") from err
+            owned = True
+        self._session = _Session(ray, owned, os.path.join(tempfile.gettempdir(), f"darkfab-ray-{uuid.uuid4().hex}"))
+        self._finalizer = weakref.finalize(self, self._session.shutdown)
+
+    def _load(self, payload: WorkerPayload) -> None:
+        assert self._session is not None
+        self._session.here = "" if _client_mode() else self._ray.get_runtime_context().get_node_id()
+        self._payload_ref = self._ray.put(payload)  # once: every actor and replacement reads this object
+        self._mailbox = self._make_mailbox()
+        self._worker_cls = self._worker_class()
+
+    def _forget(self) -> None:
+        self._payload_ref = self._mailbox = self._take_ref = None
+        for table in (self._slots, self._refs, self._tokens):
+            table.clear()
+
+    def _slow_start_error(self, missing: int, workers: int) -> str:
+        return (
+            f"{missing} of {workers} Ray actors did not start and load the payload "
+            f"within {self._start_timeout_s:g} s (start_timeout_s); {self._resources_note()}"
+        )
+
+    def _resting_mb(self, worker: _Slot) -> float:
+        return worker.resting_mb
+
+    def _resources_note(self) -> str:
+        wanted = f"{self._cpus:g} CPU, {self._gpus:g} GPU" + (
+            f", {self._memory_mb} MB memory" if self._memory_mb else ""
+        )
+        try:
+            free = {k: round(v, 2) for k, v in self._ray.available_resources().items() if not k.startswith("node:")}
+        except Exception:  # pragma: no cover - the cluster is gone
+            free = {}
+        return f"each actor needs {wanted}; the cluster has free {free}"
+
+    # -- actors ----------------------------------------------------------------------------------------
 
     def _make_mailbox(self) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -350,7 +256,7 @@ class RayExecutor(Executor):
         options: dict[str, Any] = {"num_cpus": 0, "max_restarts": 0}
         if self._session.here:  # keep it beside the driver, where losing a node cannot take it
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=self._session.here, soft=True)
-        mailbox = self._ray.remote(_Mailbox).options(**options).remote()
+        mailbox = self._ray.remote(Mailbox).options(**options).remote()
         self._session.actors.append(mailbox)
         return mailbox
 
@@ -363,7 +269,10 @@ class RayExecutor(Executor):
         }
         if self._memory_mb is not None:
             options["memory"] = self._memory_mb * 2**20
-        return self._ray.remote(_RayWorker).options(**options)
+        return self._ray.remote(RayWorker).options(**options)
+
+    def _workers_now(self) -> list[_Slot]:
+        return list(self._slots.values())
 
     def _spawn(self) -> None:
         assert self._session is not None
@@ -386,69 +295,41 @@ class RayExecutor(Executor):
         self._refs[slot.ready_ref] = slot
         self._slots[name] = slot
 
-    def _retire(self, slot: _Slot, *, kill: bool) -> None:
+    def _retire(self, worker: _Slot) -> None:
         assert self._session is not None
-        if kill:
-            with contextlib.suppress(Exception):
-                self._ray.kill(slot.actor, no_restart=True)
+        with contextlib.suppress(Exception):  # it may be dead already
+            self._ray.kill(worker.actor, no_restart=True)
         with contextlib.suppress(ValueError):
-            self._session.actors.remove(slot.actor)
-        self._slots.pop(slot.name, None)
+            self._session.actors.remove(worker.actor)
+        self._slots.pop(worker.name, None)
         with contextlib.suppress(ValueError):
-            self._idle.remove(slot)
-        for ref in [r for r, s in self._refs.items() if s is slot]:
+            self._idle.remove(worker)
+        for ref in [r for r, s in self._refs.items() if s is worker]:
             del self._refs[ref]
-        if slot.running is not None:
-            self._tokens.pop(slot.running.token, None)
+        if worker.running is not None:
+            self._tokens.pop(worker.running.token, None)
 
-    def _replace(self, slot: _Slot, *, kill: bool = True) -> None:
-        self._retire(slot, kill=kill)
-        if self._status == "started":
-            self._spawn()
-
-    def _check_memory_limit(self) -> None:
-        """Refuse a memory limit that an actor at rest, payload loaded, already exceeds: every job would fail."""
-        limit = self._limits.memory_mb
-        if limit is None:
-            return
-        resting = max((s.resting_mb for s in self._idle), default=0.0)
-        if resting >= limit:
-            raise SpecError(
-                f"limits: `memory_mb` is {limit} MB, but a Ray actor with the data loaded and no job running "
-                f"already holds {resting:.0f} MB; fix: raise execution.memory_mb above {resting * 1.5:.0f}"
-            )
-
-    def _resources_note(self) -> str:
-        wanted = f"{self._cpus:g} CPU, {self._gpus:g} GPU" + (
-            f", {self._memory_mb} MB memory" if self._memory_mb else ""
+    def _begin(self, worker: _Slot, job: Job, attempt: int) -> bool:
+        token = f"{worker.name}/{job.job_id}/{attempt}"
+        if isinstance(job, TrainJob):
+            ref = worker.actor.run.remote(token, TRAIN, job.job_id, (job.request,))
+        else:
+            ref = worker.actor.run.remote(token, PREDICT, job.job_id, (job.artifact, job.split))
+        worker.running = _Run(
+            job=job, attempts=attempt, token=token, deadline=time.monotonic() + self._limits.timeout_s, ref=ref
         )
-        try:
-            free = {k: round(v, 2) for k, v in self._ray.available_resources().items() if not k.startswith("node:")}
-        except Exception:  # pragma: no cover - the cluster is gone
-            free = {}
-        return f"each actor needs {wanted}; the cluster has free {free}"
+        self._refs[ref] = worker
+        self._tokens[token] = worker
+        return True
 
-    # -- the loop --------------------------------------------------------------------------------------
+    def _send_answer(self, worker: _Slot, *, stop: bool) -> None:
+        assert worker.running is not None
+        self._mailbox.answer.remote(worker.running.token, stop)
 
-    def _dispatch(self) -> None:
-        while self._queue and self._idle:
-            slot = self._idle.pop()
-            job, attempt = self._queue.popleft()
-            token = f"{slot.name}/{job.job_id}/{attempt}"
-            if isinstance(job, TrainJob):
-                ref = slot.actor.run.remote(token, TRAIN, job.job_id, (job.request,))
-            else:
-                ref = slot.actor.run.remote(token, PREDICT, job.job_id, (job.artifact, job.split))
-            slot.running = _Run(
-                job=job, attempts=attempt, token=token, deadline=time.monotonic() + self._limits.timeout_s, ref=ref
-            )
-            self._refs[ref] = slot
-            self._tokens[token] = slot
-            self._jobs[job.job_id] = slot
+    # -- the limits ------------------------------------------------------------------------------------
 
-    def _enforce(self, now: float) -> float:
-        """Kill jobs past their deadline, give up on a pool that cannot start; return when to check next."""
-        next_check = now + 3600.0
+    def _check_starting(self, now: float) -> None:
+        """Give up on a pool that has work, no actor and none starting within ``start_timeout_s``."""
         pending = [s for s in self._slots.values() if not s.ready]
         if self._queue and pending and not self._idle and not any(s.running for s in self._slots.values()):
             waited = now - max(self._last_ready, min(s.spawned for s in pending))
@@ -457,20 +338,19 @@ class RayExecutor(Executor):
                     f"no Ray actor is running and none started within {self._start_timeout_s:g} s "
                     f"(start_timeout_s); {self._resources_note()}"
                 )
-        for slot in list(self._slots.values()):
-            running = slot.running
-            if running is None:
-                continue
-            if now >= running.deadline:
-                self._kill(
-                    slot,
-                    "timeout",
-                    f"timeout: the job ran past the limit of {self._limits.timeout_s:g} s (limits.timeout_s) "
-                    "and its worker was killed",
-                )
-                continue
-            next_check = min(next_check, running.deadline)
-        return next_check
+
+    def _kill(self, worker: _Slot, failure: FailureKind, error: str) -> None:
+        running = worker.running
+        assert running is not None
+        cpu = self._cpu_seconds(worker)  # read before the kill, while /proc still has it
+        self._ray.kill(worker.actor, no_restart=True)
+        self._mailbox.end.remote(running.token)  # releases a trial that waits for an answer
+        self._gone(worker)
+        tail = self._dead_tail(worker)
+        self._replace(worker)
+        self._finish(running, worker.name, failure=failure, error=error, log_tail=tail, cpu_seconds=cpu)
+
+    # -- what the actors say ---------------------------------------------------------------------------
 
     def _collect(self, wait_s: float, *, starting: bool = False) -> None:
         """Wait up to ``wait_s`` for actors that got ready, jobs that ended and reports; handle them all."""
@@ -479,7 +359,7 @@ class RayExecutor(Executor):
             for s in self._slots.values()
         )
         if reporting and self._take_ref is None:
-            self._take_ref = self._mailbox.take.remote(_TAKE_S)
+            self._take_ref = self._mailbox.take.remote(TAKE_S)
         refs = list(self._refs)
         if self._take_ref is not None:
             refs.append(self._take_ref)
@@ -511,19 +391,17 @@ class RayExecutor(Executor):
         except ray.exceptions.RayError as err:  # it died on the way: crashed, or its node was lost
             failed, cause = f"{_first_lines(err)}\n{self._dead_tail(slot)}".rstrip(), err
         if failed:
-            self._start_failures += 1
-            self._retire(slot, kill=True)
-            if starting or self._start_failures >= _MAX_START_FAILURES:
+            self._retire(slot)
+            if self._start_failed(starting=starting):
                 raise ExecutorError(f"Ray actor {slot.name} could not load the payload: {failed}") from cause
             self._spawn()
             return
         slot.resting_mb = resting
         slot.ready = True
-        self._start_failures = 0
         self._last_ready = time.monotonic()
         assert self._session is not None
         self._session.nodes.add(slot.node_id)
-        self._idle.append(slot)
+        self._now_ready(slot)
 
     def _on_reports(self, ref: Any) -> None:
         try:
@@ -562,22 +440,15 @@ class RayExecutor(Executor):
         slot.running = None
         slot.cpu_total = cpu_total
         self._tokens.pop(running.token, None)
-        self._jobs.pop(running.job.job_id, None)
         self._idle.append(slot)
-        self._events.append(
-            JobDone(
-                job_id=running.job.job_id,
-                ok=ok,
-                output=_writable(output),
-                failure=failure,
-                error=error,
-                log_tail=tail,
-                attempts=running.attempts,
-                worker=slot.name,
-                cpu_seconds=cpu,
-                peak_rss_mb=peak,
-            )
-        )
+        outcome: Outcome = {
+            "failure": failure,
+            "error": error,
+            "log_tail": tail,
+            "cpu_seconds": cpu,
+            "peak_rss_mb": peak,
+        }
+        self._finish(running, slot.name, ok=ok, output=_writable(output), **outcome)
 
     def _on_death(self, slot: _Slot, err: Exception) -> None:
         """An actor ended without being asked: replace it, and retry its job or report why it ended."""
@@ -586,61 +457,20 @@ class RayExecutor(Executor):
         assert running is not None
         verdict = None
         with contextlib.suppress(Exception):
-            verdict = ray.get(self._mailbox.end.remote(running.token), timeout=_GET_S)
+            verdict = ray.get(self._mailbox.end.remote(running.token), timeout=GET_S)
         tail = self._dead_tail(slot)
         self._replace(slot)
-        job_id = running.job.job_id
         failure: FailureKind
         if verdict is not None:
             failure, (error, peak) = "memory", verdict
         elif isinstance(err, ray.exceptions.OutOfMemoryError):
             failure, error, peak = "memory", f"memory: Ray's memory monitor killed the worker: {_first_lines(err)}", 0.0
-        elif running.attempts <= self._limits.retries:
-            self._jobs[job_id] = None
-            self._queue.appendleft((running.job, running.attempts + 1))
+        elif self._retry(running):
             return
         else:
             failure, peak = "crash", 0.0
-            error = f"{_death(slot.name, err, tail)} (attempt {running.attempts} of {self._limits.retries + 1})"
-        self._jobs.pop(job_id, None)
-        self._events.append(
-            JobDone(
-                job_id=job_id,
-                ok=False,
-                output=None,
-                failure=failure,
-                error=error,
-                log_tail=tail,
-                attempts=running.attempts,
-                worker=slot.name,
-                peak_rss_mb=peak,
-            )
-        )
-
-    def _kill(self, slot: _Slot, failure: FailureKind, error: str) -> None:
-        """End a running job by killing its actor, report it, and start a replacement."""
-        running = slot.running
-        assert running is not None
-        cpu = self._cpu_seconds(slot)  # read before the kill, while /proc still has it
-        self._ray.kill(slot.actor, no_restart=True)
-        self._mailbox.end.remote(running.token)  # releases a trial that waits for an answer
-        self._gone(slot)
-        tail = self._dead_tail(slot)
-        self._replace(slot, kill=False)
-        self._jobs.pop(running.job.job_id, None)
-        self._events.append(
-            JobDone(
-                job_id=running.job.job_id,
-                ok=False,
-                output=None,
-                failure=failure,
-                error=error,
-                log_tail=tail,
-                attempts=running.attempts,
-                worker=slot.name,
-                cpu_seconds=cpu,
-            )
-        )
+            error = self._crash_error(_death(slot.name, err, tail), running)
+        self._finish(running, slot.name, failure=failure, error=error, log_tail=tail, peak_rss_mb=peak)
 
     # -- what can be learnt about an actor from outside --------------------------------------------------
 
@@ -669,10 +499,10 @@ class RayExecutor(Executor):
         if not slot.log_path:
             return ""
         if os.path.exists(slot.log_path):  # this machine (the file name is unique to this executor)
-            return _read_log(slot.log_path, **self._tail)
+            return read_log(slot.log_path, **self._tail)
         try:
-            ref = _on_node(self._ray, _read_log, slot.node_id).remote(slot.log_path, **self._tail)
-            return str(self._ray.get(ref, timeout=_GET_S))
+            ref = _on_node(self._ray, read_log, slot.node_id).remote(slot.log_path, **self._tail)
+            return str(self._ray.get(ref, timeout=GET_S))
         except Exception:  # the node is gone, or does not answer
             return ""
 
@@ -687,7 +517,7 @@ def _client_mode() -> bool:
 
 
 def _first_lines(err: BaseException, lines: int = 2) -> str:
-    text = [line.strip() for line in _ANSI.sub("", str(err)).strip().splitlines() if line.strip()]
+    text = [line.strip() for line in ANSI.sub("", str(err)).strip().splitlines() if line.strip()]
     return " ".join(text[:lines]) or type(err).__name__
 
 
@@ -696,7 +526,7 @@ def _death(name: str, err: Exception, tail: str) -> str:
     for line in tail.splitlines():
         if line.startswith("Fatal Python error: "):
             what = line.removeprefix("Fatal Python error: ").strip()
-            sig = _FATAL.get(what)
+            sig = FATAL.get(what)
             return f"worker {name} died with {sig} ({what})" if sig else f"worker {name} died: {what}"
     reason = next((line.strip() for line in str(err).splitlines() if "dead because" in line), "")
     return f"worker {name} died: {reason or _first_lines(err)}"

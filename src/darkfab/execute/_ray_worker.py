@@ -22,13 +22,12 @@ import psutil
 from ..errors import SpecError
 from ..train import WorkerPayload, prepare
 from ._process import read_tail
-from ._worker import THREAD_VARS, _Output, _redirect_output, describe, run_guarded, run_job
+from ._worker import THREAD_VARS, Output, describe, redirect_output, run_guarded, run_job
 
-_TAKE_S = 10.0  # the longest one long-poll of the mailbox waits before the executor asks again
-_GET_S = 10.0  # the longest the executor waits on Ray for a verdict, a log tail or a clean-up
-_MAX_START_FAILURES = 3  # replacement actors that die before they are ready, in a row, before giving up
+TAKE_S = 10.0  # the longest one long-poll of the mailbox waits before the executor asks again
+GET_S = 10.0  # the longest the executor waits on Ray for a verdict, a log tail or a clean-up
 _KIDS_EVERY_S = 1.0
-_FATAL = {  # faulthandler's words for the signal that ended a process
+FATAL = {  # faulthandler's words for the signal that ended a process
     "Segmentation fault": "SIGSEGV",
     "Bus error": "SIGBUS",
     "Floating-point exception": "SIGFPE",
@@ -37,7 +36,7 @@ _FATAL = {  # faulthandler's words for the signal that ended a process
     "Illegal instruction": "SIGILL",
 }
 _INSTALL = "fix: pip install 'darkfab[ray]'"
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the names in its messages
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the names in its messages
 
 
 def import_ray() -> Any:
@@ -52,7 +51,7 @@ def import_ray() -> Any:
 # -- inside the cluster: the mailbox, the worker actor, the log reader -------------------------------------
 
 
-class _Mailbox:
+class Mailbox:
     """Carries intermediate reports and their answers, and the verdict of a watchdog that killed its actor.
 
     An async Ray actor; every message names the attempt's token, unique per job attempt.
@@ -173,14 +172,14 @@ class _Watchdog:
         )
         print(f"darkfab: {error}", file=sys.stderr, flush=True)
         with contextlib.suppress(Exception):
-            ray.get(self.mailbox.note.remote(token, error, rss), timeout=_GET_S)
+            ray.get(self.mailbox.note.remote(token, error, rss), timeout=GET_S)
         for kid in kids:
             with contextlib.suppress(psutil.Error):
                 kid.kill()
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-class _RayWorker:
+class RayWorker:
     """One Ray actor: prepares the payload once, then runs jobs on its main thread, one at a time."""
 
     def __init__(
@@ -198,7 +197,7 @@ class _RayWorker:
     ) -> None:
         os.makedirs(log_dir, exist_ok=True)
         self.log_path = os.path.join(log_dir, f"{name}.log")
-        _redirect_output(self.log_path)
+        redirect_output(self.log_path)
         self.log_fd = os.open(self.log_path, os.O_RDONLY)
         for path in reversed(sys_path):  # the driver's import path, where this node has it (tests.helpers...)
             if path not in sys.path and os.path.isdir(path):
@@ -208,7 +207,7 @@ class _RayWorker:
         self.mailbox = mailbox
         self.tail = {"max_lines": tail_lines, "max_bytes": tail_bytes}
         self.memory_note = f" (the memory limit is {memory_mb} MB, limits.memory_mb)" if memory_mb else ""
-        self.output = _Output()
+        self.output = Output()
         self.watchdog = _Watchdog(mailbox, memory_mb, memory_check_s) if memory_mb else None
         self.failed = ""
         try:
@@ -258,7 +257,7 @@ class _RayWorker:
         return report
 
 
-def _read_log(path: str, max_lines: int, max_bytes: int) -> str:
+def read_log(path: str, max_lines: int, max_bytes: int) -> str:
     """The tail of a log file on this node, which is deleted after (its actor is gone)."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -272,5 +271,5 @@ def _read_log(path: str, max_lines: int, max_bytes: int) -> str:
             os.unlink(path)
 
 
-def _remove_dir(path: str) -> None:
+def remove_dir(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)

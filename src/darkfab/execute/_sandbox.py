@@ -43,11 +43,12 @@ import pandas as pd
 
 from ..errors import TrialError, TrialPruned
 from ..train import TrialOutput, TrialRequest, WorkerState
-from ..train._script import ScriptEstimator, source_hash
+from ..train.script import ScriptEstimator, source_hash
 from ._child import LEVELS, SYSTEM_READ, THREAD_VARS, Level, try_kernel, under
 
 LEVEL_ENV = "DARKFAB_SANDBOX"  # force a weaker level (tests, or a platform where probing misbehaves)
-_SCRIPT_MARK = b"darkfab.train._script"
+# the module a script model's pickle names: today's, and the one artifacts made before it became public name
+_SCRIPT_MODULES = ("darkfab.train.script", "darkfab.train._script")
 _CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_child.py")
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # darkfab's own folder
 _PROC_READ = ("/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/sys/devices/system/cpu")
@@ -158,7 +159,7 @@ class _Allowlist(pickle.Unpickler):
     _NUMPY = {"_reconstruct", "scalar", "_frombuffer"}
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == ("darkfab.train._script", "ScriptEstimator"):
+        if module in _SCRIPT_MODULES and name == "ScriptEstimator":
             return _InertEstimator
         numpy_helper = module.startswith(("numpy.core.", "numpy._core.")) and name in self._NUMPY
         if (module, name) in self._ALLOWED or numpy_helper or (module == "numpy" and name.endswith("DType")):
@@ -187,7 +188,7 @@ def check_artifact(data: bytes) -> None:
 
 
 def is_script_artifact(data: bytes) -> bool:
-    return _SCRIPT_MARK in data
+    return any(module.encode() in data for module in _SCRIPT_MODULES)
 
 
 def is_script_request(request: TrialRequest) -> bool:

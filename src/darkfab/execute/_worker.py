@@ -87,7 +87,7 @@ def describe(err: BaseException) -> str:
     return line if len(line) <= _MAX_ERROR else line[: _MAX_ERROR - 3] + "..."
 
 
-class _Output:
+class Output:
     """Flushes every stream that may hold output, so the log file is complete before a job is reported."""
 
     def __init__(self) -> None:
@@ -108,7 +108,7 @@ class _Output:
             self._libc.fflush(None)
 
 
-def _redirect_output(log_path: str) -> None:
+def redirect_output(log_path: str) -> None:
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -168,7 +168,7 @@ class _Worker:
         self.conn = conn
         self.state = state
         self.memory_note = f" (the memory limit is {memory_mb} MB, limits.memory_mb)" if memory_mb else ""
-        self.output = _Output()
+        self.output = Output()
         try:
             self._statm: int | None = os.open("/proc/self/statm", os.O_RDONLY)
         except OSError:  # pragma: no cover - not Linux
@@ -240,7 +240,7 @@ def main(
     """Entry point of a worker process."""
     os.setpgrp()  # the parent kills the whole group: the worker and anything the job started
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the factory's to handle
-    _redirect_output(log_path)
+    redirect_output(log_path)
     _watch_parent(log_path)
     sys.path[:] = sys_path
     for var in THREAD_VARS:

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import SpecError
 from ..spec import ParamSpec, TrainerSpec
-from ..train._script import ScriptError, apply_edits, block_texts, source_hash, unified_diff
+from ..train.script import ScriptError, apply_edits, block_texts, source_hash, unified_diff
 from ._base import Proposal, Proposer, SearchContext, TrialView
 from ._llm_client import ChatClient
 from ._llm_exchange import LLMBudget, LLMCall, LLMCallSink, LLMExchange

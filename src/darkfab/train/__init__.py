@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+from . import script
 from ._ensemble import EnsembleModel, greedy_weights
 from ._harness import WorkerState, fit_model, predict, prepare, run_trial
 from ._model import DarkfabModel, load_model
@@ -9,7 +12,17 @@ from ._portfolio import PORTFOLIO, portfolio_configs
 from ._prep import Flavour, Preprocessor
 from ._records import Split, TrialOutput, TrialRequest, WorkerPayload
 from ._refit import can_refit, refit
-from ._script import (
+from ._trainers import (
+    BUILTINS,
+    EstimatorTrainer,
+    FitContext,
+    Report,
+    Trainer,
+    import_object,
+    resolve_trainer,
+    resolved_space,
+)
+from .script import (
     ScriptError,
     ScriptEstimator,
     ScriptTrainer,
@@ -21,16 +34,9 @@ from ._script import (
     trust_script_code,
     unified_diff,
 )
-from ._trainers import (
-    BUILTINS,
-    EstimatorTrainer,
-    FitContext,
-    Report,
-    Trainer,
-    import_object,
-    resolve_trainer,
-    resolved_space,
-)
+
+# models pickled before the script module became public name it darkfab.train._script; they still load
+sys.modules.setdefault(f"{__name__}._script", script)
 
 __all__ = [
     "BUILTINS",

@@ -15,8 +15,8 @@ import numpy as np
 from ._model import DarkfabModel, load_model
 from ._prep import SCALINGS, Flavour, Preprocessor
 from ._records import Split, TrialOutput, TrialRequest, WorkerPayload
-from ._script import ScriptTrainer
 from ._trainers import FitContext, Report, Trainer, resolve_trainer
+from .script import ScriptTrainer
 
 
 class WorkerState:

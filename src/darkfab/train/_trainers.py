@@ -323,7 +323,7 @@ def estimator_class(path: str, what: str) -> type:
 def resolve_trainer(spec: TrainerSpec, task: TaskKind) -> Trainer:
     """The trainer a factory file's entry names. Raises SpecError listing the valid names."""
     if getattr(spec, "script", None):
-        from ._script import ScriptTrainer  # the script module imports this one
+        from .script import ScriptTrainer  # the script module imports this one
 
         return ScriptTrainer(spec.name, str(spec.script))
     if spec.estimator:

@@ -50,6 +50,25 @@ _ANY_MARK = re.compile(r"#[ \t]*darkfab:", re.IGNORECASE)
 TRUST_ENV = "DARKFAB_TRUST_CODE"
 _trusted = False
 
+__all__ = [
+    "TRUST_ENV",
+    "Block",
+    "ScriptError",
+    "ScriptEstimator",
+    "ScriptTrainer",
+    "UntrustedCodeError",
+    "apply_edits",
+    "block_texts",
+    "check_parses",
+    "code_trusted",
+    "editable_blocks",
+    "load_module",
+    "scratch_dir",
+    "source_hash",
+    "trust_script_code",
+    "unified_diff",
+]
+
 
 class ScriptError(DarkfabError, ValueError):
     """A training script, or an edit to it, breaks the script contract. The message names the rule and fix."""
