@@ -7,7 +7,7 @@ alias moves made elsewhere are picked up by polling the store."""
 
 from __future__ import annotations
 
-from ._app import DEFAULT_MAX_BODY, BodyLimit, create_app
+from ._app import create_app
 from ._decide import MIN_LABELLED, ContestFigures, Figures, Verdict, judge
 from ._errors import (
     BadRequest,
@@ -25,6 +25,7 @@ from ._errors import (
     UnsupportedMediaType,
 )
 from ._guard import LOOPBACK_HOSTS, Guard, host_allowlist
+from ._http import DEFAULT_MAX_BODY, BodyLimit
 from ._inputs import FeatureSchema
 from ._live import LiveBook, LiveFigures
 from ._log import PredictionLogger
