@@ -4,23 +4,12 @@
 read, see ``_deps``), the middleware (``BodyLimit``, ``Guard``), the error handlers, the lifespan, and one
 ``APIRouter`` per API: ``_routes_v1``, ``_routes_v2``, ``_routes_admin`` (admin and ``/metrics``).
 
-Routes::
+APIs (each router's module lists its routes)::
 
-    GET  /v2/health/live                         200 while the process runs
-    GET  /v2/health/ready                        200 when serving, 503 while paused
-    GET  /v2                                     server metadata
-    GET  /v2/models/{name}[/versions/{v}]        model metadata (inputs from the feature schema)
-    GET  /v2/models/{name}[/versions/{v}]/ready  200 / 503
-    POST /v2/models/{name}[/versions/{v}]/infer  OIP inference: one tensor per feature column, shape [n]
-                                                 (or one tensor "input" [n, k] in feature order when every
-                                                 feature is numeric)
-    POST /v1/models/{name}/predict               [{feature: value}, ...] or {"records": [...]}
-    POST /v1/feedback                            {"request_id", "label", "row"?}: the true answer
-    GET  /v1/routing                             routing state (champion, challenger, mode, share) and live
-                                                 figures per version, no token: for dashboards
-    GET  /metrics                                Prometheus text format, live figures labelled by version and role
-    POST /admin/promote|rollback|pause|resume    bearer token; each recorded as an event with its reason
-    GET  /admin/status                           bearer token
+    /v2/...      Open Inference Protocol v2: health, metadata, inference            (_routes_v2)
+    /v1/...      predictions from JSON records, feedback, the routing state         (_routes_v1)
+    /admin/...   promote, rollback, pause, resume, status; bearer token             (_routes_admin)
+    /metrics     Prometheus text format, live figures labelled by version and role  (_routes_admin)
 
 Every prediction answer names the version that produced it (``model_version``) and its ``role``
 (``champion`` or ``challenger``: v1 top level, v2 ``parameters``); see ``_router`` for canary and shadow.

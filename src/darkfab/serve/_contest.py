@@ -16,12 +16,9 @@ import logging
 from dataclasses import dataclass
 
 from ..events import EventKind
-from ..spec import DeploySpec
-from ..store import Store
+from ._context import ServeContext
 from ._decide import ContestFigures, Figures, judge
 from ._deployment import CHALLENGER, CHAMPION, Deployment
-from ._live import LiveBook
-from ._metrics import ServeMetrics
 from ._router import Routing
 
 log = logging.getLogger("darkfab.serve")
@@ -37,23 +34,9 @@ class Outcome:
 class Contest:
     """Judges a ripe contest on the live figures of ``book`` and records the decision in ``store``."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        factory: str,
-        factory_id: int,
-        deploy: DeploySpec,
-        book: LiveBook,
-        metrics: ServeMetrics,
-        latency_floor_ms: float,
-    ) -> None:
-        self.store = store
-        self.factory = factory
-        self.factory_id = factory_id
-        self.deploy = deploy
-        self.book = book
-        self.metrics = metrics
+    def __init__(self, ctx: ServeContext, *, latency_floor_ms: float) -> None:
+        self.store, self.factory, self.factory_id = ctx.store, ctx.factory, ctx.factory_id
+        self.deploy, self.book, self.metrics = ctx.deploy, ctx.book, ctx.metrics
         self.latency_floor_ms = latency_floor_ms
 
     def ripe(self, routing: Routing, version: int, requests: int) -> bool:

@@ -11,11 +11,9 @@ from typing import Any
 
 from ..errors import NotFoundError
 from ..events import EventKind
-from ..spec import DeploySpec
-from ..store import Store
 from ._budget import EventBudget
+from ._context import ServeContext
 from ._errors import Conflict, InputError, ModelNotFound
-from ._live import LiveBook
 from ._log import PredictionLogger
 from ._router import Routing, ShadowWorker
 
@@ -52,21 +50,14 @@ class FeedbackDesk:
 
     def __init__(
         self,
+        ctx: ServeContext,
         *,
-        store: Store,
-        factory: str,
-        factory_id: int,
-        deploy: DeploySpec,
-        book: LiveBook,
         logger: PredictionLogger | None,
         shadow: ShadowWorker,
         routing: Callable[[], Routing],
     ) -> None:
-        self.store = store
-        self.factory = factory
-        self.factory_id = factory_id
-        self.deploy = deploy
-        self.book = book
+        self.store, self.factory, self.factory_id = ctx.store, ctx.factory, ctx.factory_id
+        self.deploy, self.book = ctx.deploy, ctx.book
         self.logger = logger
         self.shadow = shadow
         self._routing = routing

@@ -11,11 +11,9 @@ from typing import Any
 
 from ..errors import NotFoundError
 from ..events import EventKind
-from ..registry import Registry
-from ..store import Store
+from ._context import ServeContext
 from ._deployment import CHALLENGER, CHAMPION, Deployment, load_deployment
 from ._errors import Conflict, ModelNotFound
-from ._metrics import ServeMetrics
 from ._router import Routing
 from ._served import Served
 
@@ -23,21 +21,10 @@ from ._served import Served
 class Operator:
     """What the admin API does to one factory's serving, and whether serving is paused (``paused``: the reason)."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        registry: Registry,
-        served: Served,
-        metrics: ServeMetrics,
-        lock: threading.RLock,
-    ) -> None:
-        self.store = store
-        self.registry = registry
+    def __init__(self, ctx: ServeContext, *, served: Served, lock: threading.RLock) -> None:
+        self.store, self.registry, self.factory, self.factory_id = ctx.store, ctx.registry, ctx.factory, ctx.factory_id
+        self.metrics = ctx.metrics
         self.served = served
-        self.factory = served.factory
-        self.factory_id = served.factory_id
-        self.metrics = metrics
         self._lock = lock
         self.paused: str | None = self._paused_in_store()
         self.metrics.paused.labels(self.factory).set(1 if self.paused else 0)

@@ -17,12 +17,8 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from ..registry import Registry
-from ..spec import DeploySpec
-from ..store import Store
+from ._context import ServeContext
 from ._deployment import CHALLENGER, CHAMPION, Deployment, load_deployment
-from ._live import LiveBook
-from ._metrics import ServeMetrics
 from ._router import Routing
 
 log = logging.getLogger("darkfab.serve")
@@ -31,27 +27,12 @@ log = logging.getLogger("darkfab.serve")
 class Served:
     """The routing of one factory's champion (and challenger), its swaps, and the figures they restart."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        registry: Registry,
-        factory: str,
-        deploy: DeploySpec,
-        book: LiveBook,
-        metrics: ServeMetrics,
-    ) -> None:
-        self.store = store
-        self.registry = registry
-        self.factory = factory
-        self.deploy = deploy
-        self.book = book
-        self.metrics = metrics
+    def __init__(self, ctx: ServeContext, champion: Deployment) -> None:
+        self.store, self.registry, self.factory, self.factory_id = ctx.store, ctx.registry, ctx.factory, ctx.factory_id
+        self.deploy, self.book, self.metrics = ctx.deploy, ctx.book, ctx.metrics
         self._skipped: dict[str, int] = {}  # alias -> version that failed to load (not retried until it moves)
-        champion = load_deployment(registry, factory, CHAMPION)
-        self.factory_id = champion.factory_id
-        self.routing = Routing(champion, None, deploy.mode, deploy.share)
-        book.restart({champion.version: champion.task})
+        self.routing = Routing(champion, None, self.deploy.mode, self.deploy.share)
+        self.book.restart({champion.version: champion.task})
         self.show(self.routing)
 
     def _load(self, alias: str, version: int) -> Deployment | None:

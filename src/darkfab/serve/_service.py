@@ -30,6 +30,7 @@ from ..spec import DeploySpec, spec_from_dict
 from ..store import Store
 from ._budget import EventBudget
 from ._contest import Contest
+from ._context import ServeContext
 from ._decide import DEFAULT_LATENCY_FLOOR_MS
 from ._deployment import CHALLENGER, CHAMPION, OUTPUTS, Answer, Deployment, _class_datatype, load_deployment
 from ._errors import BadRequest, InputError, ModelFailed, ModelNotFound, OutOfRange, Unavailable
@@ -126,27 +127,12 @@ class ModelService:
         self._rng = random.Random(seed)
         self._admin = threading.RLock()
         self._failures = EventBudget(FAILURE_EVENTS)
-        self.served = Served(
-            store=store,
-            registry=self.registry,
-            factory=factory,
-            deploy=self.deploy,
-            book=self.book,
-            metrics=self.metrics,
-        )
-        self.factory_id = self.served.factory_id
-        self.operator = Operator(
-            store=store, registry=self.registry, served=self.served, metrics=self.metrics, lock=self._admin
-        )
-        self.contest = Contest(
-            store=store,
-            factory=factory,
-            factory_id=self.factory_id,
-            deploy=self.deploy,
-            book=self.book,
-            metrics=self.metrics,
-            latency_floor_ms=latency_floor_ms,
-        )
+        champion = load_deployment(self.registry, factory, CHAMPION)
+        self.factory_id = champion.factory_id
+        ctx = ServeContext(store, self.registry, factory, self.factory_id, self.deploy, self.book, self.metrics)
+        self.served = Served(ctx, champion)
+        self.operator = Operator(ctx, served=self.served, lock=self._admin)
+        self.contest = Contest(ctx, latency_floor_ms=latency_floor_ms)
         self.logger = (
             PredictionLogger(
                 store,
@@ -159,16 +145,7 @@ class ModelService:
             else None
         )
         self.shadow = ShadowWorker(self._shadow_work, capacity=shadow_capacity, on_drop=self._shadow_dropped)
-        self.desk = FeedbackDesk(
-            store=store,
-            factory=factory,
-            factory_id=self.factory_id,
-            deploy=self.deploy,
-            book=self.book,
-            logger=self.logger,
-            shadow=self.shadow,
-            routing=lambda: self.served.routing,
-        )
+        self.desk = FeedbackDesk(ctx, logger=self.logger, shadow=self.shadow, routing=lambda: self.served.routing)
         self.watcher = Watcher(self.tick, poll_interval_s)
         self.metrics.add_live(self.factory, self.live_rows)
         self.metrics.registry.register(DriftCollector(self.factory, lambda: store.last_monitor_window(self.factory_id)))
