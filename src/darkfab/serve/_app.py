@@ -22,13 +22,11 @@ Before any route: a foreign Host is 421, a POST with a foreign Origin 403, a bod
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
@@ -39,24 +37,24 @@ from . import _routes_admin, _routes_v1, _routes_v2
 from ._answer import rejected_counter
 from ._decide import DEFAULT_LATENCY_FLOOR_MS
 from ._deps import Credentials
-from ._errors import ServeError, Unauthorized
+from ._errors import ServeError
 from ._guard import LOOPBACK_HOSTS, Guard, host_allowlist
-from ._http import DEFAULT_MAX_BODY, BodyLimit, error_response
+from ._http import DEFAULT_MAX_BODY, BodyLimit, darkfab_error_handler, serve_error_handler
 from ._metrics import ServeMetrics
 from ._service import ModelService
 from ._token import ensure_token, token_path
 
-log = logging.getLogger("darkfab.serve")
 
-
-async def _serve_error(_: Request, err: ServeError) -> JSONResponse:
-    headers = {"www-authenticate": "Bearer"} if isinstance(err, Unauthorized) else None
-    return error_response(err, headers)
-
-
-async def _darkfab_error(_: Request, err: DarkfabError) -> JSONResponse:
-    log.error("request failed: %s", err)
-    return JSONResponse({"error": str(err)}, status_code=500)
+def _credentials(store: Store, token_file: str | Path | None, feedback_token: str | None) -> Credentials:
+    """The admin token (read from ``token_file``, or made there) and the feedback token, checked."""
+    if feedback_token is not None and not feedback_token.strip():
+        raise ValueError("feedback_token: empty; give a secret, or None for feedback without a credential")
+    token_at = Path(token_file) if token_file is not None else token_path(store.artifact_root)
+    return Credentials(
+        admin_token=ensure_token(token_at).encode(),
+        token_file=token_at,
+        feedback_token=feedback_token.strip().encode() if feedback_token is not None else None,
+    )
 
 
 def create_app(
@@ -92,8 +90,6 @@ def create_app(
     """
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
-    if feedback_token is not None and not feedback_token.strip():
-        raise ValueError("feedback_token: empty; give a secret, or None for feedback without a credential")
     metrics = ServeMetrics()
     svc = ModelService(
         store=store,
@@ -108,12 +104,7 @@ def create_app(
         latency_floor_ms=latency_floor_ms,
         shadow_capacity=shadow_capacity,
     )
-    token_at = Path(token_file) if token_file is not None else token_path(store.artifact_root)
-    credentials = Credentials(
-        admin_token=ensure_token(token_at).encode(),
-        token_file=token_at,
-        feedback_token=feedback_token.strip().encode() if feedback_token is not None else None,
-    )
+    credentials = _credentials(store, token_file, feedback_token)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -134,12 +125,12 @@ def create_app(
     app.state.service = svc
     app.state.metrics = metrics
     app.state.credentials = credentials
-    app.state.token_file = token_at
+    app.state.token_file = credentials.token_file
     hosts = frozenset(LOOPBACK_HOSTS) if allowed_hosts is None else host_allowlist(allowed_hosts)
     app.add_middleware(Guard, hosts=hosts)  # inside BodyLimit: an oversized body is 413 whatever it claims to be
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, on_reject=rejected_counter(svc))
-    app.exception_handler(ServeError)(_serve_error)
-    app.exception_handler(DarkfabError)(_darkfab_error)
+    app.exception_handler(ServeError)(serve_error_handler)
+    app.exception_handler(DarkfabError)(darkfab_error_handler)
     for router in (_routes_v1.router, _routes_v2.router, _routes_admin.router, _routes_admin.metrics_router):
         app.include_router(router)
     return app

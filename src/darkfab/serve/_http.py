@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._errors import BadRequest, PayloadTooLarge, ServeError
+from ..errors import DarkfabError
+from ._errors import BadRequest, PayloadTooLarge, ServeError, Unauthorized
+
+log = logging.getLogger("darkfab.serve")
 
 DEFAULT_MAX_BODY = 1_000_000
 DRAIN_BYTES = 16 * 1024 * 1024  # the most of an oversized body read (and dropped) before the 413 is sent
@@ -17,6 +22,18 @@ DRAIN_BYTES = 16 * 1024 * 1024  # the most of an oversized body read (and droppe
 
 def error_response(err: ServeError, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status, headers=headers)
+
+
+async def serve_error_handler(_: Request, err: ServeError) -> JSONResponse:
+    """A ServeError as its JSON response (401s name the Bearer scheme)."""
+    headers = {"www-authenticate": "Bearer"} if isinstance(err, Unauthorized) else None
+    return error_response(err, headers)
+
+
+async def darkfab_error_handler(_: Request, err: DarkfabError) -> JSONResponse:
+    """Any other darkfab error (a store fault, say) as a 500 naming it, logged."""
+    log.error("request failed: %s", err)
+    return JSONResponse({"error": str(err)}, status_code=500)
 
 
 def _reject_constant(name: str) -> Any:
