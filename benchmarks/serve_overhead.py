@@ -84,8 +84,7 @@ def _run_server(kind: str, store_url: str, factory: str, port: int) -> None:
     if kind == "bare":
         app = _bare_app(store_url, factory)
     else:
-        from darkfab.serve import create_app
-        from darkfab.serve._metrics import ServeMetrics
+        from darkfab.serve import ServeMetrics, create_app
         from darkfab.store import Store
 
         if kind == "darkfab-plain":  # what the server costs without its log and its Prometheus metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from darkfab.serve import MIN_LABELLED, LiveFigures, judge
+from darkfab.serve import MIN_LABELLED, ContestFigures, Figures, LiveFigures, judge
 from darkfab.spec import DeploySpec
 
 
@@ -20,10 +20,18 @@ def figures(version: int, *, requests: int = 200, errors: int = 0, p95: float | 
     }
 
 
+def contest(deploy: DeploySpec, champion: dict, challenger: dict, **floor: float) -> ContestFigures:
+    return ContestFigures(deploy, Figures.of(champion), Figures.of(challenger), **floor)
+
+
 def test_an_equal_challenger_is_promoted_and_the_reason_states_the_figures() -> None:
     deploy = DeploySpec(mode="canary")
     v = judge(
-        deploy, figures(1, p95=3.9, value=0.96, labelled_rows=120), figures(3, p95=4.1, value=0.97, labelled_rows=120)
+        contest(
+            deploy,
+            figures(1, p95=3.9, value=0.96, labelled_rows=120),
+            figures(3, p95=4.1, value=0.97, labelled_rows=120),
+        )
     )
     assert v.promote and v.checks == {"error_rate": True, "latency": True, "quality": True}
     assert v.reason == (
@@ -35,29 +43,31 @@ def test_an_equal_challenger_is_promoted_and_the_reason_states_the_figures() -> 
 def test_each_rule_can_roll_back() -> None:
     deploy = DeploySpec(mode="canary", max_error_rate_increase=0.01, max_latency_ratio=1.5, max_quality_drop=0.02)
     champion = figures(1, value=0.9, labelled_rows=100)
-    errors = judge(deploy, champion, figures(2, errors=4, value=0.9, labelled_rows=100))
+    errors = judge(contest(deploy, champion, figures(2, errors=4, value=0.9, labelled_rows=100)))
     assert not errors.promote and errors.reason.startswith("rolled back: error rate 0.020 > 0.000 + 0.01 allowed")
-    slow = judge(deploy, champion, figures(2, p95=8.0, value=0.9, labelled_rows=100))
+    slow = judge(contest(deploy, champion, figures(2, p95=8.0, value=0.9, labelled_rows=100)))
     assert not slow.promote and "p95 latency ratio 2.00 > 1.5" in slow.reason
-    worse = judge(deploy, champion, figures(2, value=0.85, labelled_rows=100))
+    worse = judge(contest(deploy, champion, figures(2, value=0.85, labelled_rows=100)))
     assert not worse.promote and "accuracy 0.850 < 0.900 - 0.02 allowed" in worse.reason
-    within = judge(deploy, champion, figures(2, value=0.885, labelled_rows=100))
+    within = judge(contest(deploy, champion, figures(2, value=0.885, labelled_rows=100)))
     assert within.promote
 
 
 def test_quality_is_compared_only_with_enough_labels_and_rmse_points_down() -> None:
     deploy = DeploySpec(mode="shadow")
-    few = judge(deploy, figures(1, value=0.9, labelled_rows=500), figures(2, value=0.1, labelled_rows=MIN_LABELLED - 1))
+    few = judge(
+        contest(deploy, figures(1, value=0.9, labelled_rows=500), figures(2, value=0.1, labelled_rows=MIN_LABELLED - 1))
+    )
     assert few.promote and "quality" not in few.checks and f"{MIN_LABELLED} each are needed" in few.reason
     rmse = {"metric": "rmse", "labelled_rows": 50}
-    assert judge(deploy, figures(1, **rmse, value=10.0), figures(2, **rmse, value=9.0)).promote
-    assert not judge(deploy, figures(1, **rmse, value=10.0), figures(2, **rmse, value=11.0)).promote
+    assert judge(contest(deploy, figures(1, **rmse, value=10.0), figures(2, **rmse, value=9.0))).promote
+    assert not judge(contest(deploy, figures(1, **rmse, value=10.0), figures(2, **rmse, value=11.0))).promote
 
 
 def test_latencies_under_the_floor_count_as_equal() -> None:
     deploy = DeploySpec(mode="canary", max_latency_ratio=1.5)
-    assert judge(deploy, figures(1, p95=0.2), figures(2, p95=0.9)).promote  # both under 1 ms
-    assert not judge(deploy, figures(1, p95=0.2), figures(2, p95=0.9), latency_floor_ms=0.1).promote
+    assert judge(contest(deploy, figures(1, p95=0.2), figures(2, p95=0.9))).promote  # both under 1 ms
+    assert not judge(contest(deploy, figures(1, p95=0.2), figures(2, p95=0.9), latency_floor_ms=0.1)).promote
 
 
 def test_live_figures_count_errors_latency_distribution_and_quality() -> None:

@@ -7,8 +7,8 @@ alias moves made elsewhere are picked up by polling the store."""
 
 from __future__ import annotations
 
-from ._app import DEFAULT_MAX_BODY, BodyLimit, create_app
-from ._decide import MIN_LABELLED, Verdict, judge
+from ._app import create_app
+from ._decide import MIN_LABELLED, ContestFigures, Figures, Verdict, judge
 from ._errors import (
     BadRequest,
     Conflict,
@@ -25,13 +25,14 @@ from ._errors import (
     UnsupportedMediaType,
 )
 from ._guard import LOOPBACK_HOSTS, Guard, host_allowlist
+from ._http import DEFAULT_MAX_BODY, BodyLimit
 from ._inputs import FeatureSchema
 from ._live import LiveBook, LiveFigures
 from ._log import PredictionLogger
 from ._metrics import ServeMetrics
 from ._router import Route, Routing
 from ._run import DEFAULT_HOST, DEFAULT_PORT, resolve_factory, serve
-from ._service import CHALLENGER, CHAMPION, PROMOTED, ROLLED_BACK, Deployment, ModelService, load_deployment
+from ._service import CHALLENGER, CHAMPION, Deployment, ModelService, load_deployment
 from ._token import TOKEN_FILE, ensure_token, read_token, token_path
 
 __all__ = [
@@ -42,14 +43,14 @@ __all__ = [
     "DEFAULT_PORT",
     "LOOPBACK_HOSTS",
     "MIN_LABELLED",
-    "PROMOTED",
-    "ROLLED_BACK",
     "TOKEN_FILE",
     "BadRequest",
     "BodyLimit",
     "Conflict",
+    "ContestFigures",
     "Deployment",
     "FeatureSchema",
+    "Figures",
     "Forbidden",
     "Guard",
     "InputError",
