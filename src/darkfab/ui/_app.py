@@ -16,7 +16,7 @@ from ..errors import DarkfabError, NotFoundError
 from ..registry import Registry
 from ..store import Store
 from ._auth import Sessions
-from ._cache import CampaignCache
+from ._cache import ChartCache
 from ._views import ChainCache
 
 HERE = Path(__file__).resolve().parent
@@ -45,7 +45,7 @@ class Console:
         self.registry = Registry(store)
         self.sessions = sessions
         self.chain = ChainCache()
-        self.campaigns = CampaignCache()
+        self.charts = ChartCache()
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined)
 
     def page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
