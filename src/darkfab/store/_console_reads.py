@@ -62,34 +62,37 @@ class ProposerCounts:
 
 
 def proposer_counts(store: Store, campaign_id: int) -> list[ProposerCounts]:
-    """Each proposer's trials, outcomes and best trial, by proposer name."""
+    """Each proposer's trials, outcomes and best trial (ties: the earliest), by proposer name; two queries."""
+    eligible = sa.and_(
+        evaluations.c.reward.is_not(None),
+        sa.or_(evaluations.c.feasible.is_(None), evaluations.c.feasible.is_(True)),
+    )
     counts = (
         sa.select(
             proposals.c.proposer,
             sa.func.count(),
             sa.func.sum(sa.case((trials.c.state == "completed", 1), else_=0)),
             sa.func.sum(sa.case((trials.c.state == "failed", 1), else_=0)),
+            sa.func.max(sa.case((eligible, evaluations.c.reward), else_=None)),
         )
         .select_from(_JOINED)
         .where(trials.c.campaign_id == campaign_id)
         .group_by(proposals.c.proposer)
         .order_by(proposals.c.proposer)
     )
-    out = []
     with store._read("count trials by proposer") as conn:
-        for name, n, completed, failed in conn.execute(counts).all():
-            best = conn.execute(
-                TRIAL_SELECT.where(
-                    trials.c.campaign_id == campaign_id,
-                    proposals.c.proposer == name,
-                    evaluations.c.reward.is_not(None),
-                    sa.or_(evaluations.c.feasible.is_(None), evaluations.c.feasible.is_(True)),
-                )
-                .order_by(evaluations.c.reward.desc(), trials.c.id)
-                .limit(1)
-            ).first()
-            out.append(ProposerCounts(name, n, completed or 0, failed or 0, trial_record(best) if best else None))
-    return out
+        rows = conn.execute(counts).all()
+        tops = {r[4] for r in rows if r[4] is not None}
+        best: dict[str, TrialRecord] = {}
+        if tops:
+            query = TRIAL_SELECT.where(
+                trials.c.campaign_id == campaign_id, eligible, evaluations.c.reward.in_(sorted(tops))
+            ).order_by(trials.c.id)
+            top_of = {r[0]: r[4] for r in rows}
+            for row in conn.execute(query):
+                if row.proposer not in best and row.reward == top_of.get(row.proposer):
+                    best[row.proposer] = trial_record(row)
+    return [ProposerCounts(name, n, done or 0, failed or 0, best.get(name)) for name, n, done, failed, _ in rows]
 
 
 @dataclass(frozen=True)
@@ -128,4 +131,4 @@ def trial_points(store: Store, campaign_id: int) -> list[TrialPoint]:
         .order_by(trials.c.number)
     )
     with store._read("read the campaign's chart points") as conn:
-        return [TrialPoint(**row._asdict()) for row in conn.execute(query)]
+        return [TrialPoint(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9]) for r in conn.execute(query)]

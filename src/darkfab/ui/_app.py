@@ -16,7 +16,7 @@ from ..errors import DarkfabError, NotFoundError
 from ..registry import Registry
 from ..store import Store
 from ._auth import Sessions
-from ._cache import ChartCache
+from ._cache import CampaignCache
 from ._views import ChainCache
 
 HERE = Path(__file__).resolve().parent
@@ -45,8 +45,10 @@ class Console:
         self.registry = Registry(store)
         self.sessions = sessions
         self.chain = ChainCache()
-        self.charts = ChartCache()
+        self.campaigns = CampaignCache()
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined)
+        for name in self.env.list_templates():  # compiled at start, not by the first visitor of each page
+            self.env.get_template(name)
 
     def page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         session = self.sessions.get(request)

@@ -1,52 +1,56 @@
-"""A campaign's charts kept between requests, computed again only when the campaign has changed.
+"""What the campaign page reads, kept between requests until the campaign changes.
 
 Every change to a trial appends an event that names its campaign, so the newest event of the campaign is a
-change token: while it has not moved, the charts (history, parameter importance, parallel coordinates and
-the Pareto front, one JSON document) are served as computed; when it has, they are computed again from a
-light read of the campaign's trials (the columns the charts draw, never the full records). The campaign
-page itself reads one page of trials and per-proposer figures from the store, so it never waits for this.
+change token: while it has not moved, a page of the leaderboard, the per-proposer figures and the charts
+(history, parameter importance, parallel coordinates and the Pareto front, one JSON document) are served
+as read or computed; once it moves, each is read again when next asked for. Nothing here reads every full
+trial record: the page reads one page of trials, and the charts the few columns they draw.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 from ..store import Store
-from ..store._console_reads import trial_points
-from . import _views as v
 
-KEEP = 16  # campaigns kept; the least recently viewed goes first
+KEEP = 256  # results kept (pages, proposer figures, charts); the least recently used goes first
+
+T = TypeVar("T")
 
 
-class ChartCache:
-    """The charts' JSON per campaign, for one console process, up to the campaign's newest event."""
+class CampaignCache:
+    """Results per campaign and question, for one console process, up to the campaign's newest event."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._compute = threading.Lock()  # one computation at a time: two viewers must not double the work
-        self._entries: OrderedDict[int, tuple[int, str]] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, Hashable], tuple[int, Any]] = OrderedDict()
 
-    def charts(self, store: Store, campaign_id: int, spec: dict[str, Any]) -> str:
+    @staticmethod
+    def head(store: Store, campaign_id: int) -> int:
+        """The campaign's change token: the id of its newest event (0 before the first)."""
         newest = store.list_events(campaign_id=campaign_id, limit=1)
-        head = newest[-1].id if newest else 0
+        return newest[-1].id if newest else 0
+
+    def get(self, campaign_id: int, head: int, question: Hashable, answer: Callable[[], T]) -> T:
+        """``answer()`` as of ``head``, computed again only when the campaign has changed since."""
+        key = (campaign_id, question)
         with self._lock:
-            entry = self._entries.get(campaign_id)
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
         if entry is not None and entry[0] == head:
-            return entry[1]
-        with self._compute:
-            with self._lock:
-                entry = self._entries.get(campaign_id)
-            if entry is not None and entry[0] == head:
-                return entry[1]
-            # ``head`` was read before the trials: a change landing meanwhile is seen again next time, never lost
-            body = v.campaign_charts(trial_points(store, campaign_id), spec)
+            value: T = entry[1]
+            return value
+        # ``head`` was read before the answer: a change landing meanwhile is seen again next time, never lost
+        value = answer()
         with self._lock:
-            current = self._entries.get(campaign_id)
+            current = self._entries.get(key)
             if current is None or current[0] <= head:
-                self._entries[campaign_id] = (head, body)
-            self._entries.move_to_end(campaign_id)
+                self._entries[key] = (head, value)
+                self._entries.move_to_end(key)
             while len(self._entries) > KEEP:
                 self._entries.popitem(last=False)
-        return body
+        return value

@@ -1,0 +1,55 @@
+"""The figures the console and ``darkfab.plots`` share, on plain records: no browser, no store."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from darkfab import plots
+
+
+@dataclass(frozen=True)
+class Point:
+    number: int
+    reward: float | None
+    params: dict[str, Any] = field(default_factory=dict)
+    trainer: str = "random_forest"
+
+
+def test_the_front_is_what_comparing_every_pair_finds() -> None:
+    rng = random.Random(3)
+    for _ in range(300):
+        points = [(float(rng.randint(0, 5)), float(rng.randint(0, 5))) for _ in range(rng.randint(0, 14))]
+        signs = (rng.choice((1.0, -1.0)), rng.choice((1.0, -1.0)))
+        keyed = [(a * signs[0], b * signs[1]) for a, b in points]
+        pairwise = [
+            not any(o[0] >= k[0] and o[1] >= k[1] and (o[0] > k[0] or o[1] > k[1]) for o in keyed) for k in keyed
+        ]
+        assert plots._front(points, signs) == pairwise
+
+
+def test_importance_finds_the_parameter_that_drives_the_reward() -> None:
+    rng = random.Random(0)
+    trials = []
+    for i in range(400):
+        lr, depth, kind = rng.random(), rng.randint(2, 12), rng.choice(["gini", "entropy"])
+        trials.append(Point(i + 1, 0.5 + 0.4 * lr + 0.01 * rng.random(), {"lr": lr, "depth": depth, "kind": kind}))
+    trials.append(Point(401, None, {"lr": 0.5}))  # unscored: left out
+    ranked = plots.importances(trials)
+    assert [r[0] for r in ranked][0] == "lr" and ranked[0][1] > 0.8
+    assert all(r[1] < 0.05 for r in ranked[1:]) and all(r[2] == 400 for r in ranked)
+    spec = plots.importance_spec(trials, ranked)
+    assert spec["data"][0]["y"][-1] == "lr"  # drawn top down, the most important on top
+    assert plots.importances([]) == [] and plots.importance_spec([])["layout"]["annotations"]
+
+
+def test_parallel_coordinates_thin_evenly_and_end_with_the_reward() -> None:
+    trials = [Point(i, i / 5000, {"lr": i / 5000, "kind": "ab"[i % 2]}) for i in range(1, 5001)]
+    spec = plots.parallel_spec(trials)
+    dims = spec["data"][0]["dimensions"]
+    assert [d["label"] for d in dims][-1] == "reward" and {"lr", "kind"} <= {d["label"] for d in dims}
+    assert all(len(d["values"]) <= plots.PARALLEL_MAX for d in dims)
+    assert "thinned" in spec["layout"]["title"]["text"]
+    kind = next(d for d in dims if d["label"] == "kind")
+    assert kind["ticktext"] == ["a", "b"]
