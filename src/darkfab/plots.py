@@ -37,8 +37,10 @@ IMPORTANCE_METHOD = (
     "(numbers) or values (choices), bias-corrected (epsilon squared); interactions are not counted"
 )
 BINS = 10
-PARALLEL_MAX = 2000  # lines drawn at most; more are thinned evenly by trial number
+PARALLEL_MAX = 1000  # lines drawn at most; more are thinned evenly by trial number
 PARALLEL_DIMS = 6  # parameters shown at most, the most important first
+BANDS = 5  # parallel coordinates: one colour per fifth of the reward
+BAND_COLORS = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")  # viridis, worst to best
 
 
 class Scored(Protocol):
@@ -230,50 +232,90 @@ def importance_spec(trials: Sequence[Scored], ranked: list[tuple[str, float, int
             }
         ],
         "layout": {
-            "title": {"text": "parameter importance (share of reward variance explained alone)"},
-            "xaxis": {"title": {"text": "epsilon squared"}, "rangemode": "tozero"},
+            "title": {"text": "parameter importance"},
+            "xaxis": {
+                "title": {"text": "epsilon squared (share of reward variance explained alone)"},
+                "rangemode": "tozero",
+            },
+            "yaxis": {"automargin": True},
             "annotations": [] if ranked else [{"text": "no scored trials yet", "showarrow": False}],
         },
     }
 
 
+def _axis(name: str, raw: list[Any]) -> tuple[list[float], list[tuple[float, str]]]:
+    """One axis: each value placed in [0, 1], and the (place, text) labels along it."""
+    if all(finite(v) is not None for v in raw):
+        xs = [float(v) for v in raw]
+        lo, hi = min(xs, default=0.0), max(xs, default=0.0)
+        span = hi - lo
+        return [(x - lo) / span if span else 0.5 for x in xs], [(0.0, f"{lo:.4g}"), (1.0, f"{hi:.4g}")]
+    labels = sorted({str(v) for v in raw})
+    place = {lab: (i / (len(labels) - 1) if len(labels) > 1 else 0.5) for i, lab in enumerate(labels)}
+    return [place[str(v)] for v in raw], [(place[lab], lab) for lab in labels]
+
+
 def parallel_spec(trials: Sequence[Scored], ranked: list[tuple[str, float, int]] | None = None) -> dict[str, Any]:
-    """Parallel coordinates of the most important parameters and the reward (plotly JSON)."""
+    """Parallel coordinates of the most important parameters and the reward (plotly JSON).
+
+    Drawn as SVG lines (one trace per fifth of the reward, the best last and brightest), not as plotly's
+    ``parcoords``, which needs WebGL: the console must draw on any browser, offline, GPU or not.
+    """
     scored = _scored(trials)
     ranked = importances(scored) if ranked is None else ranked
     names = [r[0] for r in ranked if r[2] * 2 >= len(scored)][:PARALLEL_DIMS]
     having = [t for t in scored if all(n == "trainer" or n in t.params for n in names)]
     step = max(1, math.ceil(len(having) / PARALLEL_MAX))
     drawn = sorted(having, key=lambda t: t.number)[::step]
-    dims = []
-    for name in names:
-        raw = [t.trainer if name == "trainer" else t.params[name] for t in drawn]
-        if all(finite(v) is not None for v in raw):
-            dims.append({"label": name, "values": [float(v) for v in raw]})
-        else:
-            labels = sorted({str(v) for v in raw})
-            code = {lab: i for i, lab in enumerate(labels)}
-            dims.append(
-                {
-                    "label": name,
-                    "values": [code[str(v)] for v in raw],
-                    "tickvals": list(range(len(labels))),
-                    "ticktext": labels,
-                }
-            )
-    rewards = [float(t.reward or 0.0) for t in drawn]
-    dims.append({"label": "reward", "values": rewards})
+    columns = [[t.trainer if n == "trainer" else t.params[n] for t in drawn] for n in names]
+    columns.append([float(t.reward or 0.0) for t in drawn])
+    axes = [*names, "reward"]
+    placed = [_axis(n, col) for n, col in zip(axes, columns, strict=True)]
+    order = sorted(range(len(drawn)), key=lambda i: float(drawn[i].reward or 0.0))
+    traces = []
+    for band in range(BANDS):
+        rows = order[band * len(order) // BANDS : (band + 1) * len(order) // BANDS]
+        if not rows:
+            continue
+        xs: list[float | None] = []
+        ys: list[float | None] = []
+        for i in rows:
+            xs += [*range(len(axes)), None]
+            ys += [*(p[0][i] for p in placed), None]
+        low, high = drawn[rows[0]].reward or 0.0, drawn[rows[-1]].reward or 0.0
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": xs,
+                "y": ys,
+                "name": f"reward {low:.4g} to {high:.4g}",
+                "line": {"color": BAND_COLORS[band], "width": 1},
+                "opacity": 0.6,
+                "hoverinfo": "skip",
+            }
+        )
+    notes = [
+        {"x": k, "y": 1.1, "text": f"<b>{name}</b>", "showarrow": False, "yanchor": "bottom"}
+        for k, name in enumerate(axes)
+    ]
+    for k, (_, ticks) in enumerate(placed):
+        notes += [{"x": k, "y": y, "text": text, "showarrow": False, "xanchor": "left"} for y, text in ticks[:12]]
     title = f"parallel coordinates ({len(drawn)} of {len(scored)} scored trials"
     title += ", thinned evenly by trial number)" if step > 1 else ")"
     return {
-        "data": [
-            {
-                "type": "parcoords",
-                "line": {"color": rewards, "colorscale": "Viridis", "showscale": True},
-                "dimensions": dims,
-            }
-        ],
-        "layout": {"title": {"text": title}},
+        "data": traces,
+        "layout": {
+            "title": {"text": title},
+            "meta": {"axes": axes},
+            "xaxis": {"visible": False, "range": [-0.2, len(axes) - 0.5]},
+            "yaxis": {"visible": False, "range": [-0.08, 1.2]},
+            "shapes": [
+                {"type": "line", "x0": k, "x1": k, "y0": 0, "y1": 1, "line": {"color": "#444", "width": 1}}
+                for k in range(len(axes))
+            ],
+            "annotations": notes,
+        },
     }
 
 

@@ -183,17 +183,15 @@ def test_the_campaign_charts_draw_importance_parallel_coordinates_and_the_front(
     params = {k for t in scored for k in t.params} | {"trainer"}
     bars = browser.find_elements(By.CSS_SELECTOR, "#importance .barlayer .point")
     assert bars and len(bars) <= len(params)
-    # parcoords draws its lines with WebGL, which headless chromium without a GPU may lack: check the data
-    # plotly holds for the chart (its SVG exists, above) rather than the drawn axes
-    dims = browser.execute_script(
-        "var d = document.getElementById('parallel').data[0];"
-        "return d.type === 'parcoords' ? d.dimensions.map(function (x) { return [x.label, x.values.length]; }) : [];"
-    )
-    assert dims and dims[-1][0] == "reward" and all(n == dims[-1][1] > 0 for _, n in dims)
+    lines = browser.find_elements(By.CSS_SELECTOR, "#parallel .scatterlayer .trace .js-line")
+    assert lines and all(line.get_attribute("d") for line in lines)
+    labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#parallel .annotation-text")]
+    assert "reward" in labels and len({lab for lab in labels if lab in params}) >= 1
     front = browser.find_elements(By.CSS_SELECTOR, "#pareto .scatterlayer .trace .points path")
     completed = [t for t in trials if t.state == "completed"]
     assert len(front) == len(completed)
     assert "epsilon squared" in browser.find_element(By.TAG_NAME, "main").text
+    browser.execute_script("document.getElementById('importance').scrollIntoView()")
     browser.save_screenshot(str(shots / "campaign-charts.png"))
     assert errors_in_console(browser) == []
 
@@ -208,5 +206,6 @@ def test_the_lineage_graph_draws_every_step(browser: WebDriver, console_site: Co
     assert len(graph.find_elements(By.CSS_SELECTOR, "line.edge")) == len(kinds) - 1
     assert graph.size["width"] > 300 and graph.size["height"] > 50  # drawn, not collapsed
     assert "gate verdict" in graph.text
+    browser.execute_script("arguments[0].scrollIntoView()", graph)
     browser.save_screenshot(str(shots / "version-lineage.png"))
     assert errors_in_console(browser) == []

@@ -47,9 +47,11 @@ def test_importance_finds_the_parameter_that_drives_the_reward() -> None:
 def test_parallel_coordinates_thin_evenly_and_end_with_the_reward() -> None:
     trials = [Point(i, i / 5000, {"lr": i / 5000, "kind": "ab"[i % 2]}) for i in range(1, 5001)]
     spec = plots.parallel_spec(trials)
-    dims = spec["data"][0]["dimensions"]
-    assert [d["label"] for d in dims][-1] == "reward" and {"lr", "kind"} <= {d["label"] for d in dims}
-    assert all(len(d["values"]) <= plots.PARALLEL_MAX for d in dims)
-    assert "thinned" in spec["layout"]["title"]["text"]
-    kind = next(d for d in dims if d["label"] == "kind")
-    assert kind["ticktext"] == ["a", "b"]
+    axes = spec["layout"]["meta"]["axes"]
+    assert axes[-1] == "reward" and {"lr", "kind"} <= set(axes)
+    lines = sum(t["x"].count(None) for t in spec["data"])  # one break after each trial's line
+    assert lines <= plots.PARALLEL_MAX and "thinned" in spec["layout"]["title"]["text"]
+    assert len(spec["data"]) == plots.BANDS
+    assert all(0.0 <= y <= 1.0 for t in spec["data"] for y in t["y"] if y is not None)
+    texts = {a["text"] for a in spec["layout"]["annotations"]}
+    assert {"a", "b"} <= texts  # a choice's values are named on its axis

@@ -208,8 +208,9 @@ def test_the_campaign_charts_come_as_one_json_document(console_site: ConsoleSite
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     charts = r.json()
     assert set(charts) == {"history", "importance", "parallel", "pareto"}
-    assert charts["parallel"]["data"][0]["type"] == "parcoords"
-    assert charts["parallel"]["data"][0]["dimensions"][-1]["label"] == "reward"
+    parallel = charts["parallel"]
+    assert parallel["layout"]["meta"]["axes"][-1] == "reward"
+    assert parallel["data"] and all(t["type"] == "scatter" for t in parallel["data"])  # SVG: no WebGL needed
     names = charts["importance"]["data"][0]["y"]
     assert names and all(isinstance(n, str) for n in names)
     assert "latency_p95_ms" in charts["pareto"]["layout"]["title"]["text"]

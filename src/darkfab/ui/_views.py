@@ -357,7 +357,7 @@ class Graph:
 
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 200, 76, 36, 40, 12
-LINE_CHARS = 30
+LINE_CHARS = 27
 GRAPH_MOVES = 8  # alias moves drawn at most, the latest (the table below lists them all)
 
 
