@@ -6,7 +6,10 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from darkfab import plots
+from darkfab.ui import _views as v
 
 
 @dataclass(frozen=True)
@@ -55,3 +58,24 @@ def test_parallel_coordinates_thin_evenly_and_end_with_the_reward() -> None:
     assert all(0.0 <= y <= 1.0 for t in spec["data"] for y in t["y"] if y is not None)
     texts = {a["text"] for a in spec["layout"]["annotations"]}
     assert {"a", "b"} <= texts  # a choice's values are named on its axis
+
+
+def test_the_pareto_front_needs_constraints_or_a_second_weighted_metric() -> None:
+    assert v.pareto_axes({"objective": {}}) is None
+    assert v.pareto_axes({"objective": {"weights": {"accuracy": 1.0}}}) is None
+    constrained = {"objective": {"constraints": [{"metric": "latency_p95_ms", "op": "<=", "value": 20}]}}
+    assert v.pareto_axes(constrained) == ("accuracy", "latency_p95_ms", "the first constrained metric")
+    weighted = {"task": "regression", "objective": {"weights": {"rmse": 1.0, "model_size_mb": 0.1}}}
+    assert v.pareto_axes(weighted) == ("rmse", "model_size_mb", "a weighted metric")
+
+
+def test_the_specs_are_valid_plotly_figures_for_notebooks() -> None:
+    go = pytest.importorskip("plotly.graph_objects", reason="plotly is not installed (the plots extra)")
+    trials = [Point(i, i / 50, {"lr": i / 50, "kind": "ab"[i % 2]}) for i in range(1, 51)]
+    for spec in (
+        plots.importance_spec(trials),
+        plots.parallel_spec(trials),
+        plots.pareto_spec([("t1", 0.9, 5.0), ("t2", 0.8, 1.0), ("t3", 0.7, 9.0)], "accuracy", "latency", (1.0, -1.0)),
+    ):
+        fig = go.Figure(spec)  # plotly validates every attribute
+        assert fig.data

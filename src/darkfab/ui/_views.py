@@ -207,24 +207,30 @@ def _direction(spec: dict[str, Any], metric: str) -> float | None:
     return None if info is None else (1.0 if info.direction == "maximize" else -1.0)
 
 
-def pareto_axes(spec: dict[str, Any]) -> tuple[str, str] | None:
-    """The primary metric against the first constrained metric, when the factory declares constraints."""
+def pareto_axes(spec: dict[str, Any]) -> tuple[str, str, str] | None:
+    """The primary metric against the first constrained metric, or else against the first other weighted
+    metric; with why that one (None when the factory declares neither)."""
     objective = spec.get("objective") or {}
     metric = objective.get("metric")
+    if metric is None:
+        metric = "rmse" if spec.get("task") == "regression" else "accuracy"  # the task's default
     limits = [c.get("metric") for c in objective.get("constraints") or [] if isinstance(c, dict)]
     limits = [m for m in limits if isinstance(m, str) and m != metric]
-    if not limits:
-        return None
-    if metric is None:
-        metric = "rmse" if (spec.get("task") or {}).get("kind") == "regression" else "accuracy"
-    return str(metric), str(limits[0])
+    if limits:
+        return str(metric), str(limits[0]), "the first constrained metric"
+    weighted = [m for m in objective.get("weights") or {} if isinstance(m, str) and m != metric]
+    if weighted:
+        return str(metric), str(weighted[0]), "a weighted metric"
+    return None
 
 
 def pareto_of(trials: Sequence[TrialPoint], spec: dict[str, Any]) -> dict[str, Any] | None:
     axes = pareto_axes(spec)
     if axes is None:
         return None
-    x, y = axes
+    x, y, why = axes
+    if not (spec.get("objective") or {}).get("metric") and not any(x in (t.metrics or {}) for t in trials):
+        x = "rmse" if x == "accuracy" else "accuracy"  # the task was inferred from the data: the other default
     signs = (_direction(spec, x) or 1.0, _direction(spec, y) or 1.0)
     rows = [
         (f"trial {t.number} ({t.trainer})", finite((t.metrics or {}).get(x)), finite((t.metrics or {}).get(y)))
@@ -232,7 +238,7 @@ def pareto_of(trials: Sequence[TrialPoint], spec: dict[str, Any]) -> dict[str, A
         if t.state == "completed"
     ]
     spec_ = pareto_spec([(lab, a, b) for lab, a, b in rows if a is not None and b is not None], x, y, signs)
-    spec_["layout"]["title"] = {"text": f"Pareto front: {x} against {y} (a constrained metric), validation"}
+    spec_["layout"]["title"] = {"text": f"Pareto front: {x} against {y} ({why}), validation"}
     return spec_
 
 
