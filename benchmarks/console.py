@@ -117,6 +117,8 @@ def main() -> None:
             "factories": "/",
             "campaign (sorted by reward, page 1)": f"/campaigns/{campaign}",
             "campaign (sorted by number, page 100)": f"/campaigns/{campaign}?sort=number&order=asc&page=100",
+            "campaign charts.json (cached)": f"/campaigns/{campaign}/charts.json",
+            "campaign (sorted by wall s, page 100)": f"/campaigns/{campaign}?sort=wall&order=asc&page=100",
             "trial": f"/trials/{trial}",
             "model version": "/factories/bench/versions/1",
             "model card (Markdown)": "/factories/bench/versions/1/card.md",
@@ -126,7 +128,8 @@ def main() -> None:
         }
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
             for name, path in (
-                ("first campaign page (reads every trial)", f"/campaigns/{campaign}"),
+                ("first campaign page (one page of trials)", f"/campaigns/{campaign}"),
+                ("first campaign charts.json (computes them)", f"/campaigns/{campaign}/charts.json"),
                 ("first timeline (starts the chain check)", "/timeline"),
             ):
                 t0 = time.perf_counter()

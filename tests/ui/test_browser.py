@@ -168,3 +168,44 @@ def test_logging_in_and_rolling_back_in_the_browser(browser: WebDriver, console_
         event = st.list_events(factory_id=f.id, kinds=("alias_set",), limit=1)[-1]
     assert "ada" in event.reason and "live accuracy dropped" in event.reason
     assert errors_in_console(browser) == []
+
+
+def test_the_campaign_charts_draw_importance_parallel_coordinates_and_the_front(
+    browser: WebDriver, console_site: ConsoleSite, shots: Path
+) -> None:
+    browser.get_log("browser")
+    browser.get(f"{console_site.url}/campaigns/{console_site.campaign_id}")
+    for chart in ("importance", "parallel", "pareto"):
+        WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.CSS_SELECTOR, f"#{chart} svg.main-svg")))
+    with Store(console_site.store_url) as st:
+        trials = st.list_trials(campaign_id=console_site.campaign_id)
+    scored = [t for t in trials if t.reward is not None]
+    params = {k for t in scored for k in t.params} | {"trainer"}
+    bars = browser.find_elements(By.CSS_SELECTOR, "#importance .barlayer .point")
+    assert bars and len(bars) <= len(params)
+    lines = browser.find_elements(By.CSS_SELECTOR, "#parallel .scatterlayer .trace .js-line")
+    assert lines and all(line.get_attribute("d") for line in lines)
+    labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#parallel .annotation-text")]
+    assert "reward" in labels and len({lab for lab in labels if lab in params}) >= 1
+    front = browser.find_elements(By.CSS_SELECTOR, "#pareto .scatterlayer .trace .points path")
+    completed = [t for t in trials if t.state == "completed"]
+    assert len(front) == len(completed)
+    assert "epsilon squared" in browser.find_element(By.TAG_NAME, "main").text
+    browser.execute_script("document.getElementById('importance').scrollIntoView()")
+    browser.save_screenshot(str(shots / "campaign-charts.png"))
+    assert errors_in_console(browser) == []
+
+
+def test_the_lineage_graph_draws_every_step(browser: WebDriver, console_site: ConsoleSite, shots: Path) -> None:
+    browser.get_log("browser")
+    browser.get(f"{console_site.url}/factories/{console_site.factory}/versions/1")
+    graph = WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.ID, "lineage-graph")))
+    kinds = [g.get_attribute("class") for g in graph.find_elements(By.CSS_SELECTOR, "g.node")]
+    assert kinds[:5] == ["node data", "node proposal", "node trial", "node gate", "node registered"]
+    assert "node alias" in kinds
+    assert len(graph.find_elements(By.CSS_SELECTOR, "line.edge")) == len(kinds) - 1
+    assert graph.size["width"] > 300 and graph.size["height"] > 50  # drawn, not collapsed
+    assert "gate verdict" in graph.text
+    browser.execute_script("arguments[0].scrollIntoView()", graph)
+    browser.save_screenshot(str(shots / "version-lineage.png"))
+    assert errors_in_console(browser) == []

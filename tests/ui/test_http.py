@@ -201,3 +201,30 @@ def test_the_timeline_shows_whether_the_audit_chain_verifies(console_site: Conso
     finally:
         with sqlite3.connect(db) as conn:
             conn.execute("UPDATE events SET reason = ? WHERE id = 3", (original,))
+
+
+def test_the_campaign_charts_come_as_one_json_document(console_site: ConsoleSite) -> None:
+    r = httpx.get(f"{console_site.url}/campaigns/{console_site.campaign_id}/charts.json", timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    charts = r.json()
+    assert set(charts) == {"history", "importance", "parallel", "pareto"}
+    parallel = charts["parallel"]
+    assert parallel["layout"]["meta"]["axes"][-1] == "reward"
+    assert parallel["data"] and all(t["type"] == "scatter" for t in parallel["data"])  # SVG: no WebGL needed
+    names = charts["importance"]["data"][0]["y"]
+    assert names and all(isinstance(n, str) for n in names)
+    assert "latency_p95_ms" in charts["pareto"]["layout"]["title"]["text"]
+    html = httpx.get(f"{console_site.url}/campaigns/{console_site.campaign_id}", timeout=30).text
+    assert "epsilon squared" in html and 'id="pareto"' in html
+    # the small second campaign (one completed trial, one failed) draws too
+    r = httpx.get(f"{console_site.url}/campaigns/{console_site.hostile_campaign}/charts.json", timeout=30)
+    assert r.status_code == 200 and "history" in r.json()
+
+
+def test_the_version_page_draws_its_lineage_as_a_graph(console_site: ConsoleSite) -> None:
+    html = httpx.get(f"{console_site.url}/factories/{console_site.factory}/versions/1", timeout=30).text
+    graph = html[html.index('<svg id="lineage-graph"') : html.index("</svg>")]
+    for kind in ("data", "proposal", "trial", "gate", "registered", "alias"):
+        assert f'class="node {kind}"' in graph, kind
+    assert graph.count('class="edge"') == graph.count('class="node ') - 1  # one chain, every box joined
+    assert "[" in graph and "]" in graph  # the gate box shows the sealed-test interval

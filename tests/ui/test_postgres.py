@@ -20,7 +20,14 @@ def test_every_page_answers_on_postgresql(pg_url: str, tmp_path: Path) -> None:
         c = st.create_campaign(f.id, budget={"trials": 3}, trigger="first", seed=0, data_fingerprint="d")
         for i in range(3):
             t = st.add_trial(c.id, proposer="tpe", trainer="rf", params={"i": i}, reason="r", start_as="w")
-            st.finish_trial(t.id, state="completed", value=0.5 + i / 10, reward=0.5 + i / 10, feasible=True)
+            st.finish_trial(
+                t.id,
+                state="completed",
+                value=0.5 + i / 10,
+                reward=0.5 + i / 10,
+                feasible=True,
+                resources={"wall_seconds": 3.0 - i},
+            )
         st.add_model_version(
             f.id,
             artifact_hash="a" * 64,
@@ -38,6 +45,9 @@ def test_every_page_answers_on_postgresql(pg_url: str, tmp_path: Path) -> None:
         for path in (
             "/",
             f"/campaigns/{c.id}",
+            f"/campaigns/{c.id}?sort=wall&order=asc",
+            f"/campaigns/{c.id}?sort=reward&order=desc&size=25",
+            f"/campaigns/{c.id}/charts.json",
             f"/trials/{t.id}",
             "/factories/pg_console/versions/1",
             "/factories/pg_console/monitor",
@@ -46,3 +56,7 @@ def test_every_page_answers_on_postgresql(pg_url: str, tmp_path: Path) -> None:
             r = httpx.get(url + path, timeout=30)
             assert r.status_code == 200, (path, r.text[:300])
         assert "0.7" in httpx.get(f"{url}/", timeout=30).text
+        # the leaderboard sorted in SQL by a figure inside the resources JSON: the last trial ran shortest
+        html = httpx.get(f"{url}/campaigns/{c.id}?sort=wall&order=asc", timeout=30).text
+        rows = html[html.index('id="leaderboard"') :]
+        assert rows.index(f'href="/trials/{t.id}"') < rows.index(f'href="/trials/{t.id - 2}"')

@@ -47,6 +47,8 @@ class Console:
         self.chain = ChainCache()
         self.campaigns = CampaignCache()
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined)
+        for name in self.env.list_templates():  # compiled at start, not by the first visitor of each page
+            self.env.get_template(name)
 
     def page(self, request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         session = self.sessions.get(request)

@@ -6,10 +6,12 @@ import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from ..errors import NotFoundError
+from ..plots import IMPORTANCE_METHOD
 from ..registry import APPROVAL_REQUESTED, APPROVED, PENDING, REJECTED
+from ..store._console_reads import proposer_counts, trial_page, trial_points
 from . import _views as v
 from ._app import Console
 
@@ -49,12 +51,20 @@ def campaign(
         size = 50
     record = c.store.get_campaign(campaign_id)
     factory = v.factory_by_id(c.store, record.factory_id)
-    cached = c.campaigns.trials(c.store, campaign_id)
-    counts = c.store.count_trials(campaign_id)
-    ordered = cached.ordered(sort, order == "desc")
-    pages = max(1, math.ceil(len(ordered) / size))
+    head = c.campaigns.head(c.store, campaign_id)
+    counts = c.campaigns.get(campaign_id, head, "counts", lambda: c.store.count_trials(campaign_id))
+    total = sum(counts.values())
+    pages = max(1, math.ceil(total / size))
     page = min(page, pages)
-    shown = ordered[(page - 1) * size : page * size]
+    shown = c.campaigns.get(
+        campaign_id,
+        head,
+        ("page", sort, order, page, size),
+        lambda: trial_page(
+            c.store, campaign_id, sort=sort, descending=order == "desc", offset=(page - 1) * size, limit=size
+        ),
+    )
+    by_proposer = c.campaigns.get(campaign_id, head, "proposers", lambda: proposer_counts(c.store, campaign_id))
     calls = c.store.list_llm_calls(campaign_id=campaign_id)
     return c.page(
         request,
@@ -64,7 +74,7 @@ def campaign(
         counts=counts,
         spend=v.spend_of(c.store, factory, record, counts),
         trials=shown,
-        total=len(ordered),
+        total=total,
         sort=sort,
         order=order,
         page=page,
@@ -72,10 +82,23 @@ def campaign(
         size=size,
         sizes=v.PAGE_SIZES,
         sort_keys=v.SORT_KEYS,
-        proposers=v.proposer_rows(cached.by_proposer, calls),
-        chart=cached.chart,
+        proposers=v.proposer_rows(by_proposer, calls),
+        pareto=v.pareto_axes(factory.spec),
+        importance_method=IMPORTANCE_METHOD,
         shown_params=v.shown_params,
     )
+
+
+@router.get("/campaigns/{campaign_id}/charts.json")
+def campaign_charts(c: ConsoleDep, campaign_id: int) -> Response:
+    """The campaign page's charts, drawn by the page once it has loaded (cached per campaign state)."""
+    record = c.store.get_campaign(campaign_id)
+    factory = v.factory_by_id(c.store, record.factory_id)
+    head = c.campaigns.head(c.store, campaign_id)
+    body = c.campaigns.get(
+        campaign_id, head, "charts", lambda: v.campaign_charts(trial_points(c.store, campaign_id), factory.spec)
+    )
+    return Response(body, media_type="application/json", headers={"cache-control": "no-store"})
 
 
 @router.get("/trials/{trial_id}", response_class=HTMLResponse)
@@ -115,6 +138,7 @@ def version(request: Request, c: ConsoleDep, name: str, version: int) -> HTMLRes
         test=v.sealed_test(record),
         lineage=lineage,
         moves=moves,
+        graph=v.lineage_graph(name, record, sorted(moves, key=lambda e: e.id)[-v.GRAPH_MOVES :]),
         params=v.shown_params(record.params),
         versions=c.registry.versions(name),
         champion=held.get("champion"),

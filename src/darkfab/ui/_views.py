@@ -9,11 +9,14 @@ import json
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DarkfabError, NotFoundError
+from ..plots import finite, importance_spec, importances, parallel_spec, pareto_spec
 from ..registry import PENDING, Registry
+from ..spec import METRICS
 from ..store import (
     CampaignRecord,
     ChainReport,
@@ -25,6 +28,7 @@ from ..store import (
     Store,
     TrialRecord,
 )
+from ..store._console_reads import ProposerCounts, TrialPoint
 
 PAGE_SIZES = (25, 50, 100, 200)
 SORT_KEYS = ("number", "reward", "value", "state", "proposer", "trainer", "wall")
@@ -36,12 +40,6 @@ EVENT_LIMITS = (100, 200, 500, 1000, 5000)
 def chart_json(traces: list[dict[str, Any]], layout: dict[str, Any]) -> str:
     """A chart as JSON for the page's ``data-chart`` attribute (the template escapes it as an attribute)."""
     return json.dumps({"data": traces, "layout": layout}, default=str, allow_nan=False)
-
-
-def finite(x: Any) -> float | None:
-    if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x):
-        return float(x)
-    return None
 
 
 def shown_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -129,22 +127,6 @@ def factory_by_id(store: Store, factory_id: int) -> FactoryRecord:
 # -- campaigns --------------------------------------------------------------------------------------
 
 
-def _sort_value(t: TrialRecord, key: str) -> Any:
-    if key == "wall":
-        return finite(t.resources.get("wall_seconds"))
-    if key in ("reward", "value"):
-        return finite(getattr(t, key))
-    return getattr(t, key)
-
-
-def sort_trials(trials: list[TrialRecord], key: str, descending: bool) -> list[TrialRecord]:
-    """Trials sorted by ``key``; trials without that figure go last whichever the direction."""
-    having = [t for t in trials if _sort_value(t, key) is not None]
-    missing = [t for t in trials if _sort_value(t, key) is None]
-    having.sort(key=lambda t: (_sort_value(t, key), -t.number if descending else t.number), reverse=descending)
-    return having + missing
-
-
 @dataclass(frozen=True)
 class ProposerRow:
     proposer: str
@@ -157,35 +139,12 @@ class ProposerRow:
     cost: float
 
 
-@dataclass(frozen=True)
-class ProposerTrials:
-    trials: int
-    completed: int
-    failed: int
-    best: TrialRecord | None
-
-
-def proposer_trials(trials: list[TrialRecord]) -> dict[str, ProposerTrials]:
-    """Each proposer's trials, outcomes and best feasible trial, in one pass."""
-    counts: dict[str, list[int]] = {}
-    best: dict[str, TrialRecord] = {}
-    for t in trials:
-        n = counts.setdefault(t.proposer, [0, 0, 0])
-        n[0] += 1
-        n[1] += t.state == "completed"
-        n[2] += t.state == "failed"
-        if t.reward is not None and math.isfinite(t.reward) and t.feasible is not False:
-            held = best.get(t.proposer)
-            if held is None or (held.reward is not None and t.reward > held.reward):
-                best[t.proposer] = t
-    return {name: ProposerTrials(n[0], n[1], n[2], best.get(name)) for name, n in counts.items()}
-
-
-def proposer_rows(stats: dict[str, ProposerTrials], calls: list[LLMCallRecord]) -> list[ProposerRow]:
+def proposer_rows(stats: list[ProposerCounts], calls: list[LLMCallRecord]) -> list[ProposerRow]:
     """Which proposer found what: trials, outcomes, its best trial, and what its LLM calls cost."""
+    by_name = {s.proposer: s for s in stats}
     rows = []
-    for name in sorted(set(stats) | {c.proposer for c in calls}):
-        own = stats.get(name, ProposerTrials(0, 0, 0, None))
+    for name in sorted(set(by_name) | {c.proposer for c in calls}):
+        own = by_name.get(name, ProposerCounts(name, 0, 0, 0, None))
         mine = [c for c in calls if c.proposer == name]
         rows.append(
             ProposerRow(
@@ -202,7 +161,7 @@ def proposer_rows(stats: dict[str, ProposerTrials], calls: list[LLMCallRecord]) 
     return rows
 
 
-def history_chart(trials: list[TrialRecord]) -> str:
+def history_spec(trials: Sequence[TrialPoint]) -> dict[str, Any]:
     """Each scored trial's reward by trial number, per proposer, and the best feasible reward so far."""
     scored = sorted((t for t in trials if finite(t.reward) is not None), key=lambda t: t.number)
     traces: list[dict[str, Any]] = []
@@ -236,7 +195,68 @@ def history_chart(trials: list[TrialRecord]) -> str:
         "height": 360,
         "margin": {"t": 40, "r": 10, "b": 40, "l": 50},
     }
-    return chart_json(traces, layout)
+    return {"data": traces, "layout": layout}
+
+
+def _direction(spec: dict[str, Any], metric: str) -> float | None:
+    """+1 when more of ``metric`` is better, -1 when less is, None when the console cannot tell."""
+    custom = ((spec.get("objective") or {}).get("metrics") or {}).get(metric)
+    if isinstance(custom, dict) and custom.get("direction") in ("maximize", "minimize"):
+        return 1.0 if custom["direction"] == "maximize" else -1.0
+    info = METRICS.get(metric)
+    return None if info is None else (1.0 if info.direction == "maximize" else -1.0)
+
+
+def pareto_axes(spec: dict[str, Any]) -> tuple[str, str, str] | None:
+    """The primary metric against the first constrained metric, or else against the first other weighted
+    metric; with why that one (None when the factory declares neither)."""
+    objective = spec.get("objective") or {}
+    metric = objective.get("metric")
+    if metric is None:
+        metric = "rmse" if spec.get("task") == "regression" else "accuracy"  # the task's default
+    limits = [c.get("metric") for c in objective.get("constraints") or [] if isinstance(c, dict)]
+    limits = [m for m in limits if isinstance(m, str) and m != metric]
+    if limits:
+        return str(metric), str(limits[0]), "the first constrained metric"
+    weighted = [m for m in objective.get("weights") or {} if isinstance(m, str) and m != metric]
+    if weighted:
+        return str(metric), str(weighted[0]), "a weighted metric"
+    return None
+
+
+def pareto_of(trials: Sequence[TrialPoint], spec: dict[str, Any]) -> dict[str, Any] | None:
+    axes = pareto_axes(spec)
+    if axes is None:
+        return None
+    x, y, why = axes
+    if not (spec.get("objective") or {}).get("metric") and not any(x in (t.metrics or {}) for t in trials):
+        x = "rmse" if x == "accuracy" else "accuracy"  # the task was inferred from the data: the other default
+    signs = (_direction(spec, x) or 1.0, _direction(spec, y) or 1.0)
+    rows = [
+        (f"trial {t.number} ({t.trainer})", finite((t.metrics or {}).get(x)), finite((t.metrics or {}).get(y)))
+        for t in trials
+        if t.state == "completed"
+    ]
+    spec_ = pareto_spec([(lab, a, b) for lab, a, b in rows if a is not None and b is not None], x, y, signs)
+    spec_["layout"]["title"] = {"text": f"Pareto front: {x} against {y} ({why}), validation"}
+    return spec_
+
+
+def campaign_charts(trials: Sequence[TrialPoint], spec: dict[str, Any]) -> str:
+    """The campaign page's charts as one JSON document, by the id of the element that draws each."""
+    ranked = importances(trials)
+    charts: dict[str, Any] = {
+        "history": history_spec(trials),
+        "importance": importance_spec(trials, ranked),
+        "parallel": parallel_spec(trials, ranked),
+    }
+    pareto = pareto_of(trials, spec)
+    if pareto is not None:
+        charts["pareto"] = pareto
+    for chart in charts.values():
+        chart["layout"].setdefault("height", 360)
+        chart["layout"].setdefault("margin", {"t": 40, "r": 10, "b": 40, "l": 60})
+    return json.dumps(charts, default=str, allow_nan=False)
 
 
 # -- trials -----------------------------------------------------------------------------------------
@@ -321,6 +341,124 @@ def model_card(registry: Registry, factory: str, version: ModelVersionRecord) ->
     ]
     lines += [f"- {k} {v}" for k, v in sorted((lineage.get("packages") or {}).items())]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Node:
+    x: int
+    y: int
+    kind: str  # data, proposal, trial, gate, registered, alias
+    title: str
+    lines: tuple[str, ...]
+    full: str  # the untruncated text, shown as the node's tooltip
+    href: str | None = None
+
+
+@dataclass(frozen=True)
+class Graph:
+    width: int
+    height: int
+    nodes: tuple[Node, ...]
+    edges: tuple[tuple[int, int, int, int], ...]  # x1, y1, x2, y2 (box edge to box edge)
+
+
+NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 200, 76, 36, 40, 12
+LINE_CHARS = 27
+GRAPH_MOVES = 8  # alias moves drawn at most, the latest (the table below lists them all)
+
+
+def _short(text: Any, n: int = LINE_CHARS) -> str:
+    s = " ".join(str(text).split())
+    return s if len(s) <= n else s[: n - 1] + "\u2026"
+
+
+def lineage_graph(factory: str, version: ModelVersionRecord, moves: list[Any]) -> Graph:
+    """The version's lineage as boxes and arrows: data fingerprint, proposal, trial, gate verdict (with the
+    sealed-test interval), registration, then each alias move in the order it happened."""
+    lineage = version.lineage
+    proposal = lineage.get("proposal") or {}
+    gate = lineage.get("gate") or {}
+    test = sealed_test(version)
+    fingerprint = str(lineage.get("data_fingerprint", "?"))
+    interval = (
+        f"{test.get('metric', '?')} {_fmt(test.get('score'))} [{_fmt(test.get('low'))}, {_fmt(test.get('high'))}]"
+        if test
+        else "no sealed-test figure"
+    )
+    delta = finite(gate.get("delta"))
+    chain = [
+        (
+            "data",
+            "data",
+            (f"fingerprint {fingerprint[:12]}", f"{lineage.get('task', '?')}, target {lineage.get('target', '?')}"),
+            fingerprint,
+            None,
+        ),
+        (
+            "proposal",
+            "proposal",
+            (f"by {proposal.get('proposer', '?')}", _short(proposal.get("reason", ""))),
+            str(proposal.get("reason", "")),
+            None,
+        ),
+        (
+            "trial",
+            "trial",
+            (f"trial id {version.trial_id}", f"campaign {lineage.get('campaign', '?')}"),
+            f"trial {version.trial_id}",
+            f"/trials/{version.trial_id}" if version.trial_id else None,
+        ),
+        (
+            "gate",
+            "gate verdict",
+            (interval, f"delta {_fmt(delta)}" if delta is not None else _short(gate.get("reason", "none recorded"))),
+            str(gate.get("reason", "none recorded")),
+            None,
+        ),
+        (
+            "registered",
+            f"version {version.version}",
+            (f"registered {version.created_at:%Y-%m-%d %H:%M}", _short(version.trainer)),
+            f"artifact {version.artifact_hash}",
+            None,
+        ),
+    ]
+    nodes = [
+        Node(PAD + i * (NODE_W + GAP_X), PAD, kind, title, lines, full, href)
+        for i, (kind, title, lines, full, href) in enumerate(chain)
+    ]
+    per_row = len(chain)
+    for i, e in enumerate(moves):  # a snake under the chain: right to left below it, then left to right
+        row, j = 1 + i // per_row, i % per_row
+        col = per_row - 1 - j if row % 2 else j
+        alias = e.data.get("alias", "")
+        what = f"{e.kind} {alias}".strip()
+        was = e.data.get("previous")
+        nodes.append(
+            Node(
+                PAD + col * (NODE_W + GAP_X),
+                PAD + row * (NODE_H + GAP_Y),
+                "alias",
+                _short(what, 26),
+                (f"{e.created_at:%Y-%m-%d %H:%M}", f"was version {was}" if was is not None else _short(e.reason)),
+                f"{what}: {e.reason}",
+            )
+        )
+    rows = 1 + math.ceil(len(moves) / per_row)
+    return Graph(
+        width=2 * PAD + per_row * NODE_W + (per_row - 1) * GAP_X,
+        height=2 * PAD + rows * NODE_H + (rows - 1) * GAP_Y,
+        nodes=tuple(nodes),
+        edges=tuple(_edge(a, b) for a, b in zip(nodes, nodes[1:], strict=False)),
+    )
+
+
+def _edge(a: Node, b: Node) -> tuple[int, int, int, int]:
+    """An arrow from box ``a`` to box ``b``: side to side on one row, bottom to top between rows."""
+    if a.y == b.y:
+        y = a.y + NODE_H // 2
+        return (a.x + NODE_W, y, b.x, y) if b.x > a.x else (a.x, y, b.x + NODE_W, y)
+    return (a.x + NODE_W // 2, a.y + NODE_H, b.x + NODE_W // 2, b.y)
 
 
 def _fmt(x: Any) -> str:
