@@ -15,19 +15,9 @@ import sqlalchemy as sa
 
 from ..errors import StoreError
 from ._base import utc_now
-from ._schema import UTCDateTime, metadata
+from ._schema import artifact_blobs
 
 ENV_IN_STORE = "DARKFAB_ARTIFACTS_IN_STORE"
-
-# Declared on the shared metadata, so the schema test and Alembic see it with every other table.
-artifact_blobs = sa.Table(
-    "artifact_blobs",
-    metadata,
-    sa.Column("sha256", sa.String(64), primary_key=True),
-    sa.Column("size", sa.BigInteger, nullable=False),
-    sa.Column("data", sa.LargeBinary, nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-)
 
 
 class ArtifactBlobs:

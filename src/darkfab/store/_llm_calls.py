@@ -18,34 +18,10 @@ from ..errors import StoreError
 from ..redact import redact, redact_value
 from ._base import StoreBase, inserted_id, one_of, utc_now
 from ._codec import normalize
-from ._schema import UTCDateTime, metadata
+from ._schema import llm_calls
 
 LLM_CALL_STATUSES: tuple[str, ...] = ("reserved", "ok", "invalid", "error", "429", "timeout")
 """``reserved``: sent and counted at its most (prompt and ``max_tokens``) until its outcome settles it."""
-
-# Declared on the shared metadata, so the schema test and Alembic see it with every other table.
-llm_calls = sa.Table(
-    "llm_calls",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("factory_id", sa.Integer, sa.ForeignKey("factories.id", name="fk_llm_calls_factory"), nullable=False),
-    sa.Column("campaign_id", sa.Integer, sa.ForeignKey("campaigns.id", name="fk_llm_calls_campaign"), nullable=True),
-    sa.Column("call_id", sa.String(64), nullable=False),
-    sa.Column("proposer", sa.String(200), nullable=False),
-    sa.Column("model", sa.String(200), nullable=False),
-    sa.Column("request", sa.JSON(none_as_null=True), nullable=False),
-    sa.Column("response", sa.Text, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("error", sa.Text, nullable=False),
-    sa.Column("prompt_tokens", sa.Integer, nullable=False),
-    sa.Column("completion_tokens", sa.Integer, nullable=False),
-    sa.Column("cost", sa.Float, nullable=False),
-    sa.Column("latency_s", sa.Float, nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Column("proposal_keys", sa.JSON(none_as_null=True), nullable=False),
-    sa.Index("ix_llm_calls_campaign", "campaign_id", "id"),
-    sa.Index("ix_llm_calls_factory", "factory_id", "id"),
-)
 
 
 @dataclass(frozen=True)

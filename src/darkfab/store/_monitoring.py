@@ -17,33 +17,7 @@ import sqlalchemy as sa
 from ..errors import StoreError
 from ._base import StoreBase, check_name, inserted_id, json_dict, utc_now
 from ._records import PredictionRecord
-from ._schema import UTCDateTime, metadata, predictions
-
-# Declared on the shared metadata, so the schema test and Alembic see it with every other table.
-monitor_windows = sa.Table(
-    "monitor_windows",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column(
-        "factory_id", sa.Integer, sa.ForeignKey("factories.id", name="fk_monitor_windows_factory"), nullable=False
-    ),
-    sa.Column("number", sa.Integer, nullable=False),
-    sa.Column("version", sa.Integer, nullable=True),
-    sa.Column("opened_at", UTCDateTime(), nullable=False),
-    sa.Column("closed_at", UTCDateTime(), nullable=False),
-    sa.Column("rows", sa.Integer, nullable=False),
-    sa.Column("first_prediction_id", sa.Integer, nullable=False),
-    sa.Column("last_prediction_id", sa.Integer, nullable=False),
-    sa.Column("drift", sa.JSON(none_as_null=True), nullable=False),
-    sa.Column("share_drifted", sa.Float, nullable=False),
-    sa.Column("dataset_drift", sa.Boolean, nullable=False),
-    sa.Column("prediction_drift", sa.Boolean, nullable=False),
-    sa.Column("quality", sa.JSON(none_as_null=True), nullable=False),
-    sa.Column("triggered", sa.Boolean, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.UniqueConstraint("factory_id", "number", name="uq_monitor_windows_factory_number"),
-    sa.UniqueConstraint("factory_id", "last_prediction_id", name="uq_monitor_windows_factory_last"),
-)
+from ._schema import monitor_windows, predictions
 
 
 @dataclass(frozen=True)

@@ -17,24 +17,9 @@ import sqlalchemy as sa
 from ..errors import NotFoundError, StoreError
 from ..redact import redact
 from ._base import StoreBase, inserted_id, utc_now
-from ._schema import UTCDateTime, metadata
+from ._schema import preferences
 
 PREFERENCE_WINNERS: tuple[str, ...] = ("a", "b", "tie")
-
-# Declared on the shared metadata, so the schema test and Alembic see it with every other table.
-preferences = sa.Table(
-    "preferences",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("factory_id", sa.Integer, sa.ForeignKey("factories.id", name="fk_preferences_factory"), nullable=False),
-    sa.Column("trial_a", sa.Integer, sa.ForeignKey("trials.id", name="fk_preferences_trial_a"), nullable=False),
-    sa.Column("trial_b", sa.Integer, sa.ForeignKey("trials.id", name="fk_preferences_trial_b"), nullable=False),
-    sa.Column("winner", sa.String(8), nullable=False),
-    sa.Column("source", sa.String(200), nullable=False),
-    sa.Column("rationale", sa.Text, nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Index("ix_preferences_factory", "factory_id", "id"),
-)
 
 
 @dataclass(frozen=True)

@@ -15,19 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ._base import utc_now
-from ._schema import UTCDateTime, metadata
-
-# Declared on the shared metadata, so the schema test and Alembic see it with every other table.
-workers = sa.Table(
-    "workers",
-    metadata,
-    sa.Column("owner", sa.String(300), primary_key=True),
-    sa.Column("factory", sa.String(200), nullable=False),
-    sa.Column("slots", sa.Integer, nullable=False),
-    sa.Column("started_at", UTCDateTime(), nullable=False),
-    sa.Column("seen_at", UTCDateTime(), nullable=False),
-    sa.Index("ix_workers_factory_seen", "factory", "seen_at"),
-)
+from ._schema import workers
 
 
 @dataclass(frozen=True)
