@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import StoreError
+from ..events import EventKind
 from ._url import shown_url, sqlite_file
 
 ENV_KEY = "DARKFAB_AUDIT_KEY"
@@ -43,7 +44,7 @@ ENV_KEY_FILE = "DARKFAB_AUDIT_KEY_FILE"
 ENV_HEAD = "DARKFAB_AUDIT_HEAD"
 KEY_FILE = "audit.key"
 HEAD_FILE = "audit.head"
-SWITCH_KIND = "chain_keyed"  # the first event under the keyed rule in a store that had an unkeyed chain
+SWITCH_KIND = EventKind.CHAIN_KEYED  # the first event under the keyed rule in a store that had an unkeyed chain
 _MIN_ENV_KEY = 16
 
 

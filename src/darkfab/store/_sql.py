@@ -144,6 +144,7 @@ CAMPAIGN_SELECT = sa.select(campaigns)
 MODEL_VERSION_SELECT = sa.select(model_versions)
 EVENT_SELECT = sa.select(events)
 
+LAST_EVENT = EVENT_SELECT.order_by(events.c.id.desc()).limit(1)
 LAST_EVENT_HASH = sa.select(events.c.hash).order_by(events.c.id.desc()).limit(1)
 # the chain head read in the same SELECT as the row a change starts from: one round trip fewer per call
 CHAIN_HEAD = LAST_EVENT_HASH.scalar_subquery().label("chain_head")
