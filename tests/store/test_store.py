@@ -1,4 +1,4 @@
-"""Opening a store: URLs, migrations, errors that name the URL; and a timing print (never asserted)."""
+"""Opening a store: URLs, migrations, errors that name the URL."""
 
 from __future__ import annotations
 
