@@ -380,11 +380,11 @@ class StoreBase:
         *,
         kind: str,
         reason: str,
+        data: dict[str, Any] | None = None,
+        head: str | None | Literal[False] = False,
         factory_id: int | None = None,
         campaign_id: int | None = None,
         trial_id: int | None = None,
-        data: dict[str, Any] | None = None,
-        head: str | None | Literal[False] = False,
     ) -> EventRecord:
         """Append one event inside the caller's transaction.
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -13,7 +14,7 @@ from ..errors import NotFoundError, StoreError
 from ..events import EventKind
 from ..redact import redact
 from ._base import Repository, inserted_id, json_dict, one_of
-from ._records import FINISHED_STATES, TRIAL_STATES, TrialRecord
+from ._records import FINISHED_STATES, TRIAL_STATES, EventRecord, TrialRecord
 from ._schema import campaigns, trials
 from ._sql import (
     CAMPAIGN_FOR_TRIAL,
@@ -91,6 +92,16 @@ def _evaluation(
     }
 
 
+@dataclass(frozen=True)
+class _TrialRef:
+    """Which trial an event is about: its factory, campaign and id, and its number within the campaign."""
+
+    factory_id: int
+    campaign_id: int
+    trial_id: int
+    number: int
+
+
 class Trials(Repository):
     """The ``proposals``, ``trials`` and ``evaluations`` tables; a state change is one transaction and its event."""
 
@@ -135,33 +146,22 @@ class Trials(Repository):
                 proposal_id, campaign_id, campaign.next_number, seed=seed, now=now, start_as=start_as, lease_s=lease_s
             )
             trial_id = inserted_id(conn.execute(INSERT_TRIAL, values))
-            where = {"factory_id": campaign.factory_id, "campaign_id": campaign_id, "trial_id": trial_id}
-            proposed = self._base._event(
+            trial = _TrialRef(campaign.factory_id, campaign_id, trial_id, values["number"])
+            proposed = self._trial_event(
                 conn,
                 now,
+                trial,
                 kind=EventKind.PROPOSED,
                 reason=reason,
                 head=campaign.chain_head,
-                data={
-                    "number": values["number"],
-                    "proposer": proposer,
-                    "trainer": trainer,
-                    "params": params,
-                    "key": key,
-                    "parents": list(parent_ids),
-                },
-                **where,
+                proposer=proposer,
+                trainer=trainer,
+                params=params,
+                key=key,
+                parents=list(parent_ids),
             )
             if start_as:
-                self._base._event(
-                    conn,
-                    now,
-                    kind=EventKind.TRIAL_STARTED,
-                    head=proposed.hash,
-                    reason=f"attempt 1 on worker {start_as!r}",
-                    data={"number": values["number"], "attempt": 1, "worker": start_as, "lease_owner": start_as},
-                    **where,
-                )
+                self._started(conn, now, trial, attempt=1, worker=start_as, lease_owner=start_as, head=proposed.hash)
         proposed_by: dict[str, Any] = {
             "proposer": proposer,
             "trainer": trainer,
@@ -235,17 +235,58 @@ class Trials(Repository):
                     "lease_expires_at": now + timedelta(seconds=lease_s) if lease_s > 0 else None,
                 },
             )
-            self._base._event(
-                conn,
-                now,
-                kind=EventKind.TRIAL_STARTED,
-                head=row.chain_head,
-                reason=f"attempt {attempt} on worker {worker!r}",
-                factory_id=row.factory_id,
-                campaign_id=row.campaign_id,
-                trial_id=trial_id,
-                data={"number": row.number, "attempt": attempt, "worker": worker, "lease_owner": lease_owner},
+            trial = _TrialRef(row.factory_id, row.campaign_id, trial_id, row.number)
+            self._started(
+                conn, now, trial, attempt=attempt, worker=worker, lease_owner=lease_owner, head=row.chain_head
             )
+
+    def _started(
+        self,
+        conn: Connection,
+        now: datetime,
+        trial: _TrialRef,
+        *,
+        attempt: int,
+        worker: str,
+        lease_owner: str,
+        head: str,
+    ) -> None:
+        reason = f"attempt {attempt} on worker {worker!r}"
+        self._trial_event(
+            conn,
+            now,
+            trial,
+            kind=EventKind.TRIAL_STARTED,
+            reason=reason,
+            head=head,
+            attempt=attempt,
+            worker=worker,
+            lease_owner=lease_owner,
+        )
+
+    def _trial_event(
+        self,
+        conn: Connection,
+        now: datetime,
+        trial: _TrialRef,
+        *,
+        kind: EventKind,
+        reason: str,
+        head: str | None | Literal[False] = False,
+        **data: Any,
+    ) -> EventRecord:
+        """Append the event of one trial: its factory, campaign and id, and its number first in the data."""
+        return self._base._event(
+            conn,
+            now,
+            kind=kind,
+            reason=reason,
+            head=head,
+            factory_id=trial.factory_id,
+            campaign_id=trial.campaign_id,
+            trial_id=trial.trial_id,
+            data={"number": trial.number, **data},
+        )
 
     def heartbeat(self, trial_ids: list[int], *, lease_s: float) -> None:
         """Mark running trials alive now and extend their leases by ``lease_s``. Not a decision: no event."""
@@ -310,22 +351,17 @@ class Trials(Repository):
             conn.execute(UPDATE_TRIAL, trial_values)
             if evaluation is not None:
                 conn.execute(INSERT_EVALUATION, evaluation)
-            self._base._event(
+            self._trial_event(
                 conn,
                 now,
+                _TrialRef(row.factory_id, row.campaign_id, trial_id, row.number),
                 kind=EventKind(state),
                 head=row.chain_head,
                 reason=reason or f"trial {row.number} {state}",
-                factory_id=row.factory_id,
-                campaign_id=row.campaign_id,
-                trial_id=trial_id,
-                data={
-                    "number": row.number,
-                    "attempt": row.attempt,
-                    **{k: None if evaluation is None else evaluation[k] for k in ("value", "reward", "feasible")},
-                    "failure_kind": failure_kind,
-                    "error": None if error is None else error[:_ERROR_IN_EVENT],
-                },
+                attempt=row.attempt,
+                **{k: None if evaluation is None else evaluation[k] for k in ("value", "reward", "feasible")},
+                failure_kind=failure_kind,
+                error=None if error is None else error[:_ERROR_IN_EVENT],
             )
 
     def _check_finish(self, trial_id: int, row: sa.Row[Any], *, state: str, lease_owner: str | None) -> None:
@@ -375,15 +411,9 @@ class Trials(Repository):
                 .values(state="queued", worker="", lease_owner="", lease_expires_at=None)
             )
             for r in running:
-                self._base._event(
-                    conn,
-                    now,
-                    kind=EventKind.TRIAL_REQUEUED,
-                    reason=reason,
-                    factory_id=campaign.factory_id,
-                    campaign_id=campaign_id,
-                    trial_id=r.id,
-                    data={"number": r.number, "attempt": r.attempt, "worker": r.worker},
+                trial = _TrialRef(campaign.factory_id, campaign_id, r.id, r.number)
+                self._trial_event(
+                    conn, now, trial, kind=EventKind.TRIAL_REQUEUED, reason=reason, attempt=r.attempt, worker=r.worker
                 )
             return [
                 trial_record(t) for t in conn.execute(TRIAL_SELECT.where(trials.c.id.in_(ids)).order_by(trials.c.id))
