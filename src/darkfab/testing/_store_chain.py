@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from darkfab.errors import NotFoundError, StoreError
-from darkfab.store import Store
+from darkfab.store import LLMCallRecord, Store
 
 from ._store_records import _add, _campaign, _factory
 
@@ -125,46 +125,26 @@ class ChainContract:
 
     def test_an_llm_call_is_reserved_then_settled(self, store: Store) -> None:
         c = _campaign(store)
-        fid = c.factory_id
-        messages = [{"role": "user", "content": "propose"}]
-        held = store.add_llm_call(
-            factory_id=fid,
-            campaign_id=c.id,
-            call_id="a1",
-            proposer="llm",
-            model="m",
-            request=messages,
-            response="",
-            status="reserved",
-            prompt_tokens=100,
-            completion_tokens=500,
-            cost=0.6,
-        )
-        store.add_llm_call(
-            factory_id=fid,
-            campaign_id=c.id,
-            call_id="a1.0",
-            proposer="llm",
-            model="m",
-            request=messages,
-            response="",
-            status="429",
-            error="rate limited",
-        )
+
+        def call(call_id: str, status: str, **outcome: Any) -> LLMCallRecord:
+            request = [{"role": "user", "content": "propose"}]
+            outcome.setdefault("response", "")
+            return store.add_llm_call(
+                factory_id=c.factory_id,
+                campaign_id=c.id,
+                call_id=call_id,
+                proposer="llm",
+                model="m",
+                request=request,
+                status=status,
+                **outcome,
+            )
+
+        held = call("a1", "reserved", prompt_tokens=100, completion_tokens=500, cost=0.6)
+        call("a1.0", "429", error="rate limited")
         assert store.llm_usage(c.id) == (600, pytest.approx(0.6))  # killed now: the request counts at its most
-        settled = store.add_llm_call(
-            factory_id=fid,
-            campaign_id=c.id,
-            call_id="a1",
-            proposer="llm",
-            model="m",
-            request=messages,
-            response="{}",
-            status="ok",
-            prompt_tokens=90,
-            completion_tokens=20,
-            cost=0.11,
-            proposal_keys=["k"],
+        settled = call(
+            "a1", "ok", response="{}", prompt_tokens=90, completion_tokens=20, cost=0.11, proposal_keys=["k"]
         )
         assert settled.id > held.id
         rows = store.list_llm_calls(campaign_id=c.id)
@@ -172,16 +152,7 @@ class ChainContract:
         assert store.llm_usage(c.id) == (110, pytest.approx(0.11))
         assert [r.call_id for r in store.list_llm_calls(campaign_id=c.id, status="reserved")] == []
         with pytest.raises(StoreError, match="LLM call status"):
-            store.add_llm_call(
-                factory_id=fid,
-                campaign_id=c.id,
-                call_id="b",
-                proposer="llm",
-                model="m",
-                request=messages,
-                response="",
-                status="pending",
-            )
+            call("b", "pending")
 
     def test_chain_verifies(self, store: Store) -> None:
         report = store.verify_chain()
