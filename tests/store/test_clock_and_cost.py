@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ def test_every_stamp_comes_from_the_clock(tmp_path: Path) -> None:
         ]
         assert store.get_campaign(cid).created_at == _T0
         assert store.audit_head()["exported_at"] == (_T0 + timedelta(seconds=12)).isoformat()
+    head = json.loads((tmp_path / "audit.head").read_text())  # the anchor beside the database
+    assert head["updated_at"] == (_T0 + timedelta(seconds=12)).isoformat()
 
 
 def test_a_moved_clock_ages_workers_and_expires_leases(tmp_path: Path) -> None:

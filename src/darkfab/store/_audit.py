@@ -175,9 +175,10 @@ class HeadAnchor:
     last commits, or newer than a database that lost its last commits (see the README's security section).
     """
 
-    def __init__(self, path: Path, key: bytes) -> None:
+    def __init__(self, path: Path, key: bytes, *, clock: Callable[[], datetime] | None = None) -> None:
         self.path = path
         self._key = key
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
 
     @contextlib.contextmanager
     def _locked(self, mode: int, *, create: bool) -> Iterator[int | None]:
@@ -239,7 +240,7 @@ class HeadAnchor:
                         "count": count,
                         "last_id": last_id,
                         "last_hash": last_hash,
-                        "updated_at": datetime.now(timezone.utc).isoformat(),
+                        "updated_at": self._clock().isoformat(),
                         "mac": _mac(self._key, count, last_id, last_hash),
                     }
                 ).encode("utf-8")
