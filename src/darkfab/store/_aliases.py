@@ -20,6 +20,7 @@ class Aliases(Repository):
 
     @staticmethod
     def check_alias(alias: Any) -> str:
+        """``alias`` when it can name an alias: a non-empty string that is not a number (numbers name versions)."""
         check_name(alias, "an alias")
         if alias.strip().isdigit():
             raise StoreError(
@@ -37,6 +38,8 @@ class Aliases(Repository):
     def move_alias(
         self, conn: Connection, now: datetime, factory_id: int, alias: str, version: int, *, reason: str
     ) -> None:
+        """Point ``alias`` at ``version`` inside the caller's transaction (event ``alias_set``); nothing when it
+        already does."""
         exists = conn.execute(
             sa.select(model_versions.c.id).where(
                 model_versions.c.factory_id == factory_id, model_versions.c.version == version
@@ -62,6 +65,7 @@ class Aliases(Repository):
         )
 
     def no_version(self, conn: Connection, factory_id: int, ref: int | str) -> NotFoundError:
+        """The error for a version or alias the factory lacks, naming the versions and aliases it has."""
         name = self._base._factory_name(conn, factory_id)
         versions = list(
             conn.execute(

@@ -201,7 +201,9 @@ class StoreBase:
         if places.key_file is not None:
             tighten(places.key_file, 0o600)
         self._key = key
-        self._head = HeadAnchor(places.head_file, key, clock=self.clock) if places.head_file is not None else None
+        self._head = (
+            HeadAnchor(places.head_file, key, clock=lambda: self.clock()) if places.head_file is not None else None
+        )
         if self._head is not None and created:
             self._head.forget()
         self._check_chain_head()
