@@ -19,8 +19,14 @@ from darkfab.store import LLMCallRecord, Store
 from ._store_records import _add, _campaign, _factory
 
 
-def _raw_engine(store: Store) -> sa.Engine:
-    return sa.create_engine(store.url, poolclass=sa.pool.NullPool)
+def _tamper(store: Store, sql: str, **params: Any) -> None:
+    """Run ``sql`` on the store's database behind its back, as an attacker with write access would."""
+    engine = sa.create_engine(store.url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(sql), params)
+    finally:
+        engine.dispose()
 
 
 def _is_memory(store: Store) -> bool:
@@ -172,12 +178,7 @@ class ChainContract:
         for _ in range(4):
             _add(store, c.id)
         target = store.list_events()[2]
-        engine = _raw_engine(store)
-        try:
-            with engine.begin() as conn:
-                conn.execute(sa.text("UPDATE events SET reason = 'nothing to see' WHERE id = :id"), {"id": target.id})
-        finally:
-            engine.dispose()
+        _tamper(store, "UPDATE events SET reason = 'nothing to see' WHERE id = :id", id=target.id)
         report = store.verify_chain()
         assert not report.ok and report.first_bad_id == target.id
         assert f"event {target.id}" in report.message and "altered" in report.message
@@ -188,12 +189,7 @@ class ChainContract:
             _add(store, c.id)
         events = store.list_events()
         middle, after = events[2], events[3]
-        engine = _raw_engine(store)
-        try:
-            with engine.begin() as conn:
-                conn.execute(sa.text("DELETE FROM events WHERE id = :id"), {"id": middle.id})
-        finally:
-            engine.dispose()
+        _tamper(store, "DELETE FROM events WHERE id = :id", id=middle.id)
         report = store.verify_chain()
         assert not report.ok and report.first_bad_id == after.id
         assert "removed" in report.message
