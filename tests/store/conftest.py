@@ -12,8 +12,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from darkfab.store import upgrade
-from darkfab.store._schema import metadata
+from darkfab.store import metadata, upgrade
 
 from ..conftest import fresh_database
 

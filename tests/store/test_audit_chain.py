@@ -11,8 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from darkfab.errors import StoreError
-from darkfab.store import Store
-from darkfab.store._schema import events  # the attacker reads the rows as the store wrote them
+from darkfab.store import Store, metadata
+
+events = metadata.tables["events"]  # the attacker reads the rows as the store wrote them
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

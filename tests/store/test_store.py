@@ -1,4 +1,4 @@
-"""Opening a store: URLs, migrations, errors that name the URL; and a timing print (never asserted)."""
+"""Opening a store: URLs, migrations, errors that name the URL."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from darkfab.errors import StoreError
-from darkfab.store import Store, current_revision, head_revision, resolve_store_url, upgrade
-from darkfab.store._migrate import alembic_config
-from darkfab.store._schema import metadata
+from darkfab.store import Store, alembic_config, current_revision, head_revision, metadata, resolve_store_url, upgrade
 
 # -- URLs ------------------------------------------------------------------------------------------
 

@@ -1,14 +1,15 @@
 """The store: factories, campaigns, proposals, trials, evaluations, model versions and the audit log.
 
-SQLAlchemy Core over SQLite (the default, WAL) or PostgreSQL (psycopg 3), schema kept by Alembic
-migrations that run when a store is opened. Each change is one transaction that appends a hash-chained
+SQLAlchemy Core over SQLite (the default, WAL) or PostgreSQL (psycopg 3), every table in one ``metadata``
+(:data:`metadata`), schema kept by Alembic migrations that run when a store is opened. Each change is one transaction that appends a hash-chained
 event, so the log of decisions cannot be edited without :meth:`Store.verify_chain` noticing.
 """
 
 from __future__ import annotations
 
+from ._base import Clock, utc_now
 from ._llm_calls import LLM_CALL_STATUSES, LLMCallRecord
-from ._migrate import current_revision, head_revision, upgrade
+from ._migrate import alembic_config, current_revision, head_revision, upgrade
 from ._monitoring import MonitorWindowRecord
 from ._pauses import PauseRecord, Pauses, checked_text
 from ._predictions import FeedbackResult
@@ -27,6 +28,7 @@ from ._records import (
     TrialRecord,
     TrialState,
 )
+from ._schema import metadata
 from ._store import Store
 from ._url import resolve_store_url
 from ._workers import WorkerRecord
@@ -40,6 +42,7 @@ __all__ = [
     "CampaignRecord",
     "CampaignStatus",
     "ChainReport",
+    "Clock",
     "EventRecord",
     "FactoryRecord",
     "FeedbackResult",
@@ -54,9 +57,12 @@ __all__ = [
     "TrialRecord",
     "TrialState",
     "WorkerRecord",
+    "alembic_config",
     "checked_text",
     "current_revision",
     "head_revision",
+    "metadata",
     "resolve_store_url",
     "upgrade",
+    "utc_now",
 ]

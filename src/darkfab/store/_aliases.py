@@ -1,25 +1,100 @@
-"""Alias changes beyond one move: reading them all, deleting one, and several moves decided together."""
+"""Aliases (``champion``, ``challenger`` ...): moving, deleting, reading them, and several changes decided together."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-from ..errors import StoreError
-from ._base import check_name, json_dict, utc_now
-from ._schema import aliases
+from ..errors import NotFoundError, StoreError
+from ..events import EventKind
+from ._base import Repository, check_name, json_dict
+from ._schema import aliases, model_versions
 
 
-class AliasChanges:
-    """Mixed into Store (it uses Store's transactions and ``_move_alias``)."""
+class Aliases(Repository):
+    """The ``aliases`` table; every move or deletion appends its event (``alias_set``, ``alias_deleted``)."""
+
+    @staticmethod
+    def check_alias(alias: Any) -> str:
+        """``alias`` when it can name an alias: a non-empty string that is not a number (numbers name versions)."""
+        check_name(alias, "an alias")
+        if alias.strip().isdigit():
+            raise StoreError(
+                f"alias {alias!r} is a number, and numbers name versions; fix: use a name such as 'champion'"
+            )
+        return alias
+
+    def set_alias(self, factory_id: int, alias: str, version: int, *, reason: str) -> None:
+        """Point ``alias`` at ``version`` (event ``alias_set`` naming the previous holder, if any)."""
+        self.check_alias(alias)
+        now = self._base.clock()
+        with self._base._write(f"set alias {alias!r}") as conn:
+            self.move_alias(conn, now, factory_id, alias, version, reason=reason)
+
+    def move_alias(
+        self, conn: Connection, now: datetime, factory_id: int, alias: str, version: int, *, reason: str
+    ) -> None:
+        """Point ``alias`` at ``version`` inside the caller's transaction (event ``alias_set``); nothing when it
+        already does."""
+        exists = conn.execute(
+            sa.select(model_versions.c.id).where(
+                model_versions.c.factory_id == factory_id, model_versions.c.version == version
+            )
+        ).first()
+        if exists is None:
+            raise self.no_version(conn, factory_id, version)
+        where = (aliases.c.factory_id == factory_id, aliases.c.alias == alias)
+        previous = conn.execute(sa.select(aliases.c.version).where(*where)).scalar()
+        if previous == version:
+            return
+        if previous is None:
+            conn.execute(aliases.insert().values(factory_id=factory_id, alias=alias, version=version))
+        else:
+            conn.execute(aliases.update().where(*where).values(version=version))
+        self._base._event(
+            conn,
+            now,
+            kind=EventKind.ALIAS_SET,
+            reason=reason,
+            factory_id=factory_id,
+            data={"alias": alias, "version": version, "previous": previous},
+        )
+
+    def no_version(self, conn: Connection, factory_id: int, ref: int | str) -> NotFoundError:
+        """The error for a version or alias the factory lacks, naming the versions and aliases it has."""
+        name = self._base._factory_name(conn, factory_id)
+        versions = list(
+            conn.execute(
+                sa.select(model_versions.c.version)
+                .where(model_versions.c.factory_id == factory_id)
+                .order_by(model_versions.c.version)
+            ).scalars()
+        )
+        held = conn.execute(
+            sa.select(aliases.c.alias, aliases.c.version)
+            .where(aliases.c.factory_id == factory_id)
+            .order_by(aliases.c.alias)
+        ).all()
+        what = f"version {ref}" if isinstance(ref, int) else f"alias {ref!r}"
+        if not versions:
+            return NotFoundError(
+                f"factory {name!r} has no {what}: no model version is registered yet; "
+                "fix: run a campaign until a model passes the gate"
+            )
+        shown_aliases = ", ".join(f"{a} -> {v}" for a, v in held) or "(none)"
+        return NotFoundError(
+            f"factory {name!r} has no {what}; versions: {', '.join(map(str, versions))}; "
+            f"aliases: {shown_aliases}; fix: use one of those"
+        )
 
     def aliases(self, factory_id: int) -> dict[str, int]:
         """Every alias of the factory and the version it points at; one small indexed query (cheap to poll)."""
-        store: Any = self
         query = sa.select(aliases.c.alias, aliases.c.version).where(aliases.c.factory_id == factory_id)
-        with store._read("read aliases") as conn:
+        with self._base._read("read aliases") as conn:
             return {alias: version for alias, version in conn.execute(query)}
 
     def delete_alias(self, factory_id: int, alias: str, *, reason: str) -> int | None:
@@ -28,9 +103,8 @@ class AliasChanges:
         Returns that version, or None (and no event) when the alias did not exist.
         """
         check_name(alias, "an alias")
-        store: Any = self
-        now = utc_now()
-        with store._write(f"delete alias {alias!r}") as conn:
+        now = self._base.clock()
+        with self._base._write(f"delete alias {alias!r}") as conn:
             return self._delete(conn, now, factory_id, alias, reason=reason)
 
     def change_aliases(
@@ -51,19 +125,18 @@ class AliasChanges:
         ``kind`` with ``data`` records the decision (when ``kind`` is given), each ``move`` is applied
         (events ``alias_set``) and each alias in ``delete`` removed (events ``alias_deleted``).
         """
-        store: Any = self
         moves = dict(move or {})
         deletes = [check_name(a, "an alias") for a in delete]
         for alias in moves:
-            store._check_alias(alias)
+            self.check_alias(alias)
         clash = sorted(set(moves) & set(deletes))
         if clash:
             raise StoreError(f"alias(es) {clash} cannot be both moved and deleted in one change; fix: pick one")
         payload = json_dict(data or {}, f"the data of event {kind!r}") if kind is not None else {}
         if kind is not None:
             check_name(kind, "an event kind")
-        now = utc_now()
-        with store._write("change aliases") as conn:
+        now = self._base.clock()
+        with self._base._write("change aliases") as conn:
             if expect:
                 held = dict(
                     conn.execute(
@@ -75,24 +148,23 @@ class AliasChanges:
                 if any(held.get(alias) != version for alias, version in expect.items()):
                     return False
             if kind is not None:
-                store._event(conn, now, kind=kind, reason=reason, factory_id=factory_id, data=payload)
+                self._base._event(conn, now, kind=kind, reason=reason, factory_id=factory_id, data=payload)
             for alias, version in moves.items():
-                store._move_alias(conn, now, factory_id, alias, version, reason=reason)
+                self.move_alias(conn, now, factory_id, alias, version, reason=reason)
             for alias in deletes:
                 self._delete(conn, now, factory_id, alias, reason=reason)
         return True
 
-    def _delete(self, conn: Any, now: Any, factory_id: int, alias: str, *, reason: str) -> int | None:
-        store: Any = self
+    def _delete(self, conn: Connection, now: datetime, factory_id: int, alias: str, *, reason: str) -> int | None:
         where = (aliases.c.factory_id == factory_id, aliases.c.alias == alias)
         previous = conn.execute(sa.select(aliases.c.version).where(*where)).scalar()
         if previous is None:
             return None
         conn.execute(aliases.delete().where(*where))
-        store._event(
+        self._base._event(
             conn,
             now,
-            kind="alias_deleted",
+            kind=EventKind.ALIAS_DELETED,
             reason=reason,
             factory_id=factory_id,
             data={"alias": alias, "previous": previous},

@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import StoreError
+from ..events import EventKind
 from ._url import shown_url, sqlite_file
 
 ENV_KEY = "DARKFAB_AUDIT_KEY"
@@ -43,7 +44,7 @@ ENV_KEY_FILE = "DARKFAB_AUDIT_KEY_FILE"
 ENV_HEAD = "DARKFAB_AUDIT_HEAD"
 KEY_FILE = "audit.key"
 HEAD_FILE = "audit.head"
-SWITCH_KIND = "chain_keyed"  # the first event under the keyed rule in a store that had an unkeyed chain
+SWITCH_KIND = EventKind.CHAIN_KEYED  # the first event under the keyed rule in a store that had an unkeyed chain
 _MIN_ENV_KEY = 16
 
 
@@ -174,9 +175,10 @@ class HeadAnchor:
     last commits, or newer than a database that lost its last commits (see the README's security section).
     """
 
-    def __init__(self, path: Path, key: bytes) -> None:
+    def __init__(self, path: Path, key: bytes, *, clock: Callable[[], datetime] | None = None) -> None:
         self.path = path
         self._key = key
+        self._clock = clock or (lambda: datetime.now(timezone.utc))
 
     @contextlib.contextmanager
     def _locked(self, mode: int, *, create: bool) -> Iterator[int | None]:
@@ -238,7 +240,7 @@ class HeadAnchor:
                         "count": count,
                         "last_id": last_id,
                         "last_hash": last_hash,
-                        "updated_at": datetime.now(timezone.utc).isoformat(),
+                        "updated_at": self._clock().isoformat(),
                         "mac": _mac(self._key, count, last_id, last_hash),
                     }
                 ).encode("utf-8")

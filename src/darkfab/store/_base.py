@@ -1,4 +1,8 @@
-"""The store's machinery: engine, transactions, the hash-chained event log and its verification."""
+"""The store's machinery: engine, transactions, the clock and the appending of hash-chained events.
+
+:class:`StoreBase` owns them; each concern's records live in a :class:`Repository` that holds a typed
+reference to it (``_events``, ``_campaigns``, ``_trials`` ...), and :class:`~darkfab.store.Store` composes them.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult
 
-from ..errors import DarkfabError, IntegrityError, NotFoundError, StoreError, StoreUnavailable
+from ..errors import DarkfabError, NotFoundError, StoreError, StoreUnavailable
 from ..redact import known_secrets, redact, redact_value
 from ._audit import (
     SWITCH_KIND,
@@ -27,14 +31,14 @@ from ._audit import (
     read_key,
     tighten,
 )
-from ._codec import GENESIS, event_hash, keyed_event_hash, normalize
+from ._codec import GENESIS, keyed_event_hash, normalize
 from ._engine import BEGIN_OPTION, CHAIN_LOCK_KEY, make_engine, open_error, prepare_location
 from ._migrate import migrate_engine
-from ._records import ChainReport, EventRecord
-from ._schema import UTC, events, factories
-from ._sql import CAMPAIGN_BY_ID, EVENT_SELECT, FACTORY_NAME, INSERT_EVENT, LAST_EVENT_HASH, event_record
+from ._records import EventRecord
+from ._schema import UTC, events
+from ._sql import CAMPAIGN_BY_ID, FACTORY_NAME, INSERT_EVENT, LAST_EVENT, LAST_EVENT_HASH
 from ._url import default_artifact_root, parse_url, resolve_store_url, shown_url, sqlite_file
-from ._verify import event_is_genuine, verify_events
+from ._verify import event_is_genuine, is_legacy
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -73,11 +77,15 @@ def _transient(err: sa.exc.DBAPIError) -> str:
 _SECRETS_TTL_S = 1.0
 _APPENDED = "darkfab_appended"  # conn.info key: (id, hash) of the newest event this transaction appended
 _COUNT_AFTER = sa.select(sa.func.count(events.c.id)).where(events.c.id > sa.bindparam("b_after"))
-_LAST_EVENT = EVENT_SELECT.order_by(events.c.id.desc()).limit(1)
 
 
 def utc_now() -> datetime:
+    """Now, timezone-aware UTC: the store's default clock."""
     return datetime.now(UTC)
+
+
+Clock = Callable[[], datetime]
+"""What a store asks for the time it stamps on records and events; it must answer an aware datetime."""
 
 
 def inserted_id(result: CursorResult[Unpack[tuple[Any, ...]]]) -> int:
@@ -121,9 +129,14 @@ _S = TypeVar("_S", bound="StoreBase")
 
 
 class StoreBase:
-    """The engine, its transactions and the event log; :class:`Store` adds the records on top."""
+    """The engine, its transactions, the clock and the event chain's key and head; repositories add the records.
 
-    def __init__(self, url: str | None = None) -> None:
+    ``clock`` gives every time the store stamps (records, events, lease expiries, the windows it reads
+    workers in); a test passes its own to move time rather than sleep.
+    """
+
+    def __init__(self, url: str | None = None, *, clock: Clock = utc_now) -> None:
+        self.clock: Clock = clock
         self.url: str = resolve_store_url(url)
         self._shown = shown_url(self.url)
         db_file = sqlite_file(self.url)
@@ -172,8 +185,8 @@ class StoreBase:
                 key = read_key(places)
                 if key is None:
                     with self._read("read the newest event") as conn:
-                        last = conn.execute(_LAST_EVENT).first()
-                    if last is not None and not _legacy(last):
+                        last = conn.execute(LAST_EVENT).first()
+                    if last is not None and not is_legacy(last):
                         # readable still (status, trials), but nothing is appended, verified or served from it
                         self._key_error = key_missing(places, self.url)
                         return
@@ -188,7 +201,9 @@ class StoreBase:
         if places.key_file is not None:
             tighten(places.key_file, 0o600)
         self._key = key
-        self._head = HeadAnchor(places.head_file, key) if places.head_file is not None else None
+        self._head = (
+            HeadAnchor(places.head_file, key, clock=lambda: self.clock()) if places.head_file is not None else None
+        )
         if self._head is not None and created:
             self._head.forget()
         self._check_chain_head()
@@ -196,10 +211,10 @@ class StoreBase:
     def _check_chain_head(self) -> None:
         """Whether the newest event was written with this key; the store appends nothing when it was not."""
         with self._read("read the newest event") as conn:
-            last = conn.execute(_LAST_EVENT).first()
+            last = conn.execute(LAST_EVENT).first()
         if last is None or event_is_genuine(last, self._key):
             return
-        if _legacy(last):
+        if is_legacy(last):
             # an old store, or a keyed log re-chained by hand without the key: only its operator can tell which
             self._key_error = StoreError(
                 f"the event log of the store at {self._shown} ends with an event ({last.id}, {last.kind}) under the "
@@ -225,15 +240,15 @@ class StoreBase:
         only the operator knows which it is (``darkfab db upgrade`` calls this).
         """
         with self._write("key the audit chain") as conn:
-            last = conn.execute(_LAST_EVENT).first()
-            if last is None or not _legacy(last) or event_is_genuine(last, self._key):
+            last = conn.execute(LAST_EVENT).first()
+            if last is None or not is_legacy(last) or event_is_genuine(last, self._key):
                 return False
             count = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one()
             error, self._key_error = self._key_error, None
             try:
                 self._event(
                     conn,
-                    utc_now(),
+                    self.clock(),
                     kind=SWITCH_KIND,
                     reason=f"the audit chain is keyed (HMAC-SHA256) from this event on; the {count} events before "
                     "it keep the unkeyed SHA-256 rule they were written with",
@@ -367,17 +382,18 @@ class StoreBase:
         *,
         kind: str,
         reason: str,
+        data: dict[str, Any] | None = None,
+        head: str | None | Literal[False] = False,
         factory_id: int | None = None,
         campaign_id: int | None = None,
         trial_id: int | None = None,
-        data: dict[str, Any] | None = None,
-        head: str | None | Literal[False] = False,
     ) -> EventRecord:
         """Append one event inside the caller's transaction.
 
         ``head`` is the chain head (``hash`` of the newest event, None for an empty log) when the caller
         already read it in this transaction, after taking the write lock; False to read it here.
         """
+        kind = str(kind)  # an EventKind is stored, hashed and handed back as its plain text
         secrets = self._secrets()
         data = redact_value(normalize(data or {}), secrets)
         reason = redact(reason, secrets)
@@ -423,152 +439,13 @@ class StoreBase:
             raise NotFoundError(f"no campaign with id {campaign_id} in the store at {self._shown}")
         return row
 
-    # -- events ------------------------------------------------------------------------------------
 
-    def append_event(
-        self,
-        *,
-        kind: str,
-        reason: str,
-        factory_id: int | None = None,
-        campaign_id: int | None = None,
-        trial_id: int | None = None,
-        data: dict[str, Any] | None = None,
-    ) -> EventRecord:
-        """Record a decision that no other method records (a gate verdict, a pause, a person's overrule)."""
-        check_name(kind, "an event kind")
-        payload = json_dict(data or {}, f"the data of event {kind!r}")
-        with self._write(f"append event {kind!r}") as conn:
-            return self._event(
-                conn,
-                utc_now(),
-                kind=kind,
-                reason=reason,
-                factory_id=factory_id,
-                campaign_id=campaign_id,
-                trial_id=trial_id,
-                data=payload,
-            )
+class Repository:
+    """One concern's records over the store's engine: a typed handle on its transactions, clock and event log.
 
-    def list_events(
-        self,
-        *,
-        factory_id: int | None = None,
-        campaign_id: int | None = None,
-        kinds: tuple[str, ...] | None = None,
-        limit: int | None = None,
-        after_id: int = 0,
-    ) -> list[EventRecord]:
-        """Events oldest first; with ``limit``, the newest ``limit`` of them (still oldest first); with
-        ``after_id``, only those appended after that event."""
-        query = EVENT_SELECT
-        if after_id:
-            query = query.where(events.c.id > after_id)
-        if factory_id is not None:
-            query = query.where(events.c.factory_id == factory_id)
-        if campaign_id is not None:
-            query = query.where(events.c.campaign_id == campaign_id)
-        if kinds is not None:
-            query = query.where(events.c.kind.in_(list(kinds)))
-        newest_first = limit is not None
-        query = query.order_by(events.c.id.desc() if newest_first else events.c.id).limit(limit)
-        with self._read("list events") as conn:
-            found = [event_record(r) for r in conn.execute(query)]
-        if newest_first:
-            found.reverse()
-        return found
+    A repository never opens its own connections; it writes through ``self._base._write`` (one transaction,
+    with the chain lock when it appends an event) and appends events through ``self._base._event``.
+    """
 
-    def check_registration(self, factory_id: int, version: int, artifact_hash: str) -> None:
-        """IntegrityError unless ``artifact_hash`` is what the chained ``registered`` event of the version says.
-
-        Reads the factory's registrations only, and checks that event's own keyed hash: a model_versions row
-        pointed at another artifact, or a registration event edited to match it, is refused before serving.
-        (Links between events are checked by :meth:`verify_chain`.)
-        """
-        if self._key_error is not None:
-            raise self._key_error
-        query = EVENT_SELECT.where(events.c.factory_id == factory_id, events.c.kind == "registered").order_by(
-            events.c.id
-        )
-        with self._read("read the registration of a model version") as conn:
-            switch_id = conn.execute(sa.select(sa.func.min(events.c.id)).where(events.c.kind == SWITCH_KIND)).scalar()
-            found = [r for r in conn.execute(query) if isinstance(r.data, dict) and r.data.get("version") == version]
-            name = self._factory_name(conn, factory_id)
-        fix = "fix: run `darkfab audit verify`, and restore the store from a backup"
-        if not found:
-            raise IntegrityError(
-                f"version {version} of factory {name!r} has no registration in the audit chain, so its artifact "
-                f"cannot be trusted; refusing to load it; {fix}"
-            )
-        row = found[-1]
-        legacy = switch_id is not None and row.id < switch_id
-        genuine = _legacy(row) if legacy else event_is_genuine(row, self._key)
-        chained = row.data.get("artifact_hash")
-        if not genuine or (chained is not None and chained != artifact_hash):
-            what = (
-                f"its registration event {row.id} does not match its keyed hash"
-                if not genuine
-                else f"its artifact hash {artifact_hash[:12]}... does not match its chained registration "
-                f"(event {row.id}: {str(chained)[:12]}...)"
-            )
-            raise IntegrityError(
-                f"version {version} of factory {name!r}: {what}; the store was altered, and the model is refused; {fix}"
-            )
-
-    def audit_head(self) -> dict[str, Any]:
-        """The chain's head for an external notary: the factories, how many events, the newest id and hash, now.
-
-        Keep what it returns somewhere the store's writers cannot reach; a later log that does not contain
-        that event with that hash, at that position, was rewritten.
-        """
-        with self._read("read the head of the event chain") as conn:
-            count = int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
-            last = conn.execute(_LAST_EVENT).first()
-            names = list(conn.execute(sa.select(factories.c.name).order_by(factories.c.id)).scalars())
-        return {
-            "store": self._shown,
-            "factories": names,
-            "count": count,
-            "last_id": None if last is None else last.id,
-            "last_hash": None if last is None else last.hash,
-            "exported_at": utc_now().isoformat(),
-        }
-
-    def verify_chain(self) -> ChainReport:
-        """Recompute every event's keyed hash and link, check the anchored head and cross-check the model
-        versions and aliases against the chain; report the first event (or row) that does not verify.
-
-        An event whose content changed fails its own hash (nobody without the audit key can recompute it); an
-        event removed from the middle breaks the link of the one after it; removing the newest events leaves a
-        chain shorter than its anchored head (the head file beside the store, see ``_audit``).
-        """
-        if self._key_error is not None and not self._key:
-            return ChainReport(ok=False, checked=0, first_bad_id=None, message=str(self._key_error))
-        with self._read("verify the event chain") as conn:
-            report = verify_events(conn, key=self._key, head=self._head)
-        if self._key_error is None:
-            return report
-        # a wrong key, or a log that ends under the unkeyed rule: the walk names the first event that fails
-        return ChainReport(
-            ok=False,
-            checked=report.checked,
-            first_bad_id=report.first_bad_id,
-            message=str(self._key_error) if report.ok else f"{report.message}; {self._key_error}",
-        )
-
-
-def _legacy(row: Any) -> bool:
-    """Whether an event's hash follows the unkeyed rule of older stores."""
-    return bool(
-        event_hash(
-            row.prev_hash,
-            created_at=row.created_at,
-            kind=row.kind,
-            reason=row.reason,
-            factory_id=row.factory_id,
-            campaign_id=row.campaign_id,
-            trial_id=row.trial_id,
-            data=row.data,
-        )
-        == row.hash
-    )
+    def __init__(self, base: StoreBase) -> None:
+        self._base = base

@@ -9,56 +9,42 @@ already); SQLite stores, which one machine uses, never keep artifacts in the dat
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import sqlalchemy as sa
 
 from ..errors import StoreError
-from ._base import utc_now
-from ._schema import UTCDateTime, metadata
+from ._base import Repository
+from ._schema import artifact_blobs
 
 ENV_IN_STORE = "DARKFAB_ARTIFACTS_IN_STORE"
 
-# Declared on the shared metadata, so the schema test and Alembic see it with every other table.
-artifact_blobs = sa.Table(
-    "artifact_blobs",
-    metadata,
-    sa.Column("sha256", sa.String(64), primary_key=True),
-    sa.Column("size", sa.BigInteger, nullable=False),
-    sa.Column("data", sa.LargeBinary, nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-)
 
-
-class ArtifactBlobs:
-    """Mixed into Store."""
+class Blobs(Repository):
+    """The ``artifact_blobs`` table: artifact bytes by sha256, written once."""
 
     @property
     def keeps_artifacts(self) -> bool:
         """Whether artifacts are kept in this database too (a shared, non-SQLite store, unless turned off)."""
-        store: Any = self
-        return not store._sqlite and os.environ.get(ENV_IN_STORE, "1").strip().lower() not in ("0", "false", "no")
+        return not self._base._sqlite and os.environ.get(ENV_IN_STORE, "1").strip().lower() not in ("0", "false", "no")
 
     def put_artifact_blob(self, digest: str, data: bytes) -> None:
         """Keep ``data`` under its sha256 ``digest`` (the caller hashed it); a second put of it is a no-op."""
-        store: Any = self
         exists = sa.select(artifact_blobs.c.sha256).where(artifact_blobs.c.sha256 == digest)
-        with store._read(f"look up artifact {digest[:12]}") as conn:
+        with self._base._read(f"look up artifact {digest[:12]}") as conn:
             if conn.execute(exists).first() is not None:
                 return
-        row = {"sha256": digest, "size": len(data), "data": bytes(data), "created_at": utc_now()}
+        row = {"sha256": digest, "size": len(data), "data": bytes(data), "created_at": self._base.clock()}
         try:
-            with store._write(f"keep artifact {digest[:12]}", chain=False) as conn:
+            with self._base._write(f"keep artifact {digest[:12]}", chain=False) as conn:
                 conn.execute(artifact_blobs.insert().values(**row))
         except StoreError:  # another process kept the same bytes an instant before: fine, else re-raise
-            with store._read(f"look up artifact {digest[:12]}") as conn:
+            with self._base._read(f"look up artifact {digest[:12]}") as conn:
                 if conn.execute(exists).first() is None:
                     raise
 
     def get_artifact_blob(self, digest: str) -> bytes | None:
         """The kept bytes of ``digest`` (unverified: the artifact store checks the hash), or None."""
-        store: Any = self
         query = sa.select(artifact_blobs.c.data).where(artifact_blobs.c.sha256 == digest)
-        with store._read(f"read artifact {digest[:12]}") as conn:
+        with self._base._read(f"read artifact {digest[:12]}") as conn:
             row = conn.execute(query).first()
         return None if row is None else bytes(row[0])

@@ -2,53 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 
 from ..errors import StoreError
-from ._base import utc_now
+from ._base import Repository, StoreBase
 from ._records import TrialRecord
 from ._schema import trials
+from ._trials import Trials
 
 
-class LeaseQueue:
-    """Mixed into Store. Claims go through ``start_trial``, whose write lock makes each claim exclusive."""
+class Leases(Repository):
+    """Claims go through :meth:`Trials.start_trial`, whose write lock makes each claim exclusive."""
+
+    def __init__(self, base: StoreBase, trial_repo: Trials) -> None:
+        super().__init__(base)
+        self._trials = trial_repo
 
     def claim_trial(self, campaign_id: int, *, worker: str, lease_s: float) -> TrialRecord | None:
         """Lease the oldest queued trial of a campaign to ``worker``; None when none is queued."""
-        store: Any = self
         query = (
             sa.select(trials.c.id)
             .where(trials.c.campaign_id == campaign_id, trials.c.state == "queued")
             .order_by(trials.c.id)
             .limit(8)
         )
-        with store._read(f"list queued trials of campaign {campaign_id}") as conn:
+        with self._base._read(f"list queued trials of campaign {campaign_id}") as conn:
             ids = [r[0] for r in conn.execute(query)]
         for trial_id in ids:
             try:
-                store.start_trial(trial_id, worker=worker, lease_owner=worker, lease_s=lease_s)
+                self._trials.start_trial(trial_id, worker=worker, lease_owner=worker, lease_s=lease_s)
             except StoreError:  # another worker claimed it first
                 continue
-            record = store.get_trial(trial_id)
+            record = self._trials.get_trial(trial_id)
             if record.lease_owner == worker:
                 return record
         return None
 
     def reclaim_expired(self, campaign_id: int, *, reason: str) -> list[int]:
         """Running trials whose lease ran out (their worker went silent) go back to the queue."""
-        store: Any = self
-        now = utc_now()
+        now = self._base.clock()
         query = sa.select(trials.c.id).where(
             trials.c.campaign_id == campaign_id,
             trials.c.state == "running",
             trials.c.lease_expires_at.is_not(None),
             trials.c.lease_expires_at < now,
         )
-        with store._read(f"find expired leases of campaign {campaign_id}") as conn:
+        with self._base._read(f"find expired leases of campaign {campaign_id}") as conn:
             expired = [r[0] for r in conn.execute(query)]
         if not expired:
             return []
-        requeued = store.requeue_interrupted(campaign_id, reason=reason, only=tuple(expired), expired_only=True)
+        requeued = self._trials.requeue_interrupted(campaign_id, reason=reason, only=tuple(expired), expired_only=True)
         return [t.id for t in requeued]

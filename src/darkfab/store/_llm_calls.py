@@ -16,36 +16,12 @@ import sqlalchemy as sa
 
 from ..errors import StoreError
 from ..redact import redact, redact_value
-from ._base import StoreBase, inserted_id, one_of, utc_now
+from ._base import Repository, inserted_id, one_of
 from ._codec import normalize
-from ._schema import UTCDateTime, metadata
+from ._schema import llm_calls
 
 LLM_CALL_STATUSES: tuple[str, ...] = ("reserved", "ok", "invalid", "error", "429", "timeout")
 """``reserved``: sent and counted at its most (prompt and ``max_tokens``) until its outcome settles it."""
-
-# Declared on the shared metadata, so the schema test and Alembic see it with every other table.
-llm_calls = sa.Table(
-    "llm_calls",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("factory_id", sa.Integer, sa.ForeignKey("factories.id", name="fk_llm_calls_factory"), nullable=False),
-    sa.Column("campaign_id", sa.Integer, sa.ForeignKey("campaigns.id", name="fk_llm_calls_campaign"), nullable=True),
-    sa.Column("call_id", sa.String(64), nullable=False),
-    sa.Column("proposer", sa.String(200), nullable=False),
-    sa.Column("model", sa.String(200), nullable=False),
-    sa.Column("request", sa.JSON(none_as_null=True), nullable=False),
-    sa.Column("response", sa.Text, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("error", sa.Text, nullable=False),
-    sa.Column("prompt_tokens", sa.Integer, nullable=False),
-    sa.Column("completion_tokens", sa.Integer, nullable=False),
-    sa.Column("cost", sa.Float, nullable=False),
-    sa.Column("latency_s", sa.Float, nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Column("proposal_keys", sa.JSON(none_as_null=True), nullable=False),
-    sa.Index("ix_llm_calls_campaign", "campaign_id", "id"),
-    sa.Index("ix_llm_calls_factory", "factory_id", "id"),
-)
 
 
 @dataclass(frozen=True)
@@ -80,7 +56,7 @@ def _count(value: Any, what: str) -> int:
     return value
 
 
-class LLMCallLog(StoreBase):
+class LLMCalls(Repository):
     """The ``llm_calls`` table."""
 
     def add_llm_call(
@@ -116,7 +92,7 @@ class LLMCallLog(StoreBase):
             messages = normalize({"messages": [dict(m) for m in request]})["messages"]
         except (TypeError, ValueError) as err:
             raise StoreError(f"the request of LLM call {call_id}: {err}") from None
-        secrets = self._secrets()  # prompts quote trial errors; answers may quote them back
+        secrets = self._base._secrets()  # prompts quote trial errors; answers may quote them back
         messages = redact_value(messages, secrets)
         response = redact(str(response), secrets)
         error = redact(str(error), secrets)
@@ -134,11 +110,11 @@ class LLMCallLog(StoreBase):
             "completion_tokens": _count(completion_tokens, "completion_tokens"),
             "cost": float(cost),
             "latency_s": float(latency_s),
-            "created_at": created_at or utc_now(),
+            "created_at": created_at or self._base.clock(),
             "proposal_keys": [str(k) for k in proposal_keys],
         }
         c = llm_calls.c
-        with self._write(f"record LLM call {call_id}", chain=False) as conn:
+        with self._base._write(f"record LLM call {call_id}", chain=False) as conn:
             held = conn.execute(
                 sa.select(c.id).where(
                     c.factory_id == factory_id,
@@ -171,7 +147,7 @@ class LLMCallLog(StoreBase):
             query = query.where(c.status == one_of(status, LLM_CALL_STATUSES, "LLM call status"))
         newest_first = limit is not None
         query = query.order_by(c.id.desc() if newest_first else c.id).limit(limit)
-        with self._read("list LLM calls") as conn:
+        with self._base._read("list LLM calls") as conn:
             found = [LLMCallRecord(**r._mapping) for r in conn.execute(query)]
         if newest_first:
             found.reverse()
@@ -184,6 +160,6 @@ class LLMCallLog(StoreBase):
             sa.func.coalesce(sa.func.sum(c.prompt_tokens + c.completion_tokens), 0),
             sa.func.coalesce(sa.func.sum(c.cost), 0.0),
         ).where(c.campaign_id == campaign_id)
-        with self._read("sum LLM usage") as conn:
+        with self._base._read("sum LLM usage") as conn:
             tokens, cost = conn.execute(query).one()
         return int(tokens), float(cost)

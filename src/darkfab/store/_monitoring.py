@@ -15,35 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import StoreError
-from ._base import StoreBase, check_name, inserted_id, json_dict, utc_now
+from ._base import Repository, check_name, inserted_id, json_dict
 from ._records import PredictionRecord
-from ._schema import UTCDateTime, metadata, predictions
-
-# Declared on the shared metadata, so the schema test and Alembic see it with every other table.
-monitor_windows = sa.Table(
-    "monitor_windows",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column(
-        "factory_id", sa.Integer, sa.ForeignKey("factories.id", name="fk_monitor_windows_factory"), nullable=False
-    ),
-    sa.Column("number", sa.Integer, nullable=False),
-    sa.Column("version", sa.Integer, nullable=True),
-    sa.Column("opened_at", UTCDateTime(), nullable=False),
-    sa.Column("closed_at", UTCDateTime(), nullable=False),
-    sa.Column("rows", sa.Integer, nullable=False),
-    sa.Column("first_prediction_id", sa.Integer, nullable=False),
-    sa.Column("last_prediction_id", sa.Integer, nullable=False),
-    sa.Column("drift", sa.JSON(none_as_null=True), nullable=False),
-    sa.Column("share_drifted", sa.Float, nullable=False),
-    sa.Column("dataset_drift", sa.Boolean, nullable=False),
-    sa.Column("prediction_drift", sa.Boolean, nullable=False),
-    sa.Column("quality", sa.JSON(none_as_null=True), nullable=False),
-    sa.Column("triggered", sa.Boolean, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.UniqueConstraint("factory_id", "number", name="uq_monitor_windows_factory_number"),
-    sa.UniqueConstraint("factory_id", "last_prediction_id", name="uq_monitor_windows_factory_last"),
-)
+from ._schema import monitor_windows, predictions
 
 
 @dataclass(frozen=True)
@@ -74,7 +48,7 @@ def _aware(value: Any, what: str) -> datetime:
     return value
 
 
-class MonitorLog(StoreBase):
+class Monitoring(Repository):
     """The ``monitor_windows`` table, and the reads a monitor makes of the prediction log."""
 
     def add_monitor_window(
@@ -127,8 +101,8 @@ class MonitorLog(StoreBase):
             "reason": str(reason),
         }
         t = monitor_windows.c
-        with self._write(f"store a monitor window of factory id {factory_id}") as conn:
-            name = self._factory_name(conn, factory_id)
+        with self._base._write(f"store a monitor window of factory id {factory_id}") as conn:
+            name = self._base._factory_name(conn, factory_id)
             last = conn.execute(
                 sa.select(t.number, t.last_prediction_id)
                 .where(t.factory_id == factory_id)
@@ -143,9 +117,9 @@ class MonitorLog(StoreBase):
                 )
             values["number"] = 1 if last is None else last.number + 1
             new_id = inserted_id(conn.execute(monitor_windows.insert(), values))
-            now = utc_now()
+            now = self._base.clock()
             for kind, why in events:
-                self._event(
+                self._base._event(
                     conn,
                     now,
                     kind=kind,
@@ -165,7 +139,7 @@ class MonitorLog(StoreBase):
             .order_by(t.number.desc() if newest_first else t.number)
             .limit(limit)
         )
-        with self._read("list monitor windows") as conn:
+        with self._base._read("list monitor windows") as conn:
             found = [MonitorWindowRecord(**r._mapping) for r in conn.execute(query)]
         if newest_first:
             found.reverse()
@@ -186,5 +160,5 @@ class MonitorLog(StoreBase):
             .order_by(predictions.c.id)
             .limit(limit)
         )
-        with self._read("list predictions") as conn:
+        with self._base._read("list predictions") as conn:
             return [PredictionRecord(**r._mapping) for r in conn.execute(query)]

@@ -12,12 +12,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..errors import StoreError
+from ..events import EventKind
 
 if TYPE_CHECKING:
     from ._store import Store
 
-PAUSED = "factory_paused"
-RESUMED = "factory_resumed"
+PAUSED = EventKind.FACTORY_PAUSED
+RESUMED = EventKind.FACTORY_RESUMED
 MAX_REASON = 500
 MAX_PERSON = 80
 

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import NotFoundError, StoreError
-from ._base import StoreBase, utc_now
+from ._base import Repository
 from ._records import PredictionRecord
 from ._schema import predictions
 
@@ -72,7 +72,7 @@ def same_label(a: Any, b: Any) -> bool:
 
 @dataclass(frozen=True)
 class FeedbackResult:
-    """What :meth:`PredictionLog.record_feedback` did: rows newly labelled, and rows that already held a
+    """What :meth:`Store.record_feedback` did: rows newly labelled, and rows that already held a
     different label (``conflicts``: (row, label held); kept as they were when the feedback is write-once)."""
 
     labelled: int
@@ -86,7 +86,7 @@ class _Refused(Exception):
         self.result = result
 
 
-class PredictionLog(StoreBase):
+class Predictions(Repository):
     """The ``predictions`` table. Serving writes it in batches; monitoring reads it back."""
 
     def log_predictions(self, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -96,11 +96,11 @@ class PredictionLog(StoreBase):
         ``output`` (any JSON value), and optionally ``row`` (position in its request, default 0) and
         ``created_at`` (aware datetime, default now). Predictions are not decisions: no event is appended.
         """
-        now = utc_now()
+        now = self._base.clock()
         values = [_row_values(r, i, now) for i, r in enumerate(rows)]
         if not values:
             return 0
-        with self._write(f"log {len(values)} predictions", chain=False) as conn:
+        with self._base._write(f"log {len(values)} predictions", chain=False) as conn:
             conn.execute(predictions.insert(), values)
         return len(values)
 
@@ -117,7 +117,7 @@ class PredictionLog(StoreBase):
         """The (request_id, row) pairs of ``request_ids`` already in the log (to replay a log without doubles)."""
         found: set[tuple[str, int]] = set()
         ids = sorted(set(request_ids))
-        with self._read("list logged prediction keys") as conn:
+        with self._base._read("list logged prediction keys") as conn:
             for i in range(0, len(ids), 500):
                 query = sa.select(predictions.c.request_id, predictions.c.row).where(
                     predictions.c.factory_id == factory_id, predictions.c.request_id.in_(ids[i : i + 500])
@@ -141,8 +141,8 @@ class PredictionLog(StoreBase):
         if row is not None:
             where.append(predictions.c.row == row)
         try:
-            with self._write(f"record feedback for request {request_id!r}", chain=False) as conn:
-                now = utc_now()
+            with self._base._write(f"record feedback for request {request_id!r}", chain=False) as conn:
+                now = self._base.clock()
                 fresh = conn.execute(
                     predictions.update()
                     .where(*where, predictions.c.labelled_at.is_(None))
@@ -157,7 +157,7 @@ class PredictionLog(StoreBase):
                     which = f"row {row} of request" if row is not None else "request"
                     raise NotFoundError(
                         f"no logged prediction for {which} {request_id!r} of factory id {factory_id} in the store "
-                        f"at {self._shown}; fix: use the request_id a prediction response returned"
+                        f"at {self._base._shown}; fix: use the request_id a prediction response returned"
                     )
                 other = [h for h in held if h.labelled_at != now and not same_label(h.label, label)]
                 conflicts = tuple((h.row, h.label) for h in other)
@@ -194,7 +194,7 @@ class PredictionLog(StoreBase):
             )
         newest_first = limit is not None
         query = query.order_by(predictions.c.id.desc() if newest_first else predictions.c.id).limit(limit)
-        with self._read("list predictions") as conn:
+        with self._base._read("list predictions") as conn:
             found = [PredictionRecord(**r._mapping) for r in conn.execute(query)]
         if newest_first:
             found.reverse()

@@ -3,7 +3,7 @@
 Each preference is a decision that teaches the reward, so it is stored with its chained event
 (``preference_recorded``). The candidates are trials of one factory (a model version is its trial's
 candidate too). A person's preference outranks a judge's on the same pair: readers take a person's answer
-where both exist (:meth:`PreferenceLog.list_preferences` with ``effective=True``).
+where both exist (:meth:`Store.list_preferences` with ``effective=True``).
 """
 
 from __future__ import annotations
@@ -15,26 +15,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import NotFoundError, StoreError
+from ..events import EventKind
 from ..redact import redact
-from ._base import StoreBase, inserted_id, utc_now
-from ._schema import UTCDateTime, metadata
+from ._base import Repository, inserted_id
+from ._codec import normalize
+from ._schema import campaigns, evaluations, preferences, trials
 
 PREFERENCE_WINNERS: tuple[str, ...] = ("a", "b", "tie")
-
-# Declared on the shared metadata, so the schema test and Alembic see it with every other table.
-preferences = sa.Table(
-    "preferences",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("factory_id", sa.Integer, sa.ForeignKey("factories.id", name="fk_preferences_factory"), nullable=False),
-    sa.Column("trial_a", sa.Integer, sa.ForeignKey("trials.id", name="fk_preferences_trial_a"), nullable=False),
-    sa.Column("trial_b", sa.Integer, sa.ForeignKey("trials.id", name="fk_preferences_trial_b"), nullable=False),
-    sa.Column("winner", sa.String(8), nullable=False),
-    sa.Column("source", sa.String(200), nullable=False),
-    sa.Column("rationale", sa.Text, nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Index("ix_preferences_factory", "factory_id", "id"),
-)
 
 
 @dataclass(frozen=True)
@@ -64,7 +51,7 @@ def _check_source(source: str) -> str:
     return source
 
 
-class PreferenceLog(StoreBase):
+class Preferences(Repository):
     """The ``preferences`` table."""
 
     def add_preference(
@@ -76,11 +63,9 @@ class PreferenceLog(StoreBase):
         if trial_a == trial_b:
             raise StoreError(f"a preference compares two different trials; got trial {trial_a} twice")
         _check_source(source)
-        rationale = redact(str(rationale), self._secrets())  # a judge's critique may quote what it was shown
-        now = utc_now()
-        with self._write(f"record a preference between trials {trial_a} and {trial_b}") as conn:
-            from ._schema import campaigns, trials
-
+        rationale = redact(str(rationale), self._base._secrets())  # a judge's critique may quote what it was shown
+        now = self._base.clock()
+        with self._base._write(f"record a preference between trials {trial_a} and {trial_b}") as conn:
             query = (
                 sa.select(trials.c.id)
                 .join(campaigns, campaigns.c.id == trials.c.campaign_id)
@@ -89,7 +74,9 @@ class PreferenceLog(StoreBase):
             found = {row[0] for row in conn.execute(query)}
             for t in (trial_a, trial_b):
                 if t not in found:
-                    raise NotFoundError(f"trial {t} is not a trial of factory {self._factory_name(conn, factory_id)!r}")
+                    raise NotFoundError(
+                        f"trial {t} is not a trial of factory {self._base._factory_name(conn, factory_id)!r}"
+                    )
             values: dict[str, Any] = {
                 "factory_id": factory_id,
                 "trial_a": trial_a,
@@ -101,10 +88,10 @@ class PreferenceLog(StoreBase):
             }
             new_id = inserted_id(conn.execute(preferences.insert(), values))
             shown = {"a": f"trial {trial_a}", "b": f"trial {trial_b}", "tie": "neither"}[winner]
-            self._event(
+            self._base._event(
                 conn,
                 now,
-                kind="preference_recorded",
+                kind=EventKind.PREFERENCE_RECORDED,
                 reason=f"{source} prefers {shown} (trials {trial_a} vs {trial_b})"
                 + (f": {rationale[:300]}" if rationale else ""),
                 factory_id=factory_id,
@@ -116,7 +103,7 @@ class PreferenceLog(StoreBase):
         """Every preference of the factory, oldest first; ``effective``: one per pair, a person's over a judge's,
         the newest of the same kind."""
         query = sa.select(preferences).where(preferences.c.factory_id == factory_id).order_by(preferences.c.id)
-        with self._read("list preferences") as conn:
+        with self._base._read("list preferences") as conn:
             rows = [PreferenceRecord(**row._asdict()) for row in conn.execute(query)]
         if not effective:
             return rows
@@ -136,21 +123,18 @@ class PreferenceLog(StoreBase):
         Used when the reward itself changes: stored trials are re-scored from their stored metrics, never
         retrained. Returns how many trials changed.
         """
-        from ._codec import normalize
-        from ._schema import evaluations
-
-        now = utc_now()
-        with self._write(f"re-score {len(scores)} trials") as conn:
+        now = self._base.clock()
+        with self._base._write(f"re-score {len(scores)} trials") as conn:
             for trial_id, (reward, feasible, breakdown) in scores.items():
                 conn.execute(
                     evaluations.update()
                     .where(evaluations.c.trial_id == trial_id)
                     .values(reward=float(reward), feasible=bool(feasible), breakdown=normalize(breakdown))
                 )
-            self._event(
+            self._base._event(
                 conn,
                 now,
-                kind="reward_rescored",
+                kind=EventKind.REWARD_RESCORED,
                 reason=reason,
                 factory_id=factory_id,
                 data={"trials": len(scores)},

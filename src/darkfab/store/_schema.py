@@ -1,6 +1,8 @@
-"""The tables, as SQLAlchemy Core objects. Alembic migrations create them; this module only queries them.
+"""Every table of the store, as SQLAlchemy Core objects, on one ``metadata``.
 
-A test compares this metadata with the migrated database, so the two cannot drift apart.
+Alembic migrations create them; the repositories only query them. Every table is declared here (none
+elsewhere), so Alembic's ``env.py`` and the test that compares this metadata with the migrated database
+see all of them by importing this one module.
 """
 
 from __future__ import annotations
@@ -201,4 +203,91 @@ predictions = sa.Table(
     sa.Column("labelled_at", UTCDateTime(), nullable=True),
     sa.Index("ix_predictions_factory_request", "factory_id", "request_id"),
     sa.Index("ix_predictions_factory_created", "factory_id", "created_at"),
+)
+
+# One row per closed monitor window (``_monitoring``); a window and its events are written together.
+monitor_windows = sa.Table(
+    "monitor_windows",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "factory_id", sa.Integer, sa.ForeignKey("factories.id", name="fk_monitor_windows_factory"), nullable=False
+    ),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("opened_at", UTCDateTime(), nullable=False),
+    sa.Column("closed_at", UTCDateTime(), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("first_prediction_id", sa.Integer, nullable=False),
+    sa.Column("last_prediction_id", sa.Integer, nullable=False),
+    sa.Column("drift", _json(), nullable=False),
+    sa.Column("share_drifted", sa.Float, nullable=False),
+    sa.Column("dataset_drift", sa.Boolean, nullable=False),
+    sa.Column("prediction_drift", sa.Boolean, nullable=False),
+    sa.Column("quality", _json(), nullable=False),
+    sa.Column("triggered", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.UniqueConstraint("factory_id", "number", name="uq_monitor_windows_factory_number"),
+    sa.UniqueConstraint("factory_id", "last_prediction_id", name="uq_monitor_windows_factory_last"),
+)
+
+# Every request an LLM proposer sent (``_llm_calls``): data, not decisions, so no event per row.
+llm_calls = sa.Table(
+    "llm_calls",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("factory_id", sa.Integer, sa.ForeignKey("factories.id", name="fk_llm_calls_factory"), nullable=False),
+    sa.Column("campaign_id", sa.Integer, sa.ForeignKey("campaigns.id", name="fk_llm_calls_campaign"), nullable=True),
+    sa.Column("call_id", sa.String(64), nullable=False),
+    sa.Column("proposer", sa.String(200), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("request", _json(), nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("completion_tokens", sa.Integer, nullable=False),
+    sa.Column("cost", sa.Float, nullable=False),
+    sa.Column("latency_s", sa.Float, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("proposal_keys", _json(), nullable=False),
+    sa.Index("ix_llm_calls_campaign", "campaign_id", "id"),
+    sa.Index("ix_llm_calls_factory", "factory_id", "id"),
+)
+
+# The roster of `darkfab worker` processes (``_workers``); presence is data, not a decision.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("owner", sa.String(300), primary_key=True),
+    sa.Column("factory", sa.String(200), nullable=False),
+    sa.Column("slots", sa.Integer, nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("seen_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_workers_factory_seen", "factory", "seen_at"),
+)
+
+# Artifacts kept in the database for stores several machines share (``_blobs``), once per sha256.
+artifact_blobs = sa.Table(
+    "artifact_blobs",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# Which of two trials is the better model, by a person or a judge (``_preferences``).
+preferences = sa.Table(
+    "preferences",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("factory_id", sa.Integer, sa.ForeignKey("factories.id", name="fk_preferences_factory"), nullable=False),
+    sa.Column("trial_a", sa.Integer, sa.ForeignKey("trials.id", name="fk_preferences_trial_a"), nullable=False),
+    sa.Column("trial_b", sa.Integer, sa.ForeignKey("trials.id", name="fk_preferences_trial_b"), nullable=False),
+    sa.Column("winner", sa.String(8), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("rationale", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_preferences_factory", "factory_id", "id"),
 )

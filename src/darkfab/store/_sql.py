@@ -47,94 +47,28 @@ def intermediate_out(raw: dict[str, Any] | None) -> dict[int, float]:
 
 
 def factory_record(row: Row[Any]) -> FactoryRecord:
-    return FactoryRecord(id=row.id, name=row.name, spec=row.spec, created_at=row.created_at)
+    return FactoryRecord(**row._mapping)
 
 
 def campaign_record(row: Row[Any]) -> CampaignRecord:
-    return CampaignRecord(
-        id=row.id,
-        factory_id=row.factory_id,
-        number=row.number,
-        status=row.status,
-        trigger=row.trigger,
-        seed=row.seed,
-        budget=row.budget,
-        data_fingerprint=row.data_fingerprint,
-        elapsed_s=row.elapsed_s,
-        cpu_s=row.cpu_s,
-        summary=row.summary,
-        created_at=row.created_at,
-        finished_at=row.finished_at,
-    )
+    return CampaignRecord(**row._mapping)
 
 
 def trial_record(row: Row[Any]) -> TrialRecord:
-    return TrialRecord(
-        id=row.id,
-        proposal_id=row.proposal_id,
-        campaign_id=row.campaign_id,
-        factory_id=row.factory_id,
-        number=row.number,
-        state=row.state,
-        attempt=row.attempt,
-        worker=row.worker,
-        seed=row.seed,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        heartbeat_at=row.heartbeat_at,
-        lease_owner=row.lease_owner,
-        lease_expires_at=row.lease_expires_at,
-        error=row.error,
-        failure_kind=row.failure_kind,
-        log_tail=row.log_tail,
-        resources=row.resources,
-        intermediate=intermediate_out(row.intermediate),
-        artifact_path=row.artifact_path,
-        proposer=row.proposer,
-        trainer=row.trainer,
-        params=row.params,
-        reason=row.reason,
-        key=row.proposal_key,
-        parents=tuple(row.parents),
-        value=row.value,
-        metrics=row.metrics,
-        reward=row.reward,
-        feasible=row.feasible,
-        breakdown=row.breakdown,
-    )
+    """A row of :data:`TRIAL_SELECT` (the trial, its proposal and its evaluation) as one record."""
+    values = dict(row._mapping)
+    values["key"] = values.pop("proposal_key")
+    values["intermediate"] = intermediate_out(values["intermediate"])
+    values["parents"] = tuple(values["parents"])
+    return TrialRecord(**values)
 
 
 def model_version_record(row: Row[Any], aliases: tuple[str, ...] = ()) -> ModelVersionRecord:
-    return ModelVersionRecord(
-        id=row.id,
-        factory_id=row.factory_id,
-        version=row.version,
-        artifact_hash=row.artifact_hash,
-        artifact_path=row.artifact_path,
-        trial_id=row.trial_id,
-        trainer=row.trainer,
-        params=row.params,
-        metrics=row.metrics,
-        lineage=row.lineage,
-        created_at=row.created_at,
-        aliases=aliases,
-    )
+    return ModelVersionRecord(**row._mapping, aliases=aliases)
 
 
 def event_record(row: Row[Any]) -> EventRecord:
-    return EventRecord(
-        id=row.id,
-        created_at=row.created_at,
-        kind=row.kind,
-        reason=row.reason,
-        factory_id=row.factory_id,
-        campaign_id=row.campaign_id,
-        trial_id=row.trial_id,
-        data=row.data,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
+    return EventRecord(**row._mapping)
 
 
 B = sa.bindparam
@@ -144,6 +78,7 @@ CAMPAIGN_SELECT = sa.select(campaigns)
 MODEL_VERSION_SELECT = sa.select(model_versions)
 EVENT_SELECT = sa.select(events)
 
+LAST_EVENT = EVENT_SELECT.order_by(events.c.id.desc()).limit(1)
 LAST_EVENT_HASH = sa.select(events.c.hash).order_by(events.c.id.desc()).limit(1)
 # the chain head read in the same SELECT as the row a change starts from: one round trip fewer per call
 CHAIN_HEAD = LAST_EVENT_HASH.scalar_subquery().label("chain_head")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..events import EventKind
 from ._audit import SWITCH_KIND, HeadAnchor
 from ._codec import GENESIS, event_hash, keyed_event_hash
 from ._records import ChainReport
@@ -28,9 +30,25 @@ def _fields(row: Any) -> dict[str, Any]:
     }
 
 
+def is_legacy(row: Any) -> bool:
+    """Whether an event's hash follows the unkeyed rule of older stores (before the keyed audit chain)."""
+    return bool(event_hash(row.prev_hash, **_fields(row)) == row.hash)
+
+
 def event_is_genuine(row: Any, key: bytes) -> bool:
     """Whether one event row carries the hash the audit key gives it (its link is not checked)."""
     return keyed_event_hash(key, row.prev_hash, **_fields(row)) == row.hash
+
+
+def _all_events(conn: Connection) -> Iterator[Any]:
+    """Every event row, oldest first, read in batches."""
+    last_id = 0
+    while True:
+        batch = conn.execute(EVENT_SELECT.where(events.c.id > last_id).order_by(events.c.id).limit(_BATCH)).all()
+        if not batch:
+            return
+        yield from batch
+        last_id = batch[-1].id
 
 
 def verify_events(conn: Connection, *, key: bytes, head: HeadAnchor | None) -> ChainReport:
@@ -49,52 +67,44 @@ def verify_events(conn: Connection, *, key: bytes, head: HeadAnchor | None) -> C
     switch_id = conn.execute(sa.select(sa.func.min(events.c.id)).where(events.c.kind == SWITCH_KIND)).scalar()
     checked = 0
     expected_prev, prev_id = GENESIS, None
-    last_id = 0
     seen_head = False
     registered: dict[tuple[int, int], tuple[str | None, int]] = {}
     moved: dict[tuple[int, str], tuple[int, int]] = {}
-    while True:
-        batch = conn.execute(EVENT_SELECT.where(events.c.id > last_id).order_by(events.c.id).limit(_BATCH)).all()
-        if not batch:
-            break
-        for row in batch:
-            checked += 1
-            if row.prev_hash != expected_prev:
-                after = f"event {prev_id}" if prev_id is not None else "the start of the log"
+    for row in _all_events(conn):
+        checked += 1
+        if row.prev_hash != expected_prev:
+            after = f"event {prev_id}" if prev_id is not None else "the start of the log"
+            return ChainReport(
+                ok=False,
+                checked=checked,
+                first_bad_id=row.id,
+                message=f"event {row.id} ({row.kind}) does not follow {after}: it links to "
+                f"{row.prev_hash[:12]}... but {after} ends in {expected_prev[:12]}...; "
+                "an event between them was removed or inserted",
+            )
+        legacy = switch_id is not None and row.id < switch_id
+        genuine = is_legacy(row) if legacy else event_is_genuine(row, key)
+        if not genuine:
+            return ChainReport(
+                ok=False,
+                checked=checked,
+                first_bad_id=row.id,
+                message=f"event {row.id} ({row.kind}) does not match its hash: it was altered after it was "
+                "written (or this is not the audit key the log was written with)",
+            )
+        if anchored is not None and row.id == anchored.last_id:
+            seen_head = True
+            if row.hash != anchored.last_hash or checked != anchored.count:
                 return ChainReport(
                     ok=False,
                     checked=checked,
                     first_bad_id=row.id,
-                    message=f"event {row.id} ({row.kind}) does not follow {after}: it links to "
-                    f"{row.prev_hash[:12]}... but {after} ends in {expected_prev[:12]}...; "
-                    "an event between them was removed or inserted",
+                    message=f"event {row.id} is not the one anchored in {head.path if head else ''}: the "
+                    f"anchor records {anchored.count} events ending in {anchored.last_hash[:12]}..., the log "
+                    f"has {checked} ending in {row.hash[:12]}...; the newest events were removed or replaced",
                 )
-            if switch_id is not None and row.id < switch_id:
-                genuine = event_hash(row.prev_hash, **_fields(row)) == row.hash
-            else:
-                genuine = event_is_genuine(row, key)
-            if not genuine:
-                return ChainReport(
-                    ok=False,
-                    checked=checked,
-                    first_bad_id=row.id,
-                    message=f"event {row.id} ({row.kind}) does not match its hash: it was altered after it was "
-                    "written (or this is not the audit key the log was written with)",
-                )
-            if anchored is not None and row.id == anchored.last_id:
-                seen_head = True
-                if row.hash != anchored.last_hash or checked != anchored.count:
-                    return ChainReport(
-                        ok=False,
-                        checked=checked,
-                        first_bad_id=row.id,
-                        message=f"event {row.id} is not the one anchored in {head.path if head else ''}: the "
-                        f"anchor records {anchored.count} events ending in {anchored.last_hash[:12]}..., the log "
-                        f"has {checked} ending in {row.hash[:12]}...; the newest events were removed or replaced",
-                    )
-            _collect(row, registered, moved)
-            expected_prev, prev_id = row.hash, row.id
-        last_id = batch[-1].id
+        _collect(row, registered, moved)
+        expected_prev, prev_id = row.hash, row.id
     if anchored is not None and not seen_head and anchored.count > 0:
         first_missing = (prev_id or 0) + 1
         assert head is not None
@@ -126,11 +136,13 @@ def _collect(
     data = row.data if isinstance(row.data, dict) else {}
     if row.factory_id is None:
         return
-    if row.kind == "registered" and isinstance(data.get("version"), int):
+    if row.kind == EventKind.REGISTERED and isinstance(data.get("version"), int):
         registered[(row.factory_id, data["version"])] = (data.get("artifact_hash"), row.id)
-    elif row.kind == "alias_set" and isinstance(data.get("alias"), str) and isinstance(data.get("version"), int):
+    elif (
+        row.kind == EventKind.ALIAS_SET and isinstance(data.get("alias"), str) and isinstance(data.get("version"), int)
+    ):
         moved[(row.factory_id, data["alias"])] = (data["version"], row.id)
-    elif row.kind == "alias_deleted" and isinstance(data.get("alias"), str):
+    elif row.kind == EventKind.ALIAS_DELETED and isinstance(data.get("alias"), str):
         moved.pop((row.factory_id, data["alias"]), None)
 
 

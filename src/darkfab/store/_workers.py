@@ -10,24 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 
-from ._base import utc_now
-from ._schema import UTCDateTime, metadata
-
-# Declared on the shared metadata, so the schema test and Alembic see it with every other table.
-workers = sa.Table(
-    "workers",
-    metadata,
-    sa.Column("owner", sa.String(300), primary_key=True),
-    sa.Column("factory", sa.String(200), nullable=False),
-    sa.Column("slots", sa.Integer, nullable=False),
-    sa.Column("started_at", UTCDateTime(), nullable=False),
-    sa.Column("seen_at", UTCDateTime(), nullable=False),
-    sa.Index("ix_workers_factory_seen", "factory", "seen_at"),
-)
+from ._base import Repository
+from ._schema import workers
 
 
 @dataclass(frozen=True)
@@ -39,16 +26,15 @@ class WorkerRecord:
     seen_at: datetime
 
 
-class WorkerRoster:
-    """Mixed into Store."""
+class Workers(Repository):
+    """The ``workers`` table: who serves which factory with how many slots, as of when."""
 
     def announce_worker(self, factory: str, *, owner: str, slots: int) -> None:
         """Say that ``owner`` serves ``factory`` with ``slots`` trials at once, as of now."""
         if slots < 1:
             raise ValueError(f"a worker has at least one slot, got {slots}")
-        store: Any = self
-        now = utc_now()
-        with store._write(f"announce worker {owner}", chain=False) as conn:
+        now = self._base.clock()
+        with self._base._write(f"announce worker {owner}", chain=False) as conn:
             seen = conn.execute(
                 workers.update().where(workers.c.owner == owner).values(factory=factory, slots=slots, seen_at=now)
             )
@@ -59,28 +45,25 @@ class WorkerRoster:
 
     def retire_worker(self, owner: str) -> None:
         """``owner`` stopped: take it off the roster."""
-        store: Any = self
-        with store._write(f"retire worker {owner}", chain=False) as conn:
+        with self._base._write(f"retire worker {owner}", chain=False) as conn:
             conn.execute(workers.delete().where(workers.c.owner == owner))
 
     def list_workers(self, factory: str, *, within_s: float) -> list[WorkerRecord]:
         """The workers of ``factory`` seen in the last ``within_s`` seconds, oldest first."""
-        store: Any = self
         query = (
             sa.select(workers)
-            .where(workers.c.factory == factory, workers.c.seen_at >= utc_now() - timedelta(seconds=within_s))
+            .where(workers.c.factory == factory, workers.c.seen_at >= self._base.clock() - timedelta(seconds=within_s))
             .order_by(workers.c.started_at, workers.c.owner)
         )
-        with store._read(f"list the workers of {factory}") as conn:
+        with self._base._read(f"list the workers of {factory}") as conn:
             return [WorkerRecord(**row._asdict()) for row in conn.execute(query)]
 
     def worker_slots(self, factory: str, *, within_s: float, exclude: str | None = None) -> int:
         """Trial slots of the workers of ``factory`` seen in the last ``within_s`` seconds (but ``exclude``)."""
-        store: Any = self
         query = sa.select(sa.func.coalesce(sa.func.sum(workers.c.slots), 0)).where(
-            workers.c.factory == factory, workers.c.seen_at >= utc_now() - timedelta(seconds=within_s)
+            workers.c.factory == factory, workers.c.seen_at >= self._base.clock() - timedelta(seconds=within_s)
         )
         if exclude is not None:
             query = query.where(workers.c.owner != exclude)
-        with store._read(f"count the workers of {factory}") as conn:
+        with self._base._read(f"count the workers of {factory}") as conn:
             return int(conn.execute(query).scalar_one())
