@@ -158,7 +158,7 @@ def test_db_upgrade_migrates_an_older_store_in_place(cli, tmp_path):
     from alembic import command
 
     from darkfab.store import head_revision
-    from darkfab.store._migrate import alembic_config
+    from darkfab.store import alembic_config
 
     db = tmp_path / "old.db"
     engine = sa.create_engine(f"sqlite:///{db}")

@@ -8,6 +8,7 @@ event, so the log of decisions cannot be edited without :meth:`Store.verify_chai
 from __future__ import annotations
 
 from ._base import Clock, utc_now
+from ._console_reads import TRIAL_SORTS, ProposerCounts, TrialPoint, proposer_counts, trial_page, trial_points
 from ._llm_calls import LLM_CALL_STATUSES, LLMCallRecord
 from ._migrate import alembic_config, current_revision, head_revision, upgrade
 from ._monitoring import MonitorWindowRecord
@@ -38,6 +39,7 @@ __all__ = [
     "FINISHED_STATES",
     "LLM_CALL_STATUSES",
     "PREFERENCE_WINNERS",
+    "TRIAL_SORTS",
     "TRIAL_STATES",
     "CampaignRecord",
     "CampaignStatus",
@@ -53,7 +55,9 @@ __all__ = [
     "Pauses",
     "PredictionRecord",
     "PreferenceRecord",
+    "ProposerCounts",
     "Store",
+    "TrialPoint",
     "TrialRecord",
     "TrialState",
     "WorkerRecord",
@@ -62,7 +66,10 @@ __all__ = [
     "current_revision",
     "head_revision",
     "metadata",
+    "proposer_counts",
     "resolve_store_url",
+    "trial_page",
+    "trial_points",
     "upgrade",
     "utc_now",
 ]

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from ..errors import NotFoundError
 from ..plots import IMPORTANCE_METHOD
 from ..registry import APPROVAL_REQUESTED, APPROVED, PENDING, REJECTED
-from ..store._console_reads import proposer_counts, trial_page, trial_points
+from ..store import proposer_counts, trial_page, trial_points
 from . import _views as v
 from ._app import Console
 

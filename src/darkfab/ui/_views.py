@@ -25,10 +25,11 @@ from ..store import (
     ModelVersionRecord,
     PauseRecord,
     Pauses,
+    ProposerCounts,
     Store,
+    TrialPoint,
     TrialRecord,
 )
-from ..store._console_reads import ProposerCounts, TrialPoint
 
 PAGE_SIZES = (25, 50, 100, 200)
 SORT_KEYS = ("number", "reward", "value", "state", "proposer", "trainer", "wall")
