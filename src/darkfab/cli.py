@@ -335,6 +335,8 @@ def _print_summary(r: RunResult, console: Console) -> None:
         + (" (resumed)" if r.resumed else "")
         + (f", warm-started from {r.warm_started_from} earlier trials" if r.warm_started_from else "")
     ]
+    if r.task_reason:
+        lines.append(f"task: {r.task} ({r.task_reason})")
     c = r.champion
     if r.stopped_because == "paused":
         lines.append(
@@ -462,6 +464,8 @@ def status(factory: FactoryArg = None, store: StoreOpt = None, as_json: JsonOpt 
         )
     else:
         out.print("champion: none yet")
+    if s.task:
+        out.print(f"task: {s.task['task']} ({s.task['reason']})", highlight=False, markup=False)
     if s.sealed:
         out.print(
             f"sealed test: sealed_uses: {s.sealed['sealed_uses']} of {s.sealed['sealed_budget']} "

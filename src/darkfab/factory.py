@@ -84,6 +84,7 @@ class FactoryStatus:
     sealed: dict[str, Any] | None = None  # the latest gate's sealed set: sealed_uses of sealed_budget
     paused: dict[str, Any] | None = None  # who paused the factory, when and why (`darkfab pause-factory`)
     pending: dict[str, Any] | None = None  # the gate winner waiting for approval (gate.approval: required)
+    task: dict[str, Any] | None = None  # the latest finished campaign's task and why it is that task
 
 
 class Factory:
@@ -251,6 +252,7 @@ class Factory:
             leaderboard=[r.__dict__ for r in board[:10]],
             stopped_because=stopped,
             leaks=[leak.as_json() for leak in data.leaks],
+            task_reason=data.task_reason,
         )
         if paused:
             store.append_event(
@@ -815,6 +817,7 @@ class Factory:
             sealed=sealed,
             paused=paused,
             pending=pending,
+            task=_task_of(store.list_campaigns(f.id)),
         )
 
     def trials(self) -> list[TrialRecord]:
@@ -906,6 +909,11 @@ def _current_champion(registry: Registry, name: str) -> tuple[ModelVersionRecord
         return None
     except IntegrityError:
         raise
+
+
+def _task_of(campaigns: list[CampaignRecord]) -> dict[str, Any] | None:
+    done = [c.summary for c in campaigns if (c.summary or {}).get("task")]
+    return {"task": done[-1]["task"], "reason": done[-1].get("task_reason", "")} if done else None
 
 
 def _gated_bytes(registry: Registry, current: tuple[ModelVersionRecord, bytes], data: Dataset) -> bytes:

@@ -124,6 +124,7 @@ class RunResult:
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     stopped_because: str = ""
     leaks: list[dict[str, Any]] = field(default_factory=list)  # columns that gave the target away, and the decision
+    task_reason: str = ""  # why the task is classification or regression: the file said so, or what the target held
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -39,3 +39,41 @@ def test_a_class_absent_from_the_training_rows_is_scored_with_probability_zero(c
     cli("predict", "factory.yaml", "new.csv", "-o", "out.csv")
     out = pd.read_csv(tmp_path / "out.csv")
     assert len(out) == 20 and set(out["label"]) <= {"a", "c", "d"}  # never a class it was not shown
+
+
+def _visits(n: int = 1500) -> pd.DataFrame:
+    """A count target like statsmodels' randhie `mdvis` (doctor visits): whole numbers, a long rare tail.
+
+    25 distinct values in 1,500 rows: few against the rows (under 2%), so darkfab once took them for classes.
+    """
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=n)
+    visits = rng.poisson(np.exp(1.3 + 0.6 * x))
+    return pd.DataFrame({"x": x, "noise": rng.normal(size=n), "visits": visits})
+
+
+def test_a_count_target_with_many_values_is_regression_and_says_why(cli, tmp_path):
+    frame = _visits()
+    assert 20 < frame["visits"].nunique() <= 0.02 * len(frame) and frame["visits"].dtype.kind == "i"
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    body = factory_text(name="visits", source="rows.csv", target="visits", trials=4)
+    (tmp_path / "factory.yaml").write_text(body.replace("logistic_regression", "linear_regression"))
+    r = cli.json("run", "factory.yaml")
+    assert r["task"] == "regression" and r["metric"] == "rmse"
+    assert "count or amount" in r["task_reason"] and "task:" in r["task_reason"]
+    assert r["champion"] is not None, r["gate"]
+    status = cli.json("status")
+    assert status["task"] == {"task": "regression", "reason": r["task_reason"]}
+    assert "task: regression (inferred:" in " ".join(cli("status").stdout.split())
+
+
+def test_a_factory_file_can_still_make_a_count_target_classes(cli, tmp_path):
+    _visits().to_csv(tmp_path / "rows.csv", index=False)
+    body = factory_text(name="visits", source="rows.csv", target="visits", trials=4)
+    (tmp_path / "factory.yaml").write_text("task: classification\n" + body)
+    summary = " ".join(cli("run", "factory.yaml").stdout.split())
+    assert "task: classification (set by `task:` in the factory file)" in summary
+    r = cli.json("status")
+    assert r["task"]["task"] == "classification"
+    failed = [t for t in cli.json("trials", "factory.yaml") if t["state"] == "failed"]
+    assert not failed, failed  # rare counts are classes some splits and folds lack: still no failed trial
