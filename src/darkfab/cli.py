@@ -367,7 +367,9 @@ def _print_summary(r: RunResult, console: Console) -> None:
                 lines.append(f"refit: {refit['evidence']}")
             elif refit.get("why"):
                 lines.append(f"not refit: {refit['why']}")
-    if r.beat:
+    if r.gate and r.gate.get("weak_evidence"):
+        lines.append(f"gate: {r.gate.get('reason')}")
+    elif r.beat:
         b = r.beat
         what = (
             f"champion v{b['version']} ({b.get('trainer')})"

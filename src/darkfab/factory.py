@@ -38,10 +38,12 @@ from .evaluate import (
     ScoreCI,
     Suspicion,
     compute_metrics,
+    first_champion,
     gate,
     load_custom_metrics,
     memorization,
     score_with_ci,
+    search_evidence,
     suspicions,
 )
 from .execute import Executor, make_executor
@@ -471,6 +473,9 @@ class Factory:
             seed=spec.search.seed,
             custom=_custom_metrics(spec),
         )
+        if current is None:  # a first champion on a tiny sealed set may pass on the search's evidence
+            evidence = search_evidence(data, cand.metrics or {}, metric, custom=_custom_metrics(spec))
+            verdict = first_champion(verdict, sealed_rows=len(data.y_test), evidence=evidence, direction=direction)
         if current is not None and beat["kind"] == "champion":
             from .teach import reward_verdict
 
@@ -487,6 +492,7 @@ class Factory:
             "champion": _ci(verdict.champion) if verdict.champion else None,
             "memorization": probe,
             "flagged": _flagged(store, campaign.id),
+            "weak_evidence": verdict.weak_evidence,
         }
         wear = sealed_set(store, fid, spec, data)
         vjson.update(wear.summary(uses=wear.uses + 1))

@@ -77,3 +77,41 @@ def test_a_factory_file_can_still_make_a_count_target_classes(cli, tmp_path):
     assert r["task"]["task"] == "classification"
     failed = [t for t in cli.json("trials", "factory.yaml") if t["state"] == "failed"]
     assert not failed, failed  # rare counts are classes some splits and folds lack: still no failed trial
+
+
+def _tiny(tmp_path, extra: str = "") -> pd.DataFrame:
+    """40 rows like statsmodels' `statecrime` or `ccard`: the sealed test holds 8 of them."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    frame = pd.DataFrame({"x": x, "z": rng.normal(size=40), "y": 50 + 10 * x + rng.normal(0, 12, 40)})
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    (tmp_path / "factory.yaml").write_text(
+        f"name: tiny\ndata: {{source: rows.csv, target: y}}\ntrainers: [linear_regression]\n{extra}"
+        "budget: {trials: 3}\nexecution: {latency_rows: 2}\ngate: {bootstrap: 300}\n"
+    )
+    return frame
+
+
+def test_a_tiny_data_set_gets_a_first_champion_with_its_weak_evidence_stated(cli, tmp_path):
+    frame = _tiny(tmp_path)
+    summary = " ".join(cli("run", "factory.yaml").stdout.split())
+    assert "new champion: version 1" in summary
+    assert "gate: first champion on weak evidence: the sealed test holds 8 rows" in summary
+    gate = cli.json("lineage", "1")["lineage"]["gate"]
+    assert gate["reason"].startswith("first champion on weak evidence")
+    frame.drop(columns=["y"]).head(5).to_csv(tmp_path / "new.csv", index=False)
+    cli("predict", "factory.yaml", "new.csv", "-o", "out.csv")
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 5
+    r = cli.json("run", "factory.yaml")  # a second campaign faces the champion with the usual evidence
+    assert r["gate"]["weak_evidence"] is False and r["champion"]["version"] == 1
+
+
+def test_a_tiny_data_set_with_nothing_to_register_says_why_at_predict(cli, tmp_path):
+    frame = _tiny(tmp_path, extra="objective: {constraints: ['model_size_mb <= 0.000001']}\n")
+    r = cli.json("run", "factory.yaml")
+    assert r["champion"] is None and "no feasible candidate" in r["gate"]["reason"]
+    frame.drop(columns=["y"]).head(5).to_csv(tmp_path / "new.csv", index=False)
+    out = cli("predict", "factory.yaml", "new.csv", "-o", "out.csv", check=False)
+    assert out.returncode != 0
+    said = " ".join(out.stderr.split())
+    assert "no model version is registered yet (the last gate: no feasible candidate in this campaign)" in said

@@ -6,6 +6,7 @@ The factory, never the candidate, computes metrics: labels stay in the factory's
 from __future__ import annotations
 
 from ._custom import CustomMetric, load_custom_metrics
+from ._first import WEAK_SEALED_ROWS, SearchEvidence, first_champion, search_evidence
 from ._gate import (
     GateVerdict,
     ScoreCI,
@@ -48,6 +49,7 @@ __all__ = [
     "DEFAULT_REFERENCES",
     "MISSING_PENALTY",
     "PREDICTION_METRICS",
+    "WEAK_SEALED_ROWS",
     "Comparison",
     "CustomMetric",
     "Evaluation",
@@ -57,6 +59,7 @@ __all__ = [
     "RewardJudgement",
     "RewardModel",
     "ScoreCI",
+    "SearchEvidence",
     "Suspicion",
     "as_probabilities",
     "baseline_predictions",
@@ -66,6 +69,7 @@ __all__ = [
     "compute_metrics",
     "encode_groups",
     "features_for",
+    "first_champion",
     "fit_preferences",
     "gate",
     "judge_learned",
@@ -75,6 +79,7 @@ __all__ = [
     "memorization",
     "predicted_labels",
     "score_with_ci",
+    "search_evidence",
     "suspicions",
     "too_good_on_validation",
     "utilities",

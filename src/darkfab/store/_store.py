@@ -28,7 +28,7 @@ from ._records import (
     ModelVersionRecord,
     TrialRecord,
 )
-from ._schema import aliases, campaigns, factories, model_versions, trials
+from ._schema import aliases, campaigns, events, factories, model_versions, trials
 from ._sql import (
     CAMPAIGN_FOR_TRIAL,
     CAMPAIGN_SELECT,
@@ -719,8 +719,15 @@ class Store(
         ).all()
         what = f"version {ref}" if isinstance(ref, int) else f"alias {ref!r}"
         if not versions:
+            last_gate = conn.execute(
+                sa.select(events.c.reason)
+                .where(events.c.factory_id == factory_id, events.c.kind == "gate_verdict")
+                .order_by(events.c.id.desc())
+                .limit(1)
+            ).scalar()
+            said = f" (the last gate: {last_gate})" if last_gate else ""
             return NotFoundError(
-                f"factory {name!r} has no {what}: no model version is registered yet; "
+                f"factory {name!r} has no {what}: no model version is registered yet{said}; "
                 "fix: run a campaign until a model passes the gate"
             )
         shown_aliases = ", ".join(f"{a} -> {v}" for a, v in held) or "(none)"
