@@ -155,6 +155,8 @@ def run_darkfab(train: pd.DataFrame, test: pd.DataFrame, target: str, task: str,
         if proc.returncode != 0:
             raise RuntimeError(f"darkfab run failed: {proc.stderr[-800:]}")
         result = json.loads(proc.stdout)
+        if result.get("champion") is None:  # darkfab's failure on this data set, with the gate's reason
+            raise RuntimeError(f"darkfab registered no model: {(result.get('gate') or {}).get('reason', '?')}")
         pred = [*base, "predict", "factory.yaml", "rows.csv", "-o", "out.csv", "--store", store]
         proc = subprocess.run(pred, cwd=d, env=env, capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:

@@ -334,6 +334,8 @@ def _print_summary(r: RunResult, console: Console) -> None:
         + (" (resumed)" if r.resumed else "")
         + (f", warm-started from {r.warm_started_from} earlier trials" if r.warm_started_from else "")
     ]
+    if r.task_reason:
+        lines.append(f"task: {r.task} ({r.task_reason})")
     c = r.champion
     if r.stopped_because == "paused":
         lines.append(
@@ -364,7 +366,9 @@ def _print_summary(r: RunResult, console: Console) -> None:
                 lines.append(f"refit: {refit['evidence']}")
             elif refit.get("why"):
                 lines.append(f"not refit: {refit['why']}")
-    if r.beat:
+    if r.gate and r.gate.get("weak_evidence"):
+        lines.append(f"gate: {r.gate.get('reason')}")
+    elif r.beat:
         b = r.beat
         what = (
             f"champion v{b['version']} ({b.get('trainer')})"
@@ -461,6 +465,8 @@ def status(factory: FactoryArg = None, store: StoreOpt = None, as_json: JsonOpt 
         )
     else:
         out.print("champion: none yet")
+    if s.task:
+        out.print(f"task: {s.task['task']} ({s.task['reason']})", highlight=False, markup=False)
     if s.sealed:
         out.print(
             f"sealed test: sealed_uses: {s.sealed['sealed_uses']} of {s.sealed['sealed_budget']} "

@@ -125,6 +125,7 @@ class RunResult:
     stopped_because: str = ""
     stop_reason: str = ""  # why, as a darkfab.events.StopReason value (trial_budget, time_budget, paused...)
     leaks: list[dict[str, Any]] = field(default_factory=list)  # columns that gave the target away, and the decision
+    task_reason: str = ""  # why the task is classification or regression: the file said so, or what the target held
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -157,8 +157,7 @@ def test_db_upgrade_migrates_an_older_store_in_place(cli, tmp_path):
     import sqlalchemy as sa
     from alembic import command
 
-    from darkfab.store import head_revision
-    from darkfab.store import alembic_config
+    from darkfab.store import alembic_config, head_revision
 
     db = tmp_path / "old.db"
     engine = sa.create_engine(f"sqlite:///{db}")

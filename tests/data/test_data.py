@@ -104,3 +104,20 @@ def test_fingerprint_follows_the_content(tmp_path):
     a = load_dataset(spec(p, target="label")).fingerprint
     messy_frame(seed=1).to_csv(p, index=False)
     assert load_dataset(spec(p, target="label")).fingerprint != a
+
+
+@pytest.mark.parametrize(
+    ("values", "task", "needle"),
+    [
+        (np.repeat(np.arange(5), 40), "classification", "5 distinct values in 200 rows"),
+        (np.repeat(np.arange(30), 60), "classification", "each held by at least 10"),  # codes, well represented
+        (np.r_[np.repeat(np.arange(30), 60), 31], "regression", "value 31 occurs in 1 row"),  # a rare tail: counts
+        (np.arange(100) * 1.5, "regression", "fractional"),
+        (np.array(["a", "b"] * 20, dtype=object), "classification", "text labels"),
+    ],
+)
+def test_task_inference_states_its_reason(values, task, needle):
+    from darkfab.data import infer_task, infer_task_reason
+
+    got, reason = infer_task_reason(pd.Series(values))
+    assert got == task == infer_task(pd.Series(values)) and needle in reason and "`task:`" in reason

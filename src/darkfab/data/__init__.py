@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._dataset import Dataset, check_features, feature_type, fingerprint, infer_task, load_dataset
+from ._dataset import Dataset, check_features, feature_type, fingerprint, infer_task, infer_task_reason, load_dataset
 from ._leaks import Leak, find_leaks
 from ._perturb import JITTER, jittered
 from ._rows import check_rows, duplicate_columns
@@ -20,6 +20,7 @@ __all__ = [
     "find_leaks",
     "fingerprint",
     "infer_task",
+    "infer_task_reason",
     "jittered",
     "load_dataset",
     "read_source",

@@ -40,6 +40,7 @@ class Dataset:
     notes: tuple[str, ...] = field(default=())
     leaks: tuple[Leak, ...] = field(default=())  # found on the training rows; dropped unless kept
     split_seed: int = 0  # the seed the rows were split with (the sealed set is fingerprint + this seed)
+    task_reason: str = ""  # why the task is what it is: the file said so, or what the target looked like
 
     @property
     def n_classes(self) -> int:
@@ -76,16 +77,61 @@ def _check_column(frame: pd.DataFrame, name: str | None, field_path: str) -> Non
         raise DataError(f"{field_path}: no column {name!r} in the data; fix: {_suggest(name, cols)}")
 
 
+FEW_CLASSES = 20
+"""An integer target with at most this many distinct values (and fewer than half as many as rows) is a class."""
+MIN_CLASS_ROWS = 10
+"""Past FEW_CLASSES, an integer target is a class code only if every value has at least this many rows."""
+MANY_CLASSES_SHARE = 0.02
+"""Past FEW_CLASSES, an integer target is a class code only if its distinct values are at most this share of rows."""
+
+
 def infer_task(y: pd.Series) -> TaskKind:
-    if y.dtype == object or isinstance(y.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(y):
-        return "classification"
-    if pd.api.types.is_string_dtype(y):
-        return "classification"
+    """Classification or regression, as :func:`infer_task_reason` decides (the reason left out)."""
+    return infer_task_reason(y)[0]
+
+
+def infer_task_reason(y: pd.Series) -> tuple[TaskKind, str]:
+    """The task a target column implies, and why, in words a person reads in the run summary.
+
+    Text, categories and booleans are classes. A numeric target with fractions is a quantity. An integer
+    target is a class when it has few distinct values (at most FEW_CLASSES, fewer than half as many as
+    rows); with more, it is a class code only when every value is well represented (at least MIN_CLASS_ROWS
+    rows each, and no more values than MANY_CLASSES_SHARE of the rows). Otherwise it reads as a count or an
+    amount (doctor visits, ages, prices in whole units), where values near each other mean nearly the same
+    thing and rare values have too few rows to be learnt as classes of their own: regression. ``task:`` in
+    the factory file overrides the guess either way.
+    """
+    fix = "set `task:` in the factory file to choose otherwise"
+    if y.dtype == object or isinstance(y.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(y):
+        return "classification", f"inferred: the target holds text labels; {fix}"
+    if pd.api.types.is_bool_dtype(y):
+        return "classification", f"inferred: the target is true/false; {fix}"
     values = y.dropna()
-    if pd.api.types.is_integer_dtype(y) or (values == np.round(values)).all():
-        if values.nunique() <= max(20, int(0.02 * len(values))) and values.nunique() < 0.5 * len(values):
-            return "classification"
-    return "regression"
+    if not (pd.api.types.is_integer_dtype(y) or (values == np.round(values)).all()):
+        return "regression", f"inferred: the target is numeric with fractional values; {fix}"
+    counts = values.value_counts()
+    k, n = len(counts), len(values)
+    if k <= FEW_CLASSES and k < 0.5 * n:
+        return (
+            "classification",
+            f"inferred: the integer target has {k} distinct values in {n} rows, few enough to be classes; {fix}",
+        )
+    rarest = counts.idxmin()
+    if k <= MANY_CLASSES_SHARE * n and counts.min() >= MIN_CLASS_ROWS:
+        return "classification", (
+            f"inferred: the integer target has {k} distinct values, each held by at least {MIN_CLASS_ROWS} of "
+            f"{n} rows, so they read as class codes; {fix}"
+        )
+    rarest, lo, hi = (v.item() if isinstance(v, np.generic) else v for v in (rarest, values.min(), values.max()))
+    why = (
+        f"value {rarest:g} occurs in {counts.min()} row(s)"
+        if counts.min() < MIN_CLASS_ROWS
+        else f"more than {MANY_CLASSES_SHARE:.0%} of the rows"
+    )
+    return "regression", (
+        f"inferred: the integer target has {k} distinct values from {lo:g} to {hi:g} in {n} rows ({why}), "
+        f"so it reads as a count or amount, not classes; {fix}"
+    )
 
 
 def feature_type(col: pd.Series) -> str:
@@ -138,7 +184,7 @@ def load_dataset(spec: FactorySpec, *, split_seed: int | None = None) -> Dataset
             f"data.target: column {target!r} has {missing} missing value(s) (rows {rows}...); "
             "fix: drop or fill those rows; a model cannot learn from rows without a label"
         )
-    task: TaskKind = spec.task or infer_task(y_raw)
+    task, task_reason = (spec.task, "set by `task:` in the factory file") if spec.task else infer_task_reason(y_raw)
     notes: list[str] = []
     if task == "regression":
         if not pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw):
@@ -208,6 +254,7 @@ def load_dataset(spec: FactorySpec, *, split_seed: int | None = None) -> Dataset
         notes=tuple(notes),
         leaks=leaks,
         split_seed=seed,
+        task_reason=task_reason,
     )
 
 

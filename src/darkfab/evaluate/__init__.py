@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ._custom import CustomMetric, load_custom_metrics
 from ._cv import cross_validated
+from ._first import WEAK_SEALED_ROWS, SearchEvidence, first_champion, search_evidence
 from ._gate import (
     GateVerdict,
     ScoreCI,
@@ -50,6 +51,7 @@ __all__ = [
     "DEFAULT_REFERENCES",
     "MISSING_PENALTY",
     "PREDICTION_METRICS",
+    "WEAK_SEALED_ROWS",
     "Answers",
     "Comparison",
     "CustomMetric",
@@ -62,6 +64,7 @@ __all__ = [
     "RewardModel",
     "ScoreCI",
     "Screening",
+    "SearchEvidence",
     "Selection",
     "Suspicion",
     "as_probabilities",
@@ -73,6 +76,7 @@ __all__ = [
     "cross_validated",
     "encode_groups",
     "features_for",
+    "first_champion",
     "fit_preferences",
     "gate",
     "judge_learned",
@@ -82,6 +86,7 @@ __all__ = [
     "memorization",
     "predicted_labels",
     "score_with_ci",
+    "search_evidence",
     "select_candidate",
     "suspicions",
     "too_good_on_validation",

@@ -215,6 +215,7 @@ def run_result(
         stopped_because=stop.message,
         stop_reason=stop.reason.value,
         leaks=[leak.as_json() for leak in data.leaks],
+        task_reason=data.task_reason,
     )
 
 

@@ -22,8 +22,10 @@ from ..evaluate import (
     GateVerdict,
     Screening,
     compute_metrics,
+    first_champion,
     gate,
     score_with_ci,
+    search_evidence,
     select_candidate,
 )
 from ..events import EventKind
@@ -211,6 +213,11 @@ class GateKeeper:
             seed=spec.search.seed,
             custom=custom_metrics(spec),
         )
+        if self.current is None:  # a first champion on a tiny sealed set may pass on the search's evidence
+            evidence = search_evidence(data, cand.metrics or {}, self.ctx.metric, custom=custom_metrics(spec))
+            verdict = first_champion(
+                verdict, sealed_rows=len(data.y_test), evidence=evidence, direction=spec.direction(data.task)
+            )
         if self.current is not None and beat["kind"] == "champion":
             from ._teach import reward_verdict
 
@@ -233,6 +240,7 @@ class GateKeeper:
             "champion": ci_json(verdict.champion) if verdict.champion else None,
             "memorization": probe,
             "flagged": flagged_of(store, self.ctx.campaign.id),
+            "weak_evidence": verdict.weak_evidence,
         }
         wear = sealed_set(store, self.fid, self.ctx.spec, self.ctx.data)
         vjson.update(wear.summary(uses=wear.uses + 1))

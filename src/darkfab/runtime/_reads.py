@@ -9,7 +9,7 @@ from ..errors import NotFoundError
 from ..events import EventKind
 from ..registry import Registry
 from ..spec import FactorySpec
-from ..store import Pauses, Store
+from ..store import CampaignRecord, Pauses, Store
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class FactoryStatus:
     sealed: dict[str, Any] | None = None  # the latest gate's sealed set: sealed_uses of sealed_budget
     paused: dict[str, Any] | None = None  # who paused the factory, when and why (`darkfab pause-factory`)
     pending: dict[str, Any] | None = None  # the gate winner waiting for approval (gate.approval: required)
+    task: dict[str, Any] | None = None  # the latest finished campaign's task and why it is that task
 
 
 def status_of(store: Store, spec: FactorySpec) -> FactoryStatus:
@@ -74,7 +75,13 @@ def status_of(store: Store, spec: FactorySpec) -> FactoryStatus:
         sealed=sealed,
         paused=paused,
         pending=pending,
+        task=_task_of(store.list_campaigns(f.id)),
     )
+
+
+def _task_of(campaigns: list[CampaignRecord]) -> dict[str, Any] | None:
+    done = [c.summary for c in campaigns if (c.summary or {}).get("task")]
+    return {"task": done[-1]["task"], "reason": done[-1].get("task_reason", "")} if done else None
 
 
 def target_name(store: Store, factory: str, version: int | str) -> str:

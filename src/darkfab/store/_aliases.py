@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from ..errors import NotFoundError, StoreError
 from ..events import EventKind
 from ._base import Repository, check_name, json_dict
-from ._schema import aliases, model_versions
+from ._schema import aliases, events, model_versions
 
 
 class Aliases(Repository):
@@ -81,8 +81,15 @@ class Aliases(Repository):
         ).all()
         what = f"version {ref}" if isinstance(ref, int) else f"alias {ref!r}"
         if not versions:
+            last_gate = conn.execute(
+                sa.select(events.c.reason)
+                .where(events.c.factory_id == factory_id, events.c.kind == EventKind.GATE_VERDICT.value)
+                .order_by(events.c.id.desc())
+                .limit(1)
+            ).scalar()
+            said = f" (the last gate: {last_gate})" if last_gate else ""
             return NotFoundError(
-                f"factory {name!r} has no {what}: no model version is registered yet; "
+                f"factory {name!r} has no {what}: no model version is registered yet{said}; "
                 "fix: run a campaign until a model passes the gate"
             )
         shown_aliases = ", ".join(f"{a} -> {v}" for a, v in held) or "(none)"

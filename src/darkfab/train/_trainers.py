@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import SpecError, TrialPruned
 from ..spec import ParamSpec, TaskKind, TrainerSpec
+from ._model import to_all_classes
 from ._prep import Flavour
 
 Report = Callable[[int, np.ndarray], bool]
@@ -112,16 +113,41 @@ class EstimatorTrainer(Trainer):
         return est
 
 
-def _booster_predictions(raw: np.ndarray, ctx: FitContext) -> np.ndarray:
+def _booster_predictions(raw: np.ndarray, ctx: FitContext, seen: np.ndarray | None) -> np.ndarray:
+    """A booster's raw validation predictions as the factory scores them: one column per class of the task."""
     raw = np.asarray(raw, dtype=float)
-    if ctx.task == "classification" and raw.ndim == 1:
-        return np.column_stack([1.0 - raw, raw])
-    return raw
+    if ctx.task != "classification":
+        return raw
+    return to_all_classes(raw, np.arange(ctx.n_classes) if seen is None else seen, ctx.n_classes)
+
+
+def _seen_classes(ctx: FitContext) -> np.ndarray | None:
+    """The task's class codes the training rows hold, sorted; None for regression."""
+    return np.unique(ctx.y).astype(np.int64) if ctx.task == "classification" else None
+
+
+class SeenClasses:
+    """A classifier fitted on its rows' classes re-coded 0..m-1 (XGBoost refuses gaps such as [0, 2, 3]).
+
+    ``classes_`` holds the task's codes of those m classes, so the model's columns are spread over the
+    task's full class list like any scikit-learn classifier's.
+    """
+
+    def __init__(self, estimator: Any, classes: np.ndarray) -> None:
+        self.estimator = estimator
+        self.classes_ = np.asarray(classes)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.asarray(self.estimator.predict_proba(X), dtype=float)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.asarray(self.estimator.predict(X)).astype(np.int64)]
 
 
 class LightGBMTrainer(EstimatorTrainer):
     def fit(self, ctx: FitContext, params: dict[str, Any]) -> Any:
         est = self.build(ctx, params)
+        seen = _seen_classes(ctx)  # LightGBM's columns follow the classes its rows hold
         callbacks = []
         if ctx.report_every > 0:
 
@@ -129,7 +155,7 @@ class LightGBMTrainer(EstimatorTrainer):
                 step = env.iteration + 1
                 if step % ctx.report_every == 0 and step < env.end_iteration:
                     preds = env.model.predict(ctx.X_valid, num_iteration=step)
-                    if ctx.report(step, _booster_predictions(preds, ctx)):
+                    if ctx.report(step, _booster_predictions(preds, ctx, seen)):
                         raise TrialPruned(f"pruned at round {step}")
 
             callbacks.append(_report)
@@ -140,6 +166,9 @@ class LightGBMTrainer(EstimatorTrainer):
 class XGBoostTrainer(EstimatorTrainer):
     def fit(self, ctx: FitContext, params: dict[str, Any]) -> Any:
         est = self.build(ctx, params)
+        seen = _seen_classes(ctx)
+        gaps = seen is not None and not np.array_equal(seen, np.arange(len(seen)))
+        y = np.searchsorted(seen, ctx.y) if gaps and seen is not None else ctx.y
         if ctx.report_every > 0:
             import xgboost as xgb
 
@@ -148,15 +177,15 @@ class XGBoostTrainer(EstimatorTrainer):
                     step = epoch + 1
                     if step % ctx.report_every == 0:
                         preds = model.inplace_predict(ctx.X_valid, iteration_range=(0, step))
-                        if ctx.report(step, _booster_predictions(preds, ctx)):
+                        if ctx.report(step, _booster_predictions(preds, ctx, seen)):
                             raise TrialPruned(f"pruned at round {step}")
                     return False
 
             est.set_params(callbacks=[_Report()])
-        est.fit(ctx.X, ctx.y)
+        est.fit(ctx.X, y)
         if ctx.report_every > 0:
             est.set_params(callbacks=None)  # the callback holds the data; keep it out of the artifact
-        return est
+        return SeenClasses(est, seen) if gaps and seen is not None else est
 
 
 class SVMTrainer(EstimatorTrainer):

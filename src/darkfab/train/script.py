@@ -236,6 +236,12 @@ class ScriptEstimator:
             raise ScriptError(f"the script's model has no {name}; fix: return a model with {name}")
         return fn
 
+    @property
+    def classes_(self) -> np.ndarray:
+        """The classes the script's model saw (so its columns line up with the task's); AttributeError if
+        it does not say, and then its columns are taken as the task's classes in order."""
+        return np.asarray(self.inner.classes_)
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self._method("predict_proba")(X), dtype=float)
 

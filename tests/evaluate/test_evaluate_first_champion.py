@@ -1,0 +1,64 @@
+"""A first champion on a sealed set too small for the gate's confidence: passed on the search's evidence,
+refused when that evidence is missing or the sealed rows show it worse, and never on a large sealed set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from darkfab.evaluate import WEAK_SEALED_ROWS, SearchEvidence, baseline_predictions, first_champion, gate
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+
+def _verdict(n: int, shift: float, seed: int = 0):
+    """Regression on ``n`` sealed rows: a candidate whose error is ``shift`` times the baseline's spread."""
+    rng = np.random.default_rng(seed)
+    y = rng.normal(10.0, 3.0, n)
+    candidate = y + rng.normal(0.0, shift, n)
+    baseline = baseline_predictions("regression", y + rng.normal(0.0, 0.5, n), n)
+    return gate(
+        task="regression",
+        metric="rmse",
+        direction="minimize",
+        y_true=y,
+        candidate=candidate,
+        champion=baseline,
+        min_improvement=0.0,
+        confidence=0.9,
+        n_boot=500,
+        seed=0,
+    )
+
+
+GOOD_SEARCH = SearchEvidence(metric="rmse", score=1.5, baseline=3.0, rows=40, where="the training folds")
+
+
+def test_a_first_champion_on_a_tiny_sealed_set_passes_on_the_search_evidence_and_says_so():
+    strict = _verdict(8, shift=3.0, seed=1)
+    assert not strict.passed and strict.delta > 0  # 8 rows cannot show a gain with 0.9 confidence
+    v = first_champion(strict, sealed_rows=8, evidence=GOOD_SEARCH, direction="minimize")
+    assert v.passed and v.weak_evidence
+    assert v.reason.startswith("first champion on weak evidence: the sealed test holds 8 rows")
+    assert "beat the baseline's 3" in v.reason and "the next campaign must beat it" in v.reason
+
+
+def test_no_search_evidence_means_no_first_champion_and_the_reason_says_why():
+    strict = _verdict(8, shift=3.0, seed=1)
+    worse = SearchEvidence(metric="rmse", score=3.2, baseline=3.0, rows=40, where="the training folds")
+    v = first_champion(strict, sealed_rows=8, evidence=worse, direction="minimize")
+    assert not v.passed and not v.weak_evidence
+    assert v.reason.startswith(strict.reason) and "does not beat the baseline's 3 on the training folds" in v.reason
+
+
+def test_a_candidate_the_sealed_rows_show_worse_is_refused():
+    strict = _verdict(60, shift=12.0)
+    assert strict.delta_high < 0  # clearly worse than the training mean
+    v = first_champion(strict, sealed_rows=60, evidence=GOOD_SEARCH, direction="minimize")
+    assert not v.passed and "the sealed rows show it worse" in v.reason
+
+
+def test_a_large_sealed_set_keeps_the_strict_gate():
+    strict = _verdict(WEAK_SEALED_ROWS, shift=2.95)
+    assert not strict.passed
+    assert first_champion(strict, sealed_rows=WEAK_SEALED_ROWS, evidence=GOOD_SEARCH, direction="minimize") is strict
