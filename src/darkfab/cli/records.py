@@ -75,25 +75,29 @@ def status(factory: FactoryArg = None, store: StoreOpt = None, as_json: JsonOpt 
     out.print(f"store: {s.store}", highlight=False)
 
 
+_TRIAL_FIELDS = (
+    "id",
+    "campaign_id",
+    "number",
+    "state",
+    "proposer",
+    "trainer",
+    "params",
+    "reason",
+    "value",
+    "metrics",
+    "reward",
+    "feasible",
+    "error",
+    "failure_kind",
+    "attempt",
+    "resources",
+)
+
+
 def _trial_json(t: Any) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "campaign": t.campaign_id,
-        "number": t.number,
-        "state": t.state,
-        "proposer": t.proposer,
-        "trainer": t.trainer,
-        "params": t.params,
-        "reason": t.reason,
-        "value": t.value,
-        "metrics": t.metrics,
-        "reward": t.reward,
-        "feasible": t.feasible,
-        "error": t.error,
-        "failure_kind": t.failure_kind,
-        "attempt": t.attempt,
-        "resources": t.resources,
-    }
+    """A trial as `darkfab trials --json` prints it (its campaign's id as ``campaign``)."""
+    return {("campaign" if f == "campaign_id" else f): getattr(t, f) for f in _TRIAL_FIELDS}
 
 
 @commands.command()
