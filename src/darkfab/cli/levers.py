@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import SpecError
-from ._common import Commands, FactoryOpt, StoreOpt, err
+from ._common import Commands, FactoryArg, FactoryOpt, StoreOpt, err
 
 if TYPE_CHECKING:
     from ..registry import Decision
@@ -78,7 +78,7 @@ commands.command(
 
 @commands.command("pause-factory")
 def pause_factory(
-    factory: Annotated[str | None, typer.Argument(help="factory name or file; the only one if absent")] = None,
+    factory: FactoryArg = None,
     reason: ReasonOpt = None,
     by: ByOpt = None,
     store: StoreOpt = None,
@@ -92,7 +92,7 @@ def pause_factory(
 
 @commands.command("resume-factory")
 def resume_factory(
-    factory: Annotated[str | None, typer.Argument(help="factory name or file; the only one if absent")] = None,
+    factory: FactoryArg = None,
     reason: Annotated[str, typer.Option("--reason", help="why (recorded)")] = "resumed from the command line",
     by: ByOpt = None,
     store: StoreOpt = None,

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._common import Commands, FactoryArg, StoreOpt, err
+from ._common import Commands, FactoryArg, JsonOpt, StoreOpt, err
 
 commands = Commands()
 
@@ -44,7 +44,7 @@ def _fmt(x: Any, digits: int = 4) -> str:
 def monitor(
     factory: FactoryArg = None,
     store: StoreOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the windows as one JSON document")] = False,
+    as_json: JsonOpt = False,
     check: Annotated[
         bool, typer.Option("--check", help="first close and test the windows new live traffic fills")
     ] = False,

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import SpecError
 from ..results import RunResult
-from ._common import Commands, JsonOpt, StoreOpt, err, open_factory, out, print_json, stdout_to_stderr
+from ._common import Commands, FactoryArg, JsonOpt, StoreOpt, err, open_factory, out, print_json, stdout_to_stderr
 from ._progress import LiveView, print_summary
 from .serve import AllowHostOpt, FeedbackTokenOpt
 
@@ -106,7 +106,7 @@ def _show(result: RunResult, lifecycle: DemoResult | None, *, as_json: bool, sto
 
 @commands.command()
 def worker(
-    factory: Annotated[str | None, typer.Argument(help="factory file or name in the store")] = None,
+    factory: FactoryArg = None,
     store: StoreOpt = None,
     workers: Annotated[int | None, typer.Option("--workers", help="trials this process runs at once")] = None,
     wait: Annotated[str, typer.Option("--wait", help="how long to wait for a running campaign")] = "30s",

@@ -11,7 +11,7 @@ import typer
 
 from ..errors import DarkfabError
 from ..registry import parse_version_ref
-from ._common import Commands, StoreOpt, err
+from ._common import Commands, FactoryArg, JsonOpt, StoreOpt, err
 
 commands = Commands()
 
@@ -23,7 +23,6 @@ TokenOpt = Annotated[
     ),
 ]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="why; recorded in the event log")]
-AnswerJsonOpt = Annotated[bool, typer.Option("--json", help="print the server's answer as JSON")]
 DEFAULT_URL = "http://127.0.0.1:8000"
 AllowHostOpt = Annotated[
     list[str] | None,
@@ -86,7 +85,7 @@ def _report(answer: dict[str, Any], as_json: bool, line: str) -> None:
 
 @commands.command()
 def serve(
-    factory: Annotated[str | None, typer.Argument(help="factory name or file; the store's only one if absent")] = None,
+    factory: FactoryArg = None,
     host: Annotated[str, typer.Option("--host", help="address to bind (loopback unless you mean it)")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port")] = 8000,
     store: StoreOpt = None,
@@ -126,7 +125,7 @@ def promote(
     store: StoreOpt = None,
     reason: ReasonOpt = None,
     factory: Annotated[str | None, typer.Option("--factory", help="the factory the server must be serving")] = None,
-    as_json: AnswerJsonOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Point `champion` at VERSION (`challenger` ends a canary or shadow early); the server swaps to it
     without dropping a request."""
@@ -150,7 +149,7 @@ def _server_action(action: str) -> Callable[..., None]:
         token: TokenOpt = None,
         store: StoreOpt = None,
         reason: ReasonOpt = None,
-        as_json: AnswerJsonOpt = False,
+        as_json: JsonOpt = False,
     ) -> None:
         a = _admin(action, url, token, store, {"reason": reason} if reason else {})
         if action == "rollback" and a.get("dropped") is not None:
