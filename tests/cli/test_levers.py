@@ -182,5 +182,5 @@ def test_pause_stops_a_running_campaign_after_its_trials_in_flight(cli):
     assert (result["campaign_number"], result["resumed"]) == (1, True)
     assert result["stopped_because"] != "paused" and result["gate"] is not None
     with _store(cli) as s:
-        assert s.get_trial(waiting.id).state in ("completed", "failed", "cancelled")
+        assert s.get_trial(waiting.id).state == "completed"
         assert s.get_campaign(campaign.id).status == "finished"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from darkfab.cli_loop import run_if_needed
+from darkfab.cli.lifecycle import run_if_needed
 from darkfab.errors import PausedError
 from darkfab.runtime import Factory
 from darkfab.spec import load_spec

@@ -10,14 +10,14 @@ import pandas as pd
 import typer
 from typer.testing import CliRunner
 
-from darkfab.cli_monitor import register
+from darkfab.cli.monitor import commands
 from darkfab.spec import spec_from_dict
 from darkfab.store import Store
 
 
 def _app() -> typer.Typer:
     app = typer.Typer()
-    register(app)
+    commands.register(app)
 
     @app.command()
     def other() -> None:  # a second command, so `monitor` is a subcommand as in `darkfab`

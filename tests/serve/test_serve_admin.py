@@ -183,10 +183,10 @@ def test_no_request_fails_while_promote_and_rollback_swap_models(server: LiveSer
 def test_cli_commands_call_the_admin_api(server: LiveServer, private_store: Store) -> None:
     import typer
 
-    from darkfab.cli_serve import register
+    from darkfab.cli.serve import commands
 
     app = typer.Typer()
-    register(app)
+    commands.register(app)
     run = CliRunner().invoke
     common = ["--url", server.url, "--store", private_store.url]
     r = run(app, ["promote", "2", "--factory", "kinds", "--reason", "from the cli", "--json", *common])

@@ -178,12 +178,12 @@ def test_cli_rollback_drops_the_challenger(fresh_store: Store) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from darkfab.cli_serve import register
+    from darkfab.cli.serve import commands
 
     server = start(fresh_store, DeploySpec(mode="shadow", min_requests=100_000))
     try:
         app = typer.Typer()
-        register(app)
+        commands.register(app)
         r = CliRunner().invoke(app, ["rollback", "--url", server.url, "--store", fresh_store.url, "--reason", "cli"])
         assert r.exit_code == 0, r.output
         assert "challenger version 2 dropped; champion stays version 1" in " ".join(r.output.split())

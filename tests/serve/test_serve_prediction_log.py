@@ -163,7 +163,9 @@ def _free_port() -> int:
 def test_serve_command_writes_queued_predictions_on_shutdown(built: Built, tmp_path: Path) -> None:
     url = copy_store(built, tmp_path / "cmd")
     port = _free_port()
-    script = "import typer\nfrom darkfab.cli_serve import register\napp = typer.Typer()\nregister(app)\napp()\n"
+    script = (
+        "import typer\nfrom darkfab.cli.serve import commands\napp = typer.Typer()\ncommands.register(app)\napp()\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(
         [sys.executable, "-c", script, "serve", "kinds", "--store", url, "--port", str(port)],

@@ -7,7 +7,7 @@ store; none of them changes the store. MLflow is imported only by :func:`export_
 from __future__ import annotations
 
 from ._bundle import VersionBundle, load_version, pinned_requirements
-from ._docker import SERVE_PORT, export_docker
+from ._docker import SERVE_PORT, export_docker, image_name
 from ._kserve import kserve_manifest
 from ._mlflow import MlflowExport, export_mlflow, mlflow_versions, set_mlflow_aliases
 
@@ -17,6 +17,7 @@ __all__ = [
     "VersionBundle",
     "export_docker",
     "export_mlflow",
+    "image_name",
     "kserve_manifest",
     "load_version",
     "mlflow_versions",

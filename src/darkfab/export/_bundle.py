@@ -8,7 +8,6 @@ from functools import cached_property
 from importlib import metadata
 from typing import Any
 
-from ..errors import SpecError
 from ..registry import Registry
 from ..store import ModelVersionRecord, Store
 from ..train import DarkfabModel, load_model
@@ -35,16 +34,6 @@ class VersionBundle:
     def packages(self) -> dict[str, str]:
         """The package versions recorded in the lineage when the model was trained (``python`` included)."""
         return {str(k): str(v) for k, v in dict(self.record.lineage.get("packages") or {}).items()}
-
-
-def parse_ref(ref: str) -> int | str:
-    """A version number, or an alias such as ``champion``."""
-    ref = ref.strip()
-    if ref.isdigit():
-        return int(ref)
-    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", ref):
-        return ref
-    raise SpecError(f"{ref!r} is neither a version number nor an alias; fix: give e.g. 3 or champion")
 
 
 def load_version(store: Store, factory: str, ref: int | str) -> VersionBundle:

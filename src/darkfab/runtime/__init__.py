@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._factory import Factory, FactoryStatus, package_versions
 from ._lifecycle import Lifecycle
 from ._mirror import mirror_aliases, mirror_run, mirror_version
+from ._refs import build_monitor, is_factory_file, reference_of, resolve_factory, stored_spec
 from ._retrain import retraining_frame
 from ._teach import comparisons, declared_reward, learn, learned_weights, next_pair, prefer, report_card
 from ._teach_judge import JudgeRun, ask_judge, judge_messages, parse_verdict
@@ -21,8 +22,10 @@ __all__ = [
     "Lifecycle",
     "Step",
     "ask_judge",
+    "build_monitor",
     "comparisons",
     "declared_reward",
+    "is_factory_file",
     "judge_messages",
     "last_event_id",
     "learn",
@@ -34,7 +37,10 @@ __all__ = [
     "package_versions",
     "parse_verdict",
     "prefer",
+    "reference_of",
     "report_card",
+    "resolve_factory",
     "retraining_frame",
+    "stored_spec",
     "timeline",
 ]

@@ -32,14 +32,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..data import Dataset, load_dataset, write_snapshot
+from ..data import write_snapshot
 from ..errors import DarkfabError, NotFoundError
 from ..events import EventKind, StopReason
 from ..monitor import Alerter, Monitor, WindowResult
 from ..results import RunResult
-from ..spec import FactorySpec, spec_from_dict
 from ..store import Pauses
 from ._factory import Factory
+from ._refs import build_monitor
 from ._retrain import derived_spec, outcome, retraining_frame
 from ._timeline import Step, last_event_id, timeline
 
@@ -304,50 +304,9 @@ class Lifecycle:
         return results
 
     def _make_monitor(self, version: int) -> Monitor:
-        spec, data = self._reference_of(version)
-        predictions = None
-        try:
-            from ..registry import Registry
-            from ..serve import load_deployment
-
-            predictions = load_deployment(Registry(self.store), self.base.name, version).predict(data.X_train)[0]
-        except Exception as err:  # prediction drift is optional; feature drift still runs
-            log.info("no prediction drift for %r v%s: %s", self.base.name, version, err)
-        return Monitor(
-            self.store,
-            self.base.name,
-            data.X_train,
-            data.feature_types,
-            self.base.monitor,
-            predictions,
-            task=data.task,
-            max_age_s=self.max_age_s,
-            alerter=self.alerter,
+        return build_monitor(
+            self.store, self.base.name, version, base=self.base, max_age_s=self.max_age_s, alerter=self.alerter
         )
-
-    def _reference_of(self, version: int) -> tuple[FactorySpec, Dataset]:
-        """The spec and data ``version`` was trained on (its data fingerprint), else the base spec's."""
-        record = self.store.get_model_version(self.factory_id, version)
-        wanted = record.lineage.get("data_fingerprint")
-        candidates = [self.base]
-        try:
-            stored = spec_from_dict(self.store.get_factory(self.base.name).spec, f"factory {self.base.name!r}")
-            candidates.insert(0, stored)
-        except DarkfabError:
-            pass
-        first: tuple[FactorySpec, Dataset] | None = None
-        for spec in candidates:
-            try:
-                data = load_dataset(spec)
-            except DarkfabError:
-                continue
-            if data.fingerprint == wanted:
-                return spec, data
-            if spec is self.base:
-                first = (spec, data)
-        if first is None:
-            return self.base, load_dataset(self.base)
-        return first
 
     def _consider(self, window: WindowResult, aliases: dict[str, int]) -> None:
         why_not = ""

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .data import load_dataset
-from .errors import DarkfabError
-from .results import RunResult
-from .runtime import Factory, Lifecycle, Step, last_event_id, timeline
+from ..data import load_dataset
+from ..errors import DarkfabError
+from ..events import EventKind
+from ..results import RunResult
+from ..runtime import Factory, Lifecycle, Step, last_event_id, timeline
 
 FEEDBACK_SHARE = 0.8  # share of live requests whose true label comes back
 
@@ -138,7 +139,7 @@ def run_demo(
             lc.wait(lambda: len(store.list_monitor_windows(fid)) >= windows_before + 2, timeout=30)
             drift_at = replay.sent + 1
             store.append_event(
-                kind="lifecycle_note",
+                kind=EventKind.LIFECYCLE_NOTE,
                 reason=f"demo: drift injected from request {drift_at} on: every image moves one pixel to the left",
                 factory_id=fid,
                 data={"request": drift_at},
@@ -177,6 +178,6 @@ def _contest_open(store: Any, fid: int, version: int) -> bool:
 
 
 def _seconds(value: str) -> float:
-    from .spec import parse_duration
+    from ..spec import parse_duration
 
     return parse_duration(value)

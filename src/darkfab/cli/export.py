@@ -1,7 +1,4 @@
-"""`darkfab export mlflow|docker|kserve`: a registered model version to the tools people already run.
-
-cli.py calls :func:`register` to add them to the `darkfab` command.
-"""
+"""`darkfab export mlflow|docker|kserve`: a registered model version to the tools people already run."""
 
 from __future__ import annotations
 
@@ -13,32 +10,29 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._cli_common import StoreOpt, err, factory_name
-from ._cli_common import fail as _fail
-from .errors import DarkfabError
+from ._common import Commands, FactoryOpt, JsonOpt, StoreOpt, err
 
 if TYPE_CHECKING:
-    from .export import VersionBundle
-    from .store import Store
+    from ..export import VersionBundle
+    from ..store import Store
 
-export_app = typer.Typer(help="Export a registered model version: to MLflow, a container build context, KServe.")
+commands = Commands()
+export = commands.group(
+    "export", help="Export a registered model version: to MLflow, a container build context, KServe."
+)
 
 VersionArg = Annotated[str, typer.Argument(help="version number, or an alias such as champion")]
-FactoryOpt = Annotated[
-    str | None, typer.Option("--factory", help="factory name or file (default: the store's only factory)")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
 
 
 def _bundle(st: Store, factory: str | None, version: str) -> VersionBundle:
-    from .export import load_version
-    from .export._bundle import parse_ref
+    from ..export import load_version
+    from ..registry import parse_version_ref
+    from ..runtime import resolve_factory
 
-    name = factory_name(factory, [f.name for f in st.list_factories()], st.url)
-    return load_version(st, name, parse_ref(version))
+    return load_version(st, resolve_factory(st, factory), parse_version_ref(version))
 
 
-@export_app.command("mlflow")
+@export.command("mlflow")
 def export_mlflow_cmd(
     version: VersionArg,
     tracking_uri: Annotated[str, typer.Option("--tracking-uri", help="MLflow tracking server, e.g. http://host:5000")],
@@ -54,18 +48,13 @@ def export_mlflow_cmd(
 ) -> None:
     """Log a version to MLflow (params, metrics with the sealed-test interval, lineage tags, a pyfunc model with
     its signature and pinned requirements) and register it with the same aliases."""
-    from .export import export_mlflow
-    from .store import Store
+    from ..export import export_mlflow
+    from ..store import Store
 
-    try:
-        with Store(store) as st:
-            bundle = _bundle(st, factory, version)
-        with contextlib.redirect_stdout(sys.stderr):  # MLflow prints links to its UI; stdout carries only the JSON
-            done = export_mlflow(
-                bundle, tracking_uri=tracking_uri, registered_name=registered_name, experiment=experiment
-            )
-    except DarkfabError as exc:
-        _fail(exc)
+    with Store(store) as st:
+        bundle = _bundle(st, factory, version)
+    with contextlib.redirect_stdout(sys.stderr):  # MLflow prints links to its UI; stdout carries only the JSON
+        done = export_mlflow(bundle, tracking_uri=tracking_uri, registered_name=registered_name, experiment=experiment)
     if as_json:
         sys.stdout.write(json.dumps(done.as_json(), indent=2) + "\n")
         return
@@ -77,7 +66,7 @@ def export_mlflow_cmd(
     )
 
 
-@export_app.command("docker")
+@export.command("docker")
 def export_docker_cmd(
     version: VersionArg,
     dest: Annotated[Path, typer.Argument(help="a new folder for the build context")],
@@ -86,24 +75,20 @@ def export_docker_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Write a container build context serving the version over OIP v2 (`docker build -t NAME DIR`)."""
-    from .export import export_docker
-    from .export._docker import image_name
-    from .store import Store
+    from ..export import export_docker, image_name
+    from ..store import Store
 
-    try:
-        with Store(store) as st:
-            bundle = _bundle(st, factory, version)
-            source = st.url
-        out = export_docker(bundle, dest, source=source)
-    except DarkfabError as exc:
-        _fail(exc)
+    with Store(store) as st:
+        bundle = _bundle(st, factory, version)
+        source = st.url
+    out = export_docker(bundle, dest, source=source)
     if as_json:
         sys.stdout.write(json.dumps({"context": str(out), "image": image_name(bundle)}, indent=2) + "\n")
         return
     err.print(f"build context in {out}; build it with: docker build -t {image_name(bundle)} {out}", highlight=False)
 
 
-@export_app.command("kserve")
+@export.command("kserve")
 def export_kserve_cmd(
     version: VersionArg,
     image: Annotated[
@@ -119,22 +104,14 @@ def export_kserve_cmd(
     """Print a KServe InferenceService manifest (OIP v2) running the version's image (`kubectl apply -f`)."""
     import yaml
 
-    from .export import kserve_manifest
-    from .store import Store
+    from ..export import kserve_manifest
+    from ..store import Store
 
-    try:
-        with Store(store) as st:
-            bundle = _bundle(st, factory, version)
-    except DarkfabError as exc:
-        _fail(exc)
+    with Store(store) as st:
+        bundle = _bundle(st, factory, version)
     text = yaml.safe_dump(kserve_manifest(bundle, image=image, namespace=namespace), sort_keys=False)
     if output is None:
         sys.stdout.write(text)
     else:
         output.write_text(text)
         err.print(f"manifest in {output}; apply it with: kubectl apply -f {output}", highlight=False)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `export` and its commands to ``app``."""
-    app.add_typer(export_app, name="export")

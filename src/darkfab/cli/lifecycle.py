@@ -1,6 +1,6 @@
 """The lifecycle half of `darkfab run`: the default factory's demo of the whole loop, and `--forever`.
 
-cli.py's `run` command calls :func:`demo` after the first campaign of the built-in factory, and
+The `run` command (run.py) calls :func:`demo` after the first campaign of the built-in factory, and
 :func:`serve_forever` for `darkfab run FACTORY --forever`.
 """
 
@@ -14,12 +14,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import NotFoundError
+from ..results import RunResult
+from ..runtime import Factory, Lifecycle, Step, stored_spec
+from ..store import Pauses
 from .demo import DemoResult, run_demo
-from .errors import NotFoundError
-from .results import RunResult
-from .runtime import Factory, Lifecycle, Step
-from .spec import spec_from_dict
-from .store import Pauses
 
 _SHOWN = 160  # characters of a reason shown on a live line
 
@@ -65,46 +64,45 @@ def demo(f: Factory, *, after_event: int, host: str, port: int, err: Console, re
     return result
 
 
+def _latest(f: Factory) -> tuple[int | None, Any]:
+    """The factory's id and its latest campaign; ``(None, None)`` before its first run."""
+    try:
+        fid = f.store.get_factory(f.name).id
+    except NotFoundError:
+        return None, None
+    return fid, f.store.latest_campaign(fid)
+
+
+def _has_champion(f: Factory, fid: int) -> bool:
+    try:
+        f.store.get_model_version(fid, "champion")
+    except NotFoundError:
+        return False
+    return True
+
+
 def _resume_spec(f: Factory) -> Factory:
     """The factory to resume with: a retraining campaign left running resumes on its own data file."""
-    store = f.store
-    try:
-        fid = store.get_factory(f.name).id
-    except NotFoundError:
-        return f
-    last = store.latest_campaign(fid)
+    _, last = _latest(f)
     if last is None or last.status != "running" or last.trigger in ("first", "warm_start"):
         return f
-    stored = spec_from_dict(store.get_factory(f.name).spec, f"factory {f.name!r} as stored")
-    return Factory(stored, store=store) if stored.data.source != f.spec.data.source else f
+    stored = stored_spec(f.store, f.name)
+    return Factory(stored, store=f.store) if stored.data.source != f.spec.data.source else f
 
 
 def needs_campaign(f: Factory) -> bool:
     """True when the factory has no champion yet, or a campaign to finish."""
-    store = f.store
-    try:
-        fid = store.get_factory(f.name).id
-    except NotFoundError:
+    fid, last = _latest(f)
+    if fid is None or (last is not None and last.status == "running"):
         return True
-    last = store.latest_campaign(fid)
-    if last is not None and last.status == "running":
-        return True
-    try:
-        store.get_model_version(fid, "champion")
-    except NotFoundError:
-        return True
-    return False
+    return not _has_champion(f, fid)
 
 
 def _paused_with_champion(f: Factory) -> bool:
     """A paused factory with a champion: `run --forever` serves it and starts no campaign (without one,
     ``Factory.run`` says it is paused)."""
-    try:
-        fid = f.store.get_factory(f.name).id
-        f.store.get_model_version(fid, "champion")
-    except NotFoundError:
-        return False
-    return Pauses(f.store).state(fid) is not None
+    fid, _ = _latest(f)
+    return fid is not None and _has_champion(f, fid) and Pauses(f.store).state(fid) is not None
 
 
 def run_if_needed(f: Factory, run: Any) -> RunResult | None:
@@ -112,11 +110,7 @@ def run_if_needed(f: Factory, run: Any) -> RunResult | None:
     if not needs_campaign(f) or _paused_with_champion(f):
         return None
     target = _resume_spec(f)
-    last = None
-    try:
-        last = f.store.latest_campaign(f.store.get_factory(f.name).id)
-    except NotFoundError:
-        pass
+    _, last = _latest(f)
     trigger = last.trigger if target is not f and last is not None else None
     return run(target, trigger)
 

@@ -2,7 +2,7 @@
 
 An LLM proposal is joined to the request that produced it by its key (``llm_calls.proposal_keys``), so each
 shows that call's tokens, cost and status; calls that produced nothing (a 429, a timeout, an invalid answer)
-are listed too. cli.py calls :func:`register` to add the command to `darkfab`.
+are listed too.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._cli_common import StoreOpt
-from ._cli_common import factory_name as _factory_name
-from ._cli_common import fail as _fail
-from .errors import DarkfabError, SpecError
+from ..errors import SpecError
+from ._common import Commands, FactoryArg, JsonOpt, StoreOpt
+
+commands = Commands()
 
 
 def call_json(c: Any, *, full: bool = False) -> dict[str, Any]:
@@ -156,37 +156,31 @@ def _text(doc: dict[str, Any], name: str) -> None:
         )
 
 
-def register(app: typer.Typer) -> None:
-    """Add `darkfab proposals` to ``app``."""
+@commands.command()
+def proposals(
+    factory: FactoryArg = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+    campaign: Annotated[int | None, typer.Option("--campaign", help="only this campaign number")] = None,
+    full: Annotated[bool, typer.Option("--full", help="with --json: include each LLM request's messages")] = False,
+) -> None:
+    """Every proposal with its proposer, reason and state; LLM proposals with their call's tokens, cost, status."""
+    from ..runtime import resolve_factory
+    from ..store import Store
 
-    @app.command()
-    def proposals(
-        factory: Annotated[str | None, typer.Argument(help="factory name or file; the only one when omitted")] = None,
-        store: StoreOpt = None,
-        as_json: Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")] = False,
-        campaign: Annotated[int | None, typer.Option("--campaign", help="only this campaign number")] = None,
-        full: Annotated[bool, typer.Option("--full", help="with --json: include each LLM request's messages")] = False,
-    ) -> None:
-        """Every proposal with its proposer, reason and state; LLM proposals with their call's tokens, cost, status."""
-        from .store import Store
-
-        try:
-            with Store(store) as st:
-                name = _factory_name(factory, [f.name for f in st.list_factories()], st.url)
-                fid = st.get_factory(name).id
-                campaign_id = None
-                if campaign is not None:
-                    found = [c for c in st.list_campaigns(fid) if c.number == campaign]
-                    if not found:
-                        raise SpecError(f"factory {name!r} has no campaign {campaign}; fix: see `darkfab status`")
-                    campaign_id = found[0].id
-                trials = st.list_trials(factory_id=fid, campaign_id=campaign_id)
-                calls = st.list_llm_calls(factory_id=fid, campaign_id=campaign_id)
-        except DarkfabError as exc:
-            _fail(exc)
-            return
-        doc = proposals_json(trials, calls, full=full)
-        if as_json:
-            sys.stdout.write(json.dumps({"factory": name, **doc}, indent=2, default=str) + "\n")
-            return
-        _text(doc, name)
+    with Store(store) as st:
+        name = resolve_factory(st, factory)
+        fid = st.get_factory(name).id
+        campaign_id = None
+        if campaign is not None:
+            found = [c for c in st.list_campaigns(fid) if c.number == campaign]
+            if not found:
+                raise SpecError(f"factory {name!r} has no campaign {campaign}; fix: see `darkfab status`")
+            campaign_id = found[0].id
+        trials = st.list_trials(factory_id=fid, campaign_id=campaign_id)
+        calls = st.list_llm_calls(factory_id=fid, campaign_id=campaign_id)
+    doc = proposals_json(trials, calls, full=full)
+    if as_json:
+        sys.stdout.write(json.dumps({"factory": name, **doc}, indent=2, default=str) + "\n")
+        return
+    _text(doc, name)
