@@ -149,16 +149,9 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def load_dataset(spec: FactorySpec, *, split_seed: int | None = None) -> Dataset:
-    """Read, check and split the data a factory declares. Raises DataError naming the problem and the fix.
-
-    Columns that give the target away on the training rows are dropped (``data.keep_leaky`` keeps them);
-    ``split_seed`` replaces ``data.split.seed`` (a sealed set worn out by the gate is split afresh).
-    """
+def _checked_target(frame: pd.DataFrame, spec: FactorySpec) -> str:
+    """The target's column name, after checking the declared columns, the row count and the labels."""
     d = spec.data
-    frame = read_source(d.source, d.query)
-    refuse_duplicates(frame.columns, d.source)  # a SQL query may select one name twice
-    frame.columns = [str(c) for c in frame.columns]
     target = d.target or ("target" if d.source.startswith("sklearn:") else None)
     if target is None:
         raise DataError("data.target is not set; fix: name the column to predict, e.g. `target: label`")
@@ -184,8 +177,11 @@ def load_dataset(spec: FactorySpec, *, split_seed: int | None = None) -> Dataset
             f"data.target: column {target!r} has {missing} missing value(s) (rows {rows}...); "
             "fix: drop or fill those rows; a model cannot learn from rows without a label"
         )
-    task, task_reason = (spec.task, "set by `task:` in the factory file") if spec.task else infer_task_reason(y_raw)
-    notes: list[str] = []
+    return target
+
+
+def _encoded(y_raw: pd.Series, task: str, target: str) -> tuple[np.ndarray, tuple[Any, ...]]:
+    """The target as numbers (floats for regression, class codes for classification) and the classes."""
     if task == "regression":
         if not pd.api.types.is_numeric_dtype(y_raw) or pd.api.types.is_bool_dtype(y_raw):
             example = next((v for v in y_raw if not _is_number(v)), y_raw.iloc[0])
@@ -206,6 +202,44 @@ def load_dataset(spec: FactorySpec, *, split_seed: int | None = None) -> Dataset
         classes = tuple(sorted(uniques.tolist(), key=lambda v: (str(type(v)), v)))
         index = {c: i for i, c in enumerate(classes)}
         y_all = np.fromiter((index[v] for v in labels), dtype=np.int64, count=len(labels))
+    return y_all, classes
+
+
+def _without_leaks(
+    frame: pd.DataFrame, features: list[str], y_all: np.ndarray, train_idx: np.ndarray, task: Any, keep: Any
+) -> tuple[tuple[Leak, ...], list[str]]:
+    """The columns that give the target away on the training rows, and the features left once those not kept
+    on purpose (``data.keep_leaky``) are dropped."""
+    leaks = tuple(
+        Leak(leak.feature, leak.rule, leak.figure, leak.reason, kept=leak.feature in keep)
+        for leak in find_leaks(frame[features].iloc[train_idx], y_all[train_idx], task=task)
+    )
+    dropped = {leak.feature for leak in leaks if not leak.kept}
+    if dropped and dropped == set(features):
+        shown = ", ".join(map(repr, sorted(dropped)))
+        raise DataError(
+            f"every feature gives the target away on the training rows ({shown}), so none is left to learn "
+            f"from; fix: give honest features, or keep one on purpose with `data.keep_leaky: [{sorted(dropped)[0]}]`"
+        )
+    features = [c for c in features if c not in dropped]
+    return leaks, features
+
+
+def load_dataset(spec: FactorySpec, *, split_seed: int | None = None) -> Dataset:
+    """Read, check and split the data a factory declares. Raises DataError naming the problem and the fix.
+
+    Columns that give the target away on the training rows are dropped (``data.keep_leaky`` keeps them);
+    ``split_seed`` replaces ``data.split.seed`` (a sealed set worn out by the gate is split afresh).
+    """
+    d = spec.data
+    frame = read_source(d.source, d.query)
+    refuse_duplicates(frame.columns, d.source)  # a SQL query may select one name twice
+    frame.columns = [str(c) for c in frame.columns]
+    target = _checked_target(frame, spec)
+    y_raw = frame[target]
+    task, task_reason = (spec.task, "set by `task:` in the factory file") if spec.task else infer_task_reason(y_raw)
+    notes: list[str] = []
+    y_all, classes = _encoded(y_raw, task, target)
     drop = {target, *(d.exclude)}
     if d.time:
         drop.add(d.time)
@@ -221,18 +255,7 @@ def load_dataset(spec: FactorySpec, *, split_seed: int | None = None) -> Dataset
         )
     seed = spec.data.split.seed if split_seed is None else split_seed
     train_idx, valid_idx, test_idx = _split(frame, y_all, task, spec, seed)
-    leaks = tuple(
-        Leak(leak.feature, leak.rule, leak.figure, leak.reason, kept=leak.feature in d.keep_leaky)
-        for leak in find_leaks(frame[features].iloc[train_idx], y_all[train_idx], task=task)
-    )
-    dropped = {leak.feature for leak in leaks if not leak.kept}
-    if dropped and dropped == set(features):
-        shown = ", ".join(map(repr, sorted(dropped)))
-        raise DataError(
-            f"every feature gives the target away on the training rows ({shown}), so none is left to learn "
-            f"from; fix: give honest features, or keep one on purpose with `data.keep_leaky: [{sorted(dropped)[0]}]`"
-        )
-    features = [c for c in features if c not in dropped]
+    leaks, features = _without_leaks(frame, features, y_all, train_idx, task, d.keep_leaky)
     X = frame[features]
     ftypes = {c: feature_type(X[c]) for c in features}
     groups = frame[d.group].to_numpy() if d.group else None
