@@ -12,7 +12,6 @@ import numpy as np
 from ..evaluate import Evaluation, compute_metrics
 from ..store import TrialRecord
 from ..train import EnsembleModel, TrialOutput, greedy_weights, load_model
-from ._views import breakdown, completed_reason
 
 if TYPE_CHECKING:
     from ._coordinator import Coordinator
@@ -97,18 +96,8 @@ class EnsemblePool:
             lease_s=run.lease_s,
         )
         digest, _ = run.artifacts.put(output.artifact)
-        run.store.finish_trial(
-            t.id,
-            state="completed",
-            value=evaluation.value,
-            metrics=evaluation.metrics,
-            reward=evaluation.reward,
-            feasible=evaluation.feasible,
-            breakdown=breakdown(evaluation),
-            resources={"wall_seconds": 0.0, "members": len(chosen)},
-            artifact_path=digest,
-            reason=completed_reason(metric, evaluation),
-            lease_owner=run.owner,
+        run.record_completed(
+            t.id, evaluation, artifact_path=digest, resources={"wall_seconds": 0.0, "members": len(chosen)}
         )
         return run.store.get_trial(t.id)
 

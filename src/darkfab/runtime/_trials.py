@@ -286,17 +286,37 @@ class TrialLoop:
         t = run.record
         artifact_path = self._maybe_keep(t.id, evaluation, out.artifact)
         self._completed(t.id, evaluation, out)
-        self.store.finish_trial(
+        self.record_completed(
             t.id,
+            evaluation,
+            artifact_path=artifact_path,
+            resources=resources,
+            log_tail=event.log_tail,
+            intermediate=run.intermediate,
+        )
+
+    def record_completed(
+        self,
+        trial_id: int,
+        evaluation: Evaluation,
+        *,
+        artifact_path: str | None,
+        resources: dict[str, Any],
+        log_tail: str = "",
+        intermediate: dict[int, float] | None = None,
+    ) -> None:
+        """End a trial of this process as completed, with the figures this process computed and its reward."""
+        self.store.finish_trial(
+            trial_id,
             state="completed",
             value=evaluation.value,
             metrics=evaluation.metrics,
             reward=evaluation.reward,
             feasible=evaluation.feasible,
             breakdown=breakdown(evaluation),
-            log_tail=event.log_tail,
+            log_tail=log_tail,
             resources=resources,
-            intermediate=run.intermediate,
+            intermediate=intermediate,
             artifact_path=artifact_path,
             reason=completed_reason(self.metric, evaluation),
             lease_owner=self.owner,
