@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 
@@ -94,3 +96,50 @@ def test_on_error_fail_keeps_the_registration_and_exits_non_zero_saying_how_to_r
     assert "version 1 is recorded in darkfab but its MLflow export failed" in proc.stderr
     assert cli.json("models")[0]["aliases"] == ["champion"]
     assert [e["on_error"] for e in _events(tmp_path, EventKind.MLFLOW_EXPORT_FAILED)] == ["fail"]
+
+
+def test_the_model_servers_alias_moves_reach_mlflow(tmp_path: Path, tracking: str) -> None:
+    """An operator's promote through `darkfab serve` moves `champion` in darkfab, and the server's hook moves it
+    in MLflow too (exporting the version there first, as it was never mirrored)."""
+    from mlflow.tracking import MlflowClient
+
+    from darkfab.registry import Registry
+
+    cli = _factory(tmp_path, f"registry: {{mlflow: {{tracking_uri: '{tracking}', registered_name: served}}}}\n")
+    assert cli.json("run", "factory.yaml", timeout=600)["champion"]["version"] == 1
+    with Store(f"sqlite:///{tmp_path / '.darkfab' / 'darkfab.db'}") as st:  # a second version to promote
+        reg = Registry(st)
+        first, blob = reg.load_bytes("exported", 1)
+        reg.register(
+            "exported",
+            blob,
+            trial_id=first.trial_id,
+            trainer=first.trainer,
+            params=first.params,
+            metrics=first.metrics,
+            lineage=first.lineage,
+            aliases=(),
+            reason="a copy to promote (test)",
+        )
+    port = free_port()
+    server = cli.popen("serve", "--port", str(port))
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        cli("promote", "2", "--url", f"http://127.0.0.1:{port}", "--reason", "the copy is better")
+        while time.monotonic() < deadline and not _events(tmp_path, EventKind.MLFLOW_ALIASES_SET):
+            time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
+    [moved] = _events(tmp_path, EventKind.MLFLOW_ALIASES_SET)
+    assert "promoted to v2 by an operator: the copy is better" in str(moved["reason"])
+    assert moved["exported"] == [2]
+    client = MlflowClient(tracking_uri=tracking)
+    assert client.get_model_version_by_alias("served", "champion").version == moved["aliases"]["champion"]
+    assert moved["aliases"]["champion"] != client.get_model_version("served", "1").version

@@ -98,23 +98,24 @@ def serve(
     over HTTP, routing and live figures at /v1/routing, metrics at /metrics."""
     import logging
 
-    from ..runtime import resolve_factory
+    from ..runtime import alias_mirror, resolve_factory
     from ..serve import serve as run_server
     from ..store import Store
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     with Store(store) as st:
         name = resolve_factory(st, factory)
-    run_server(
-        name,
-        store=store,
-        host=host,
-        port=port,
-        max_body_bytes=max_body,
-        log_predictions=not no_log,
-        allow_hosts=allow_host or (),
-        feedback_token=feedback_token,
-    )
+        run_server(
+            name,
+            store=st,
+            host=host,
+            port=port,
+            max_body_bytes=max_body,
+            log_predictions=not no_log,
+            allow_hosts=allow_host or (),
+            feedback_token=feedback_token,
+            on_aliases_moved=alias_mirror(st, name),  # registry.mlflow follows the server's alias moves
+        )
 
 
 @commands.command()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._factory import Factory, FactoryStatus, package_versions
 from ._lifecycle import Lifecycle
-from ._mirror import mirror_aliases, mirror_run, mirror_version
+from ._mirror import alias_mirror, mirror_aliases, mirror_run, mirror_version
 from ._refs import build_monitor, is_factory_file, reference_of, resolve_factory, stored_spec
 from ._retrain import retraining_frame
 from ._teach import comparisons, declared_reward, learn, learned_weights, next_pair, prefer, report_card
@@ -21,6 +21,7 @@ __all__ = [
     "JudgeRun",
     "Lifecycle",
     "Step",
+    "alias_mirror",
     "ask_judge",
     "build_monitor",
     "comparisons",

@@ -39,6 +39,7 @@ from ..monitor import Alerter, Monitor, WindowResult
 from ..results import RunResult
 from ..store import Pauses
 from ._factory import Factory
+from ._mirror import alias_mirror
 from ._refs import build_monitor
 from ._retrain import derived_spec, outcome, retraining_frame
 from ._timeline import Step, last_event_id, timeline
@@ -219,6 +220,7 @@ class Lifecycle:
             seed=self.seed,
             allowed_hosts=host_allowlist(self.allow_hosts, bind=self.host),
             feedback_token=self.feedback_token,
+            on_aliases_moved=alias_mirror(self.store, self.base.name),
         )
         self._server = _ServerThread(self._app, self.host, self.requested_port)
         self._server.start()

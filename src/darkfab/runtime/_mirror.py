@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MANAGED_ALIASES",
+    "alias_mirror",
     "mirror_aliases",
     "mirror_run",
     "mirror_version",
@@ -152,6 +153,21 @@ def mirror_aliases(store: Store, factory: str, target: MlflowRegistrySpec | None
         data=done,
     )
     return True
+
+
+def alias_mirror(store: Store, factory: str) -> Callable[[str], None] | None:
+    """The hook a model server calls after it moves the aliases (a canary decided, an operator's promote or
+    rollback): the factory's ``registry.mlflow`` mirror of the move; None when the factory mirrors nothing."""
+    from ._refs import stored_spec
+
+    target = stored_spec(store, factory).registry.mlflow
+    if target is None:
+        return None
+
+    def mirror(why: str) -> None:
+        mirror_aliases(store, factory, target, why=why)
+
+    return mirror
 
 
 def mirror_run(store: Store, spec: FactorySpec, result: RunResult) -> bool | None:

@@ -22,7 +22,7 @@ Before any route: a foreign Host is 421, a POST with a foreign Origin 403, a bod
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -73,6 +73,7 @@ def create_app(
     shadow_capacity: int = 1000,
     allowed_hosts: Iterable[str] | None = None,
     feedback_token: str | None = None,
+    on_aliases_moved: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """The model server of ``factory``'s champion (and challenger), as an ASGI app (serve it with uvicorn).
 
@@ -84,6 +85,9 @@ def create_app(
     ``challenger`` gets a canary share of requests or a shadow copy of them, and is promoted or rolled
     back after ``deploy.min_requests``. Alias moves made elsewhere are picked up every ``poll_interval_s``.
     ``seed`` seeds the canary draw; ``latency_floor_ms`` is the p95 below which latencies count as equal.
+
+    ``on_aliases_moved(why)`` is called (in a thread of its own) after this server moves the aliases: a canary
+    contest decided, an operator's promote or rollback; the runtime mirrors the move to MLflow with it.
 
     ``allowed_hosts``: the names the Host header may carry (default: the loopback names; ``*`` for any; see
     ``_guard``). ``feedback_token``: when given, ``/v1/feedback`` needs ``Authorization: Bearer <it>``.
@@ -103,6 +107,7 @@ def create_app(
         seed=seed,
         latency_floor_ms=latency_floor_ms,
         shadow_capacity=shadow_capacity,
+        on_aliases_moved=on_aliases_moved,
     )
     credentials = _credentials(store, token_file, feedback_token)
 

@@ -37,6 +37,7 @@ class Contest:
     def __init__(self, ctx: ServeContext, *, latency_floor_ms: float) -> None:
         self.store, self.factory, self.factory_id = ctx.store, ctx.factory, ctx.factory_id
         self.deploy, self.book, self.metrics = ctx.deploy, ctx.book, ctx.metrics
+        self.ctx = ctx
         self.latency_floor_ms = latency_floor_ms
 
     def ripe(self, routing: Routing, version: int, requests: int) -> bool:
@@ -83,5 +84,6 @@ class Contest:
             log.info("contest of %r not recorded: its aliases moved meanwhile; re-reading them", self.factory)
             return Outcome(None)
         log.info("%r: %s", self.factory, verdict.reason)
+        self.ctx.aliases_moved(f"{routing.mode}: {verdict.reason}")
         self.metrics.decisions.labels(self.factory, "promoted" if verdict.promote else "rolled_back").inc()
         return Outcome(challenger if verdict.promote else champion)

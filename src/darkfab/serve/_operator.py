@@ -24,6 +24,7 @@ class Operator:
     def __init__(self, ctx: ServeContext, *, served: Served, lock: threading.RLock) -> None:
         self.store, self.registry, self.factory, self.factory_id = ctx.store, ctx.registry, ctx.factory, ctx.factory_id
         self.metrics = ctx.metrics
+        self.ctx = ctx
         self.served = served
         self._lock = lock
         self.paused: str | None = self._paused_in_store()
@@ -65,6 +66,7 @@ class Operator:
                     kind=EventKind.CHALLENGER_PROMOTED if drop else None,
                     data={"by": "operator", "champion": before, "challenger": target, "figures": self.served.figures()},
                 )
+                self.ctx.aliases_moved(f"promoted to v{target} by an operator: {reason}")
             challenger = routing.challenger if routing.challenger is not None and not drop else None
             if challenger is not None and challenger.version == target:
                 challenger = None
@@ -87,6 +89,7 @@ class Operator:
                 target,
                 reason=f"rolled back from v{before} to v{target} by an operator: {reason}",
             )
+            self.ctx.aliases_moved(f"rolled back from v{before} to v{target} by an operator: {reason}")
             self.served.swap(new, None)
             return {"model": self.factory, "version": target, "previous": before, "changed": True}
 
@@ -105,6 +108,7 @@ class Operator:
                 "figures": self.served.figures(),
             },
         )
+        self.ctx.aliases_moved(f"challenger v{dropped} dropped by an operator: {reason}")
         self.served.swap(routing.champion, None)
         version = routing.champion.version
         return {"model": self.factory, "version": version, "previous": version, "changed": True, "dropped": dropped}

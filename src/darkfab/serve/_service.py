@@ -16,7 +16,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,7 @@ class ModelService:
         latency_floor_ms: float = DEFAULT_LATENCY_FLOOR_MS,
         shadow_capacity: int = 1000,
         write_ahead: bool = True,
+        on_aliases_moved: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.registry = Registry(store)
@@ -129,7 +130,9 @@ class ModelService:
         self._failures = EventBudget(FAILURE_EVENTS)
         champion = load_deployment(self.registry, factory, CHAMPION)
         self.factory_id = champion.factory_id
-        ctx = ServeContext(store, self.registry, factory, self.factory_id, self.deploy, self.book, self.metrics)
+        ctx = ServeContext(
+            store, self.registry, factory, self.factory_id, self.deploy, self.book, self.metrics, on_aliases_moved
+        )
         self.served = Served(ctx, champion)
         self.operator = Operator(ctx, served=self.served, lock=self._admin)
         self.contest = Contest(ctx, latency_floor_ms=latency_floor_ms)

@@ -4,20 +4,41 @@ in the event log with the person and their reason."""
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..registry import PENDING
+from ..runtime import alias_mirror
 from ..store import Pauses
+from ._app import Console
 from ._auth import COOKIE, check_action, read_form
 from ._pages import ConsoleDep
 
 router = APIRouter()
+log = logging.getLogger("darkfab.ui")
 
 MAX_REASON = 500
 MAX_PERSON = 80
+
+
+def _mirrored(c: Console, name: str, why: str) -> None:
+    """The factory's ``registry.mlflow`` follows the move, in a thread: MLflow being slow or down never holds the
+    page (the mirror records its own outcome as an event)."""
+    hook = alias_mirror(c.store, name)
+    if hook is not None:
+        threading.Thread(target=_quietly, args=(hook, why), name="darkfab-console-mirror", daemon=True).start()
+
+
+def _quietly(hook: Callable[[str], None], why: str) -> None:
+    try:
+        hook(why)
+    except Exception:  # noqa: BLE001 - recorded by the mirror as an mlflow_export_failed event
+        log.exception("mirroring an alias move to MLflow failed after: %s", why)
 
 
 def _text(form: dict[str, str], field: str, what: str, limit: int) -> str:
@@ -74,7 +95,9 @@ async def rollback(request: Request, c: ConsoleDep, name: str) -> Response:
         raise HTTPException(400, f"version {version} of {name!r} waits for approval; fix: approve it, not roll back")
     if held.get("champion") == version:
         raise HTTPException(400, f"version {version} is already the champion of {name!r}; fix: choose another")
-    c.registry.set_alias(name, "champion", version, reason=f"rolled back by {session.person} in the console: {reason}")
+    why = f"rolled back by {session.person} in the console: {reason}"
+    c.registry.set_alias(name, "champion", version, reason=why)
+    _mirrored(c, name, why)
     return RedirectResponse(f"/factories/{quote(name)}/versions/{version}", status_code=303)
 
 
@@ -88,6 +111,7 @@ async def decide(request: Request, c: ConsoleDep, name: str, version: int, verb:
     reason = _text(form, "reason", "the reason", MAX_REASON)
     act = c.registry.approve if verb == "approve" else c.registry.reject
     act(name, version, person=session.person, reason=reason)
+    _mirrored(c, name, f"version {version} {verb.rstrip('e')}ed by {session.person} in the console: {reason}")
     return RedirectResponse(f"/factories/{quote(name)}/versions/{version}", status_code=303)
 
 
