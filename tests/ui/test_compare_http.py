@@ -5,6 +5,7 @@ CSRF token, and bad input is a 400 naming the field, with nothing recorded."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 from darkfab.runtime import Factory, comparisons, next_pair, stored_spec
 from darkfab.store import Store
 
-from .conftest import TOKEN, ConsoleSite
+from .conftest import HOSTILE, TOKEN, ConsoleSite
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 PAIR = re.compile(r'id="pair" data-a="(\d+)" data-b="(\d+)"')
@@ -125,3 +126,15 @@ def test_bad_answers_are_a_400_naming_the_field(console_site: ConsoleSite) -> No
         assert message in r.text, (change, r.text)
     assert client.get(f"/factories/{console_site.factory}x/compare").status_code == 404
     assert _prefs(console_site) == before
+
+
+def test_a_hostile_reason_is_kept_and_shown_as_text(console_site: ConsoleSite) -> None:
+    client, csrf = _logged_in(console_site)
+    a, b = _pair(client.get(_page(console_site)).text)
+    data = {"csrf": csrf, "trial_a": str(a), "trial_b": str(b), "winner": "tie", "reason": HOSTILE}
+    assert client.post(_page(console_site), data=data).status_code == 303
+    page = client.get(_page(console_site)).text
+    assert HOSTILE not in page and html.escape(HOSTILE, quote=False).split('"')[0] in page
+    with Store(console_site.store_url) as st:
+        last = st.list_preferences(st.get_factory(console_site.factory).id)[-1]
+    assert (last.winner, last.rationale) == ("tie", HOSTILE)
