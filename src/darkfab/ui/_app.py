@@ -59,6 +59,7 @@ class Console:
 def create_app(store: Store, *, token: str) -> FastAPI:
     """The console over ``store``; ``token`` is the admin token that lets a person act."""
     from ._actions import router as actions
+    from ._compare import router as compare
     from ._pages import router as pages
 
     app = FastAPI(title="darkfab console", docs_url=None, redoc_url=None, openapi_url=None)
@@ -105,5 +106,6 @@ def create_app(store: Store, *, token: str) -> FastAPI:
         return Response(status_code=204)
 
     app.include_router(pages)
+    app.include_router(compare)  # before actions: its POST /factories/{name}/{verb} would take /compare
     app.include_router(actions)
     return app
