@@ -133,7 +133,7 @@ def compare(
         reward = declared_reward(fac)
         skipped: set[tuple[int, int]] = set()
         while answered < limit:
-            pair = next_pair(fac, asked=skipped)
+            pair = next_pair(fac, asked=skipped, reward=reward)
             if pair is None:
                 console.print("no pair left to ask about")
                 break

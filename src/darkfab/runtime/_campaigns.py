@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..data import Dataset, load_dataset
-from ..errors import PausedError
+from ..errors import NotFoundError, PausedError
 from ..events import EventKind, StopReason
 from ..propose import LLM_AWARE, LLMCall, Proposer, SearchContext, make_proposer
 from ..results import ChampionSummary, Progress, RunResult
@@ -117,8 +117,6 @@ def _record_leaks(store: Store, factory_id: int, campaign_id: int, data: Dataset
 
 def running_campaign(store: Store, name: str) -> CampaignRecord | None:
     """The factory's campaign that is running now, if any (None for an unknown factory too)."""
-    from ..errors import NotFoundError
-
     try:
         factory_id = store.get_factory(name).id
     except NotFoundError:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data import JITTER, Dataset
-from ..errors import DarkfabError, IntegrityError, NotFoundError
+from ..errors import DarkfabError, NotFoundError
 from ..evaluate import (
     Answers,
     Flagged,
@@ -77,6 +77,7 @@ class GateKeeper:
         self.ctx = ctx
         self.fid = ctx.store.get_factory(ctx.spec.name).id
         self.current = current_champion(ctx.registry, ctx.spec.name)
+        self._read: tuple[str, bytes] = ("", b"")  # the artifact screened last: the winner, when one passes
 
     def decide(self) -> tuple[dict[str, Any], ChampionSummary | None]:
         store, campaign = self.ctx.store, self.ctx.campaign
@@ -136,13 +137,19 @@ class GateKeeper:
 
     def _answers(self, cand: TrialRecord) -> Answers:
         executor = self.ctx.executor
-        blob = self.ctx.registry.artifacts.get(cand.artifact_path or "")
+        blob = self._artifact(cand)
         test = predict_split(executor, blob, "test")
         valid = predict_split(executor, blob, "valid")
         try:
             return Answers(valid=valid, test=test, perturbed=predict_split(executor, blob, "test_perturbed"))
         except (RuntimeError, TimeoutError) as err:
             return Answers(valid=valid, test=test, perturbed=None, perturbed_error=str(err))
+
+    def _artifact(self, cand: TrialRecord) -> bytes:
+        path = cand.artifact_path or ""
+        if self._read[0] != path:
+            self._read = (path, self.ctx.registry.artifacts.get(path))
+        return self._read[1]
 
     def _record_flagged(self, flagged: Flagged[TrialRecord]) -> None:
         cand = flagged.candidate
@@ -260,7 +267,7 @@ class GateKeeper:
         current = self.current
         sealed = {"metric": self.ctx.metric, **ci_json(verdict.candidate)}
         lineage = lineage_of(spec, self.ctx.campaign, data, cand, current[0] if current else None, vjson)
-        gated = self.ctx.registry.artifacts.get(cand.artifact_path or "")
+        gated = self._artifact(cand)
         model_bytes, refit_info = refit_winner(spec, store, data, cand, gated)
         lineage["refit"] = refit_info
         lineage["gated"] = {"artifact": cand.artifact_path, "valid": cand.metrics, "sealed_test": sealed}
@@ -339,8 +346,6 @@ def current_champion(registry: Registry, name: str) -> Champion | None:
         return registry.load_bytes(name, "champion")
     except NotFoundError:
         return None
-    except IntegrityError:
-        raise
 
 
 def gated_bytes(registry: Registry, current: Champion, data: Dataset) -> bytes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -156,8 +157,12 @@ def mirror_aliases(store: Store, factory: str, target: MlflowRegistrySpec | None
 
 
 def alias_mirror(store: Store, factory: str) -> Callable[[str], None] | None:
-    """The hook a model server calls after it moves the aliases (a canary decided, an operator's promote or
-    rollback): the factory's ``registry.mlflow`` mirror of the move; None when the factory mirrors nothing."""
+    """The hook to call after the aliases moved outside a campaign (a model server's canary or operator, the
+    console): the factory's ``registry.mlflow`` mirror of the move, None when the factory mirrors nothing.
+
+    The hook returns at once; the mirror runs in a daemon thread, so MLflow being slow or down never holds a
+    request or a page (the outcome is recorded as an event; an error beyond that is logged).
+    """
     from ._refs import stored_spec
 
     target = stored_spec(store, factory).registry.mlflow
@@ -165,9 +170,15 @@ def alias_mirror(store: Store, factory: str) -> Callable[[str], None] | None:
         return None
 
     def mirror(why: str) -> None:
-        mirror_aliases(store, factory, target, why=why)
+        try:
+            mirror_aliases(store, factory, target, why=why)
+        except Exception:  # noqa: BLE001 - a thread's error has nobody to reach but the log
+            log.exception("mirroring %r's alias move to MLflow failed after: %s", factory, why)
 
-    return mirror
+    def hook(why: str) -> None:
+        threading.Thread(target=mirror, args=(why,), name=f"darkfab-mirror-{factory}", daemon=True).start()
+
+    return hook
 
 
 def mirror_run(store: Store, spec: FactorySpec, result: RunResult) -> bool | None:

@@ -74,11 +74,16 @@ def comparisons(store: Store, factory_id: int) -> tuple[list[Comparison], dict[s
     return out, dict(by_source)
 
 
-def next_pair(factory: Factory, *, asked: set[tuple[int, int]] | None = None) -> tuple[TrialRecord, TrialRecord] | None:
-    """The two completed, feasible trials whose answer would teach the reward most; None when none is left."""
+def next_pair(
+    factory: Factory, *, asked: set[tuple[int, int]] | None = None, reward: RewardModel | None = None
+) -> tuple[TrialRecord, TrialRecord] | None:
+    """The two completed, feasible trials whose answer would teach the reward most; None when none is left.
+
+    ``reward``: the factory's :func:`declared_reward` when the caller has it (building it loads the data set).
+    """
     store = factory.store
     fid = store.get_factory(factory.name).id
-    reward = declared_reward(factory)
+    reward = reward if reward is not None else declared_reward(factory)
     pool = _candidates(store, fid)
     done = {(p.trial_a, p.trial_b) for p in store.list_preferences(fid)} | set(asked or ())
     by_index = {(i, j) for i, a in enumerate(pool) for j, b in enumerate(pool) if (a.id, b.id) in done}

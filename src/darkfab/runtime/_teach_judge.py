@@ -303,7 +303,7 @@ def ask_judge(factory: Factory, *, pairs: int = 10, client: ChatClient | None = 
     asked: set[tuple[int, int]] = set()
     failures, stopped = 0, ""
     while len(asked) < pairs and not budget.exhausted:
-        pair = next_pair(factory, asked=asked)
+        pair = next_pair(factory, asked=asked, reward=session.reward)
         if pair is None:
             stopped = "no pair left to ask about (every pair of feasible candidates has an answer)"
             break

@@ -86,7 +86,7 @@ def create_app(
     back after ``deploy.min_requests``. Alias moves made elsewhere are picked up every ``poll_interval_s``.
     ``seed`` seeds the canary draw; ``latency_floor_ms`` is the p95 below which latencies count as equal.
 
-    ``on_aliases_moved(why)`` runs in a thread after this server moves the aliases (the runtime's MLflow mirror).
+    ``on_aliases_moved(why)`` is called after this server moves the aliases; it must return at once.
     ``allowed_hosts``: the names the Host header may carry (default: the loopback names; ``*`` for any; see
     ``_guard``). ``feedback_token``: when given, ``/v1/feedback`` needs ``Authorization: Bearer <it>``.
     """

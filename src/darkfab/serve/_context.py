@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,18 +28,13 @@ class ServeContext:
 
     def aliases_moved(self, why: str) -> None:
         """Tell the hook (the factory's ``registry.mlflow`` mirror, when the runtime set one) that this server
-        moved the aliases, in a thread of its own: a slow or broken registry never holds up a request."""
-        hook = self.on_aliases_moved
-        if hook is None:
+        moved the aliases; the hook must return at once (the runtime's runs the mirror in a thread)."""
+        if self.on_aliases_moved is None:
             return
-
-        def call() -> None:
-            try:
-                hook(why)
-            except Exception:  # noqa: BLE001 - the mirror records its own failures; the server must go on
-                log.exception("the alias hook of %r failed after: %s", self.factory, why)
-
-        threading.Thread(target=call, name=f"darkfab-alias-hook-{self.factory}", daemon=True).start()
+        try:
+            self.on_aliases_moved(why)
+        except Exception:  # noqa: BLE001 - the server goes on whatever the hook does
+            log.exception("the alias hook of %r failed after: %s", self.factory, why)
 
 
 log = logging.getLogger("darkfab.serve")

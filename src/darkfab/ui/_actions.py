@@ -4,9 +4,6 @@ in the event log with the person and their reason."""
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Request
@@ -20,25 +17,16 @@ from ._auth import COOKIE, check_action, read_form
 from ._pages import ConsoleDep
 
 router = APIRouter()
-log = logging.getLogger("darkfab.ui")
 
 MAX_REASON = 500
 MAX_PERSON = 80
 
 
 def _mirrored(c: Console, name: str, why: str) -> None:
-    """The factory's ``registry.mlflow`` follows the move, in a thread: MLflow being slow or down never holds the
-    page (the mirror records its own outcome as an event)."""
+    """The factory's ``registry.mlflow`` follows the move (in the background; see :func:`alias_mirror`)."""
     hook = alias_mirror(c.store, name)
     if hook is not None:
-        threading.Thread(target=_quietly, args=(hook, why), name="darkfab-console-mirror", daemon=True).start()
-
-
-def _quietly(hook: Callable[[str], None], why: str) -> None:
-    try:
         hook(why)
-    except Exception:  # noqa: BLE001 - recorded by the mirror as an mlflow_export_failed event
-        log.exception("mirroring an alias move to MLflow failed after: %s", why)
 
 
 def _text(form: dict[str, str], field: str, what: str, limit: int) -> str:

@@ -67,10 +67,10 @@ def compare(
     factory = _factory(c, name)
     record = c.store.get_factory(name)
     skipped = _skipped(skip or [])
-    pair = next_pair(factory, asked=skipped)
+    reward = declared_reward(factory)
+    pair = next_pair(factory, asked=skipped, reward=reward)
     cards = None
     if pair is not None:
-        reward = declared_reward(factory)
         cards = (_card(pair[0], reward), _card(pair[1], reward))
     prefs = c.store.list_preferences(record.id)
     by_kind = Counter(p.source.partition(":")[0] for p in prefs)
