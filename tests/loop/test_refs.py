@@ -37,3 +37,17 @@ def test_each_mistake_names_the_choices_and_the_fix(tmp_path: Path) -> None:
             resolve_factory(st, None)
         with pytest.raises(SpecError, match=r"no factory 'nope' in the store .*; fix: use one of a, b"):
             resolve_factory(st, "nope")
+
+
+def test_the_model_server_asks_the_same_question(tmp_path: Path) -> None:
+    # darkfab.serve sits below the runtime; serve(factory=None) must still fail as the command line does
+    import darkfab.serve
+
+    with _store(tmp_path) as st, pytest.raises(SpecError, match=r"holds no factory yet; fix: run `darkfab run`"):
+        darkfab.serve.serve(store=st)
+    with _store(tmp_path, "a", "b") as st:
+        with pytest.raises(SpecError, match=r"several factories \(a, b\); fix: name one"):
+            darkfab.serve.serve(store=st)
+        with pytest.raises(SpecError, match=r"no factory 'nope' in the store .*; fix: use one of a, b"):
+            darkfab.serve.serve("nope", store=st)
+    assert darkfab.serve.resolve_factory is resolve_factory

@@ -6,10 +6,11 @@ and is driven by the command line and the console; nothing below it imports it.
 
 from __future__ import annotations
 
+from ..store import is_factory_file, resolve_factory, stored_spec
 from ._factory import Factory, FactoryStatus, package_versions
 from ._lifecycle import Lifecycle
 from ._mirror import alias_mirror, mirror_aliases, mirror_run, mirror_version
-from ._refs import build_monitor, is_factory_file, reference_of, resolve_factory, stored_spec
+from ._refs import build_monitor, reference_of
 from ._retrain import retraining_frame
 from ._teach import comparisons, declared_reward, learn, learned_weights, next_pair, prefer, report_card
 from ._teach_judge import JudgeRun, ask_judge, judge_messages, parse_verdict

@@ -163,7 +163,7 @@ def alias_mirror(store: Store, factory: str) -> Callable[[str], None] | None:
     The hook returns at once; the mirror runs in a daemon thread, so MLflow being slow or down never holds a
     request or a page (the outcome is recorded as an event; an error beyond that is logged).
     """
-    from ._refs import stored_spec
+    from ..store import stored_spec
 
     target = stored_spec(store, factory).registry.mlflow
     if target is None:

@@ -1,67 +1,24 @@
-"""What a reference means: which factory a name, a file or nothing names; a stored spec rebuilt; the monitor
-that judges a version's live traffic. The command line, the console and the lifecycle loop all ask here, so
-they answer each question the same way and fail with the same message.
+"""What a reference means: which factory a name, a file or nothing names and a stored spec rebuilt (both
+decided in :mod:`darkfab.store`, so the model server below the runtime asks the same function); the data a
+version was trained on and the monitor that judges its live traffic. The command line, the console and the
+lifecycle loop all ask here, so they answer each question the same way and fail with the same message.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 from ..data import Dataset, load_dataset
-from ..errors import DarkfabError, NotFoundError, SpecError
+from ..errors import DarkfabError, NotFoundError
 from ..monitor import Alerter, Monitor
-from ..spec import FactorySpec, spec_from_dict
-from ..store import Store
+from ..spec import FactorySpec
+from ..store import Store, stored_spec
 
 log = logging.getLogger("darkfab.refs")
 
 PREDICTION_SAMPLE = 20_000
 """Rows of the training reference the version predicts, for prediction drift (a sample beyond that)."""
-
-
-def is_factory_file(ref: str) -> bool:
-    """True when ``ref`` names a factory file rather than a factory in the store."""
-    return ref.endswith((".yaml", ".yml")) or Path(ref).is_file()
-
-
-def resolve_factory(store: Store, ref: str | None, *, wait_s: float = 0.0) -> str:
-    """The name of the factory ``ref`` means: a factory file's factory, a name in the store, or (``ref`` None)
-    the store's only factory. ``wait_s``: how long to wait for it to appear (a worker started before its run).
-
-    A :class:`SpecError` names the store, the factories it holds and the fix when none fits.
-    """
-    if ref is not None and is_factory_file(ref):
-        from ..spec import load_spec
-
-        ref = load_spec(ref).name
-    names = [f.name for f in store.list_factories()]
-    deadline = time.monotonic() + wait_s
-    while (not names or (ref is not None and ref not in names)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-        names = [f.name for f in store.list_factories()]
-    if ref is None:
-        if len(names) == 1:
-            return names[0]
-        if not names:
-            raise SpecError(f"the store {store.url} holds no factory yet; fix: run `darkfab run` first")
-        raise SpecError(
-            f"the store holds several factories ({', '.join(names)}); fix: name one (e.g. {names[0]}) "
-            "or give its factory file"
-        )
-    if ref not in names:
-        raise SpecError(
-            f"no factory {ref!r} in the store {store.url} and no such file; fix: use one of "
-            f"{', '.join(names) or '(none yet)'} or a path to a factory file"
-        )
-    return ref
-
-
-def stored_spec(store: Store, name: str) -> FactorySpec:
-    """The spec ``name`` was last run with, rebuilt from the store."""
-    return spec_from_dict(store.get_factory(name).spec, f"factory {name!r} as stored")
 
 
 def reference_of(

@@ -7,6 +7,7 @@ alias moves made elsewhere are picked up by polling the store."""
 
 from __future__ import annotations
 
+from ..store import resolve_factory
 from ._app import create_app
 from ._decide import MIN_LABELLED, ContestFigures, Figures, Verdict, judge
 from ._errors import (
@@ -31,7 +32,7 @@ from ._live import LiveBook, LiveFigures
 from ._log import PredictionLogger
 from ._metrics import ServeMetrics
 from ._router import Route, Routing
-from ._run import DEFAULT_HOST, DEFAULT_PORT, resolve_factory, serve
+from ._run import DEFAULT_HOST, DEFAULT_PORT, serve
 from ._service import CHALLENGER, CHAMPION, Deployment, ModelService, load_deployment
 from ._token import TOKEN_FILE, ensure_token, read_token, token_path
 

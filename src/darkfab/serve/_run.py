@@ -1,4 +1,5 @@
-"""Running the server: resolve the factory, build the app, hand it to uvicorn on loopback by default."""
+"""Running the server: resolve the factory (as the command line does, :func:`darkfab.store.resolve_factory`),
+build the app, hand it to uvicorn on loopback by default."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import NotFoundError
-from ..store import Store
+from ..store import Store, resolve_factory
 from ._app import create_app
 from ._guard import host_allowlist
 
@@ -15,18 +15,6 @@ log = logging.getLogger("darkfab.serve")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-
-
-def resolve_factory(store: Store, factory: str | None) -> str:
-    """``factory``, or the store's only factory when it is None; NotFoundError naming the choices otherwise."""
-    if factory is not None:
-        return store.get_factory(factory).name
-    names = [f.name for f in store.list_factories()]
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        raise NotFoundError(f"the store at {store.url} holds no factory yet; fix: run `darkfab run` first")
-    raise NotFoundError(f"the store holds several factories ({', '.join(names)}); fix: name the one to serve")
 
 
 def serve(

@@ -26,8 +26,8 @@ import pandas as pd
 from ..errors import DarkfabError
 from ..events import EventKind
 from ..registry import Registry
-from ..spec import DeploySpec, spec_from_dict
-from ..store import Store
+from ..spec import DeploySpec
+from ..store import Store, stored_spec
 from ._budget import EventBudget
 from ._contest import Contest
 from ._context import ServeContext
@@ -64,7 +64,7 @@ WAL_FOLDER = "prediction-wal"  # beside the store's artifacts: the write-ahead p
 def deploy_of(store: Store, factory: str) -> DeploySpec:
     """The deploy section of the factory's stored spec; the defaults (direct) when it cannot be read."""
     try:
-        return spec_from_dict(store.get_factory(factory).spec, f"the stored spec of {factory!r}").deploy
+        return stored_spec(store, factory).deploy
     except DarkfabError as err:
         log.warning("cannot read the deploy section of %r (%s); serving the champion directly", factory, err)
         return DeploySpec()

@@ -29,6 +29,7 @@ from ._records import (
     TrialRecord,
     TrialState,
 )
+from ._refs import is_factory_file, resolve_factory, stored_spec
 from ._schema import metadata
 from ._store import Store
 from ._url import resolve_store_url
@@ -65,9 +66,12 @@ __all__ = [
     "checked_text",
     "current_revision",
     "head_revision",
+    "is_factory_file",
     "metadata",
     "proposer_counts",
+    "resolve_factory",
     "resolve_store_url",
+    "stored_spec",
     "trial_page",
     "trial_points",
     "upgrade",
