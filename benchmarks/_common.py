@@ -57,6 +57,20 @@ def load() -> tuple[float, float, float]:
     return tuple(round(x, 2) for x in os.getloadavg())  # type: ignore[return-value]
 
 
+def children_cpu() -> float:
+    """CPU seconds (user and system) of this process's live descendants: the workers of a pool."""
+    import psutil
+
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            t = child.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 class LoadSampler:
     """Samples the 1-minute load average every few seconds while a benchmark runs (mean and max)."""
 

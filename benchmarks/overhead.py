@@ -27,7 +27,7 @@ import warnings
 from typing import Any
 
 import psutil
-from _common import LoadSampler, load, machine, table, write_json
+from _common import LoadSampler, children_cpu, load, machine, table, write_json
 
 import darkfab
 from darkfab.data import load_dataset
@@ -75,17 +75,6 @@ def _children_rss() -> int:
     return total
 
 
-def _children_cpu() -> float:
-    total = 0.0
-    for child in psutil.Process().children(recursive=True):
-        try:
-            t = child.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
 def factory_run(dataset: str, proposer: str, workers: int, latency_rows: int | None, trials: int) -> dict[str, Any]:
     """One ``Factory.run`` with a fresh SQLite store; per-trial timestamps and RSS from ``on_progress``."""
     spec = make_spec(dataset, proposer, workers, latency_rows, trials)
@@ -97,7 +86,7 @@ def factory_run(dataset: str, proposer: str, workers: int, latency_rows: int | N
     def on_progress(p: Progress) -> None:
         if p.kind == "trial_started" and "first_start" not in marks:
             marks["first_start"] = time.perf_counter()
-            marks["workers_cpu0"] = _children_cpu()
+            marks["workers_cpu0"] = children_cpu()
         elif p.kind == "trial_finished":
             finished_at.append(time.perf_counter())
             rss.append(me.memory_info().rss)
@@ -106,7 +95,7 @@ def factory_run(dataset: str, proposer: str, workers: int, latency_rows: int | N
             if p.trials_done == trials:
                 marks["workers_rss_end"] = _children_rss()
             if p.trials_done >= trials and "workers_cpu1" not in marks:
-                marks["workers_cpu1"] = _children_cpu()  # before the pool closes
+                marks["workers_cpu1"] = children_cpu()  # before the pool closes
 
     load0 = load()
     with tempfile.TemporaryDirectory(prefix="darkfab-bench-") as tmp:
@@ -154,6 +143,22 @@ def factory_run(dataset: str, proposer: str, workers: int, latency_rows: int | N
 # -- Optuna in memory, the same trivial objective in-process ---------------------------------------------
 
 
+def _in_process_row(tool: str, proposer: str, trials: int, wall: float, load0: tuple[float, ...]) -> dict[str, Any]:
+    """The row of a run in this process, one worker: ``trials`` in ``wall`` seconds."""
+    return {
+        "tool": tool,
+        "proposer": proposer,
+        "workers": 1,
+        "latency_rows": "-",
+        "trials": trials,
+        "wall_s": wall,
+        "trials_per_s": trials / wall,
+        "ms_per_trial": 1000 * wall / trials,
+        "load_before": load0,
+        "load_after": load(),
+    }
+
+
 def optuna_run(dataset: str, sampler_name: str, trials: int, seed: int = 0) -> dict[str, Any]:
     import numpy as np
     import optuna
@@ -185,18 +190,7 @@ def optuna_run(dataset: str, sampler_name: str, trials: int, seed: int = 0) -> d
         study = optuna.create_study(direction="maximize", sampler=sampler)
         study.optimize(objective, n_trials=trials)
         wall = time.perf_counter() - t0
-    return {
-        "tool": "optuna in memory",
-        "proposer": sampler_name,
-        "workers": 1,
-        "latency_rows": "-",
-        "trials": trials,
-        "wall_s": wall,
-        "trials_per_s": trials / wall,
-        "ms_per_trial": 1000 * wall / trials,
-        "load_before": load0,
-        "load_after": load(),
-    }
+    return _in_process_row("optuna in memory", sampler_name, trials, wall, load0)
 
 
 def objective_only(dataset: str, trials: int) -> dict[str, Any]:
@@ -213,18 +207,7 @@ def objective_only(dataset: str, trials: int) -> dict[str, Any]:
         model = DummyClassifier(strategy=STRATEGIES[i % 4], random_state=0).fit(X_train, y_train)
         float(np.mean(model.predict_proba(X_valid).argmax(axis=1) == y_valid))
     wall = time.perf_counter() - t0
-    return {
-        "tool": "objective only, in-process loop",
-        "proposer": "-",
-        "workers": 1,
-        "latency_rows": "-",
-        "trials": trials,
-        "wall_s": wall,
-        "trials_per_s": trials / wall,
-        "ms_per_trial": 1000 * wall / trials,
-        "load_before": load0,
-        "load_after": load(),
-    }
+    return _in_process_row("objective only, in-process loop", "-", trials, wall, load0)
 
 
 _COLD = """

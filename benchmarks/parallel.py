@@ -18,8 +18,7 @@ import tempfile
 import time
 from typing import Any
 
-import psutil
-from _common import LoadSampler, load, machine, table, write_json
+from _common import LoadSampler, children_cpu, load, machine, table, write_json
 
 import darkfab
 from darkfab.results import Progress
@@ -52,17 +51,6 @@ def make_spec(trials: int, workers: int, estimators: int, depth: int) -> Factory
     )
 
 
-def _workers_cpu() -> float:
-    total = 0.0
-    for child in psutil.Process().children(recursive=True):
-        try:
-            t = child.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
 def one_run(trials: int, workers: int, estimators: int, depth: int) -> dict[str, Any]:
     spec = make_spec(trials, workers, estimators, depth)
     marks: dict[str, float] = {}
@@ -71,11 +59,11 @@ def one_run(trials: int, workers: int, estimators: int, depth: int) -> dict[str,
         now = time.perf_counter()
         if p.kind == "trial_started" and "first_start" not in marks:
             marks["first_start"] = now
-            marks["cpu0"] = _workers_cpu()
+            marks["cpu0"] = children_cpu()
         elif p.kind == "trial_finished":
             marks["last_finish"] = now
             if p.trials_done >= trials:
-                marks["cpu1"] = _workers_cpu()
+                marks["cpu1"] = children_cpu()
 
     load0 = load()
     with tempfile.TemporaryDirectory(prefix="darkfab-bench-") as tmp:

@@ -13,8 +13,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from darkfab.execute import Executor, JobDone, Limits, LocalExecutor, RayExecutor, TrainJob
-from darkfab.testing.executor_contract import digits_payload, request
+from darkfab.execute import Executor, Limits, LocalExecutor, RayExecutor
+from darkfab.testing.executor_contract import digits_payload, keep_busy, request
 from darkfab.train import WorkerPayload
 
 DUMMY = ("dummy", "sklearn.dummy:DummyClassifier")
@@ -29,15 +29,8 @@ def rate(make: Callable[[], Executor], payload: WorkerPayload, workers: int, n: 
         t0 = time.perf_counter()
         executor.start(payload, workers=workers, limits=Limits(timeout_s=60, memory_mb=4096))
         started = time.perf_counter() - t0
-        submitted = done = 0
         t0, cpu0 = time.perf_counter(), time.process_time()
-        while done < n:
-            while submitted < n and executor.in_flight < executor.capacity:
-                executor.submit(TrainJob(f"j{submitted}", request(submitted, *DUMMY)))
-                submitted += 1
-            for event in executor.poll(0.2):
-                assert isinstance(event, JobDone) and event.ok, event
-                done += 1
+        keep_busy(executor, n, lambda i: request(i, *DUMMY))
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return started, n / wall, 1000 * cpu / n
 

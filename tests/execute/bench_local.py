@@ -16,8 +16,8 @@ from multiprocessing.connection import Connection
 
 import psutil
 
-from darkfab.execute import JobDone, Limits, LocalExecutor, TrainJob
-from darkfab.testing.executor_contract import digits_payload, request
+from darkfab.execute import Limits, LocalExecutor
+from darkfab.testing.executor_contract import digits_payload, keep_busy, request
 from darkfab.train import TrialRequest, WorkerPayload, prepare, run_trial
 
 DUMMY = ("dummy", "sklearn.dummy:DummyClassifier")
@@ -45,17 +45,8 @@ def pool(payload: WorkerPayload, workers: int, n: int) -> tuple[float, float, fl
     with LocalExecutor() as executor:
         executor.start(payload, workers=workers, limits=Limits(timeout_s=60, memory_mb=4096))
         pids = list(executor.worker_pids.values())
-        submitted = done = 0
-        in_trials = 0.0
         t0, cpu0, wcpu0 = time.perf_counter(), time.process_time(), _cpu(pids)
-        while done < n:
-            while submitted < n and executor.in_flight < executor.capacity:
-                executor.submit(TrainJob(f"j{submitted}", request(submitted, *DUMMY)))
-                submitted += 1
-            for event in executor.poll(0.2):
-                assert isinstance(event, JobDone) and event.ok, event
-                in_trials += event.cpu_seconds
-                done += 1
+        in_trials = sum(done.cpu_seconds for done in keep_busy(executor, n, lambda i: request(i, *DUMMY)))
         wall, cpu, wcpu = time.perf_counter() - t0, time.process_time() - cpu0, _cpu(pids) - wcpu0
         return n / wall, 1000 * cpu / n, 1000 * (wcpu - in_trials) / n
 

@@ -93,7 +93,9 @@ def test_close_kills_every_worker_and_removes_the_logs(local: Callable[..., Loca
     assert executor.capacity == 0
 
 
-def test_workers_die_when_the_parent_is_killed(tmp_path: Path) -> None:
+def _parent_script(tmp_path: Path, then: str) -> tuple[Path, dict[str, str]]:
+    """A parent process that starts two workers, one of them on a job that hangs, then runs the lines of
+    ``then``; with the env that runs it."""
     script = tmp_path / "parent.py"
     script.write_text(
         textwrap.dedent(
@@ -107,12 +109,22 @@ def test_workers_die_when_the_parent_is_killed(tmp_path: Path) -> None:
                 executor.start(digits_payload(), workers=2, limits=Limits(timeout_s=600))
                 executor.submit(TrainJob("hang", request(1, "hang", "darkfab.testing.faulty:Hang")))
                 executor.poll(0.3)
-                print(json.dumps(list(executor.worker_pids.values())), flush=True)
-                time.sleep(600)
             """
         )
+        + textwrap.indent(textwrap.dedent(then).strip("\n"), "    ")
+        + "\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return script, {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_workers_die_when_the_parent_is_killed(tmp_path: Path) -> None:
+    script, env = _parent_script(
+        tmp_path,
+        """
+        print(json.dumps(list(executor.worker_pids.values())), flush=True)
+        time.sleep(600)
+        """,
+    )
     with subprocess.Popen(
         [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT
     ) as parent:
@@ -131,25 +143,13 @@ def test_workers_die_when_the_parent_is_killed(tmp_path: Path) -> None:
 
 
 def test_an_exception_in_the_factory_leaves_no_worker_behind(tmp_path: Path) -> None:
-    script = tmp_path / "factory.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import json
-            from darkfab.execute import Limits, LocalExecutor, TrainJob
-            from darkfab.testing.executor_contract import digits_payload, request
-
-            if __name__ == "__main__":
-                executor = LocalExecutor()
-                executor.start(digits_payload(), workers=2, limits=Limits(timeout_s=600))
-                executor.submit(TrainJob("hang", request(1, "hang", "darkfab.testing.faulty:Hang")))
-                executor.poll(0.3)
-                print(json.dumps([list(executor.worker_pids.values()), executor.log_dir]), flush=True)
-                raise RuntimeError("the factory broke")
-            """
-        )
+    script, env = _parent_script(
+        tmp_path,
+        """
+        print(json.dumps([list(executor.worker_pids.values()), executor.log_dir]), flush=True)
+        raise RuntimeError("the factory broke")
+        """,
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert out.returncode == 1 and "the factory broke" in out.stderr
     pids, log_dir = json.loads(out.stdout)

@@ -80,6 +80,21 @@ def drain(
     return done
 
 
+def keep_busy(executor: Executor, n: int, make: Callable[[int], TrialRequest]) -> list[JobDone]:
+    """The factory's pattern over ``n`` jobs ``make(0)``, ``make(1)``...: keep every worker busy, poll for what
+    ended, submit the next. Every job must succeed; returns what each job reported, in the order they ended."""
+    done: list[JobDone] = []
+    submitted = 0
+    while len(done) < n:
+        while submitted < n and executor.in_flight < executor.capacity:
+            executor.submit(TrainJob(f"j{submitted}", make(submitted)))
+            submitted += 1
+        for event in executor.poll(0.2):
+            assert isinstance(event, JobDone) and event.ok, event
+            done.append(event)
+    return done
+
+
 class ExecutorContract:
     """Behaviour every executor shares: isolation, limits, retries, reports, logs, cancel, close."""
 
