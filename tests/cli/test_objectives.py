@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
 
 import numpy as np
 import pandas as pd
-import psycopg
 import pytest
-
-PG = "postgresql://postgres@127.0.0.1:5432"
 
 
 def test_infeasible_candidates_rank_below_feasible_ones(cli, tmp_path):
@@ -115,26 +111,15 @@ def test_cpu_budget_is_a_hard_limit(cli, tmp_path):
 
 
 @pytest.mark.postgres
-def test_the_same_factory_runs_on_postgresql(cli, tmp_path):
-    name = f"darkfab_cli_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(f"{PG}/postgres", autocommit=True)
-    except psycopg.OperationalError as err:  # pragma: no cover - CI starts the server
-        pytest.skip(f"PostgreSQL is not reachable at {PG}: {err}")
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        from .conftest import factory_text
+def test_the_same_factory_runs_on_postgresql(cli, tmp_path, pg_url):
+    from .conftest import factory_text
 
-        (tmp_path / "factory.yaml").write_text(factory_text(name="pg", trials=3))
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        result = cli.json("run", "factory.yaml", "--store", url)
-        assert result["store"].startswith("postgresql") and result["champion"]["version"] == 1
-        assert len(cli.json("trials", "--store", url)) == 3
-        assert cli("audit", "verify", "--store", url).returncode == 0
-        assert not (tmp_path / ".darkfab" / "darkfab.db").exists()
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+    (tmp_path / "factory.yaml").write_text(factory_text(name="pg", trials=3))
+    result = cli.json("run", "factory.yaml", "--store", pg_url)
+    assert result["store"].startswith("postgresql") and result["champion"]["version"] == 1
+    assert len(cli.json("trials", "--store", pg_url)) == 3
+    assert cli("audit", "verify", "--store", pg_url).returncode == 0
+    assert not (tmp_path / ".darkfab" / "darkfab.db").exists()
 
 
 def test_audit_verify_finds_a_tampered_event(ran, tmp_path):

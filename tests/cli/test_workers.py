@@ -5,13 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 
 import psutil
 import psycopg
 import pytest
-
-PG = "postgresql://postgres@127.0.0.1:5432"
 
 SHARED = """\
 name: shared
@@ -28,21 +25,6 @@ gate: {bootstrap: 200}
 """
 
 
-@pytest.fixture
-def pg_url():
-    name = f"darkfab_workers_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(f"{PG}/postgres", autocommit=True)
-    except psycopg.OperationalError as err:  # pragma: no cover - CI starts the server
-        pytest.skip(f"PostgreSQL is not reachable at {PG}: {err}")
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", f"{PG}/{name}"
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
-
-
 def _machine(tmp_path, name: str) -> dict[str, str]:
     return {"DARKFAB_ARTIFACTS": str(tmp_path / name / "artifacts")}
 
@@ -50,7 +32,8 @@ def _machine(tmp_path, name: str) -> dict[str, str]:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_three_workers_share_a_campaign_and_a_killed_one_loses_nothing(cli, tmp_path, pg_url):
-    url, plain = pg_url
+    url = pg_url  # a brand-new database (tests/conftest.py); psycopg reads it without the driver name
+    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
     (tmp_path / "factory.yaml").write_text(SHARED)
     # every process has its own artifacts folder, as on separate machines: the store carries the artifacts
     workers = [

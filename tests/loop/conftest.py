@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +10,8 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+
+from ..helpers.webhook import Hook, webhook_server
 
 FEATURES = ("x1", "x2", "x3", "x4")
 
@@ -80,34 +79,8 @@ class Traffic:
         self.client.close()
 
 
-class Hook:
-    def __init__(self) -> None:
-        self.url = ""
-        self.received: list[dict[str, Any]] = []
-
-
 @pytest.fixture
 def webhook() -> Iterator[Hook]:
     """A real HTTP server on loopback that records the alerts POSTed to it."""
-    hook = Hook()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server protocol
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            hook.received.append(json.loads(body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}/alerts"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with webhook_server() as hook:
         yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
