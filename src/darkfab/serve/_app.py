@@ -22,27 +22,29 @@ Before any route: a foreign Host is 421, a POST with a foreign Origin 403, a bod
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
 from ..errors import DarkfabError
-from ..spec import DeploySpec
 from ..store import Store
 from . import _routes_admin, _routes_v1, _routes_v2
 from ._answer import rejected_counter
-from ._decide import DEFAULT_LATENCY_FLOOR_MS
 from ._deps import Credentials
 from ._errors import ServeError
 from ._guard import LOOPBACK_HOSTS, Guard, host_allowlist
 from ._http import DEFAULT_MAX_BODY, BodyLimit, darkfab_error_handler, serve_error_handler
 from ._metrics import ServeMetrics
-from ._service import ModelService
+from ._service import ModelService, ServiceOptions
 from ._token import ensure_token, token_path
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11; only read by type checkers here
 
 
 def _credentials(store: Store, token_file: str | Path | None, feedback_token: str | None) -> Credentials:
@@ -63,17 +65,9 @@ def create_app(
     factory: str,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     token_file: str | Path | None = None,
-    log_predictions: bool = True,
-    flush_interval_s: float = 0.2,
-    flush_rows: int = 500,
-    deploy: DeploySpec | None = None,
-    poll_interval_s: float = 1.0,
-    seed: int | None = None,
-    latency_floor_ms: float = DEFAULT_LATENCY_FLOOR_MS,
-    shadow_capacity: int = 1000,
     allowed_hosts: Iterable[str] | None = None,
     feedback_token: str | None = None,
-    on_aliases_moved: Callable[[str], None] | None = None,
+    **service: Unpack[ServiceOptions],
 ) -> FastAPI:
     """The model server of ``factory``'s champion (and challenger), as an ASGI app (serve it with uvicorn).
 
@@ -85,6 +79,8 @@ def create_app(
     ``challenger`` gets a canary share of requests or a shadow copy of them, and is promoted or rolled
     back after ``deploy.min_requests``. Alias moves made elsewhere are picked up every ``poll_interval_s``.
     ``seed`` seeds the canary draw; ``latency_floor_ms`` is the p95 below which latencies count as equal.
+    These and the other ``service`` options (:class:`ServiceOptions`: ``log_predictions``, ``flush_interval_s``,
+    ``flush_rows``, ``shadow_capacity``) go to :class:`ModelService` as given, with its defaults.
 
     ``on_aliases_moved(why)`` is called after this server moves the aliases; it must return at once.
     ``allowed_hosts``: the names the Host header may carry (default: the loopback names; ``*`` for any; see
@@ -93,20 +89,7 @@ def create_app(
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, got {max_body_bytes}")
     metrics = ServeMetrics()
-    svc = ModelService(
-        store=store,
-        factory=factory,
-        metrics=metrics,
-        log_predictions=log_predictions,
-        flush_interval_s=flush_interval_s,
-        flush_rows=flush_rows,
-        deploy=deploy,
-        poll_interval_s=poll_interval_s,
-        seed=seed,
-        latency_floor_ms=latency_floor_ms,
-        shadow_capacity=shadow_capacity,
-        on_aliases_moved=on_aliases_moved,
-    )
+    svc = ModelService(store=store, factory=factory, metrics=metrics, **service)
     credentials = _credentials(store, token_file, feedback_token)
 
     @asynccontextmanager

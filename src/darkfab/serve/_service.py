@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 
@@ -92,6 +92,21 @@ def _log_rows(
             }
         )
     return out
+
+
+class ServiceOptions(TypedDict, total=False):
+    """The options of :class:`ModelService` that :func:`darkfab.serve.create_app` passes through as given
+    (their defaults and meaning: ``ModelService.__init__``)."""
+
+    log_predictions: bool
+    flush_interval_s: float
+    flush_rows: int
+    deploy: DeploySpec | None
+    poll_interval_s: float
+    seed: int | None
+    latency_floor_ms: float
+    shadow_capacity: int
+    on_aliases_moved: Callable[[str], None] | None
 
 
 class ModelService:
