@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import math
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import PurePath
 from typing import Any
@@ -70,28 +71,15 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def event_body(
-    *,
-    created_at: datetime,
-    kind: str,
-    reason: str,
-    factory_id: int | None,
-    campaign_id: int | None,
-    trial_id: int | None,
-    data: Any,
-) -> str:
-    """The canonical JSON of every field of an event but its id and hashes: what its hash covers."""
-    return canonical(
-        {
-            "created_at": created_at.isoformat(),
-            "kind": kind,
-            "reason": reason,
-            "factory_id": factory_id,
-            "campaign_id": campaign_id,
-            "trial_id": trial_id,
-            "data": data,
-        }
-    )
+EVENT_FIELDS = ("created_at", "kind", "reason", "factory_id", "campaign_id", "trial_id", "data")
+"""Every field of an event but its id and hashes: what its hash covers."""
+
+
+def event_body(fields: Mapping[str, Any]) -> str:
+    """The canonical JSON of an event's :data:`EVENT_FIELDS` (``created_at`` a datetime): what its hash covers."""
+    body = {name: fields[name] for name in EVENT_FIELDS}
+    body["created_at"] = body["created_at"].isoformat()
+    return canonical(body)
 
 
 def event_hash(prev_hash: str, **fields: Any) -> str:
@@ -100,9 +88,9 @@ def event_hash(prev_hash: str, **fields: Any) -> str:
     Anyone can recompute it, so it proves nothing against someone who can write the store; stores keep it
     only for the events written before their chain was keyed (see ``_audit``).
     """
-    return hashlib.sha256((prev_hash + event_body(**fields)).encode("utf-8")).hexdigest()
+    return hashlib.sha256((prev_hash + event_body(fields)).encode("utf-8")).hexdigest()
 
 
 def keyed_event_hash(key: bytes, prev_hash: str, **fields: Any) -> str:
     """HMAC-SHA256 with the store's audit key over the previous hash and :func:`event_body`."""
-    return hmac.new(key, (prev_hash + event_body(**fields)).encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.new(key, (prev_hash + event_body(fields)).encode("utf-8"), hashlib.sha256).hexdigest()

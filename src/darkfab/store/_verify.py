@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from ..events import EventKind
 from ._audit import SWITCH_KIND, HeadAnchor
-from ._codec import GENESIS, event_hash, keyed_event_hash
+from ._codec import EVENT_FIELDS, GENESIS, event_hash, keyed_event_hash
 from ._records import ChainReport
 from ._schema import aliases, events, factories, model_versions
 from ._sql import EVENT_SELECT
@@ -19,15 +19,7 @@ _BATCH = 2000
 
 
 def _fields(row: Any) -> dict[str, Any]:
-    return {
-        "created_at": row.created_at,
-        "kind": row.kind,
-        "reason": row.reason,
-        "factory_id": row.factory_id,
-        "campaign_id": row.campaign_id,
-        "trial_id": row.trial_id,
-        "data": row.data,
-    }
+    return {name: getattr(row, name) for name in EVENT_FIELDS}
 
 
 def is_legacy(row: Any) -> bool:
