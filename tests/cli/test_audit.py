@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from ..helpers.factories import small_factory
 from .conftest import CLI, env_for
 
 ESTIMATOR_FACTORY = """\
@@ -44,15 +45,7 @@ def test_estimator_import_path_must_name_an_estimator_class(cli, tmp_path, path)
 
 # -- the audit chain: edit, truncate, swap -----------------------------------------------------------------
 
-SMALL = """\
-name: small
-data: {source: "sklearn:breast_cancer", target: target}
-trainers:
-  - name: logistic_regression
-budget: {trials: 3}
-execution: {workers: 1, trial_timeout: 60s, latency_rows: 3}
-gate: {bootstrap: 100}
-"""
+SMALL = small_factory("small")
 
 
 @pytest.fixture(scope="module")

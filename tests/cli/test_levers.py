@@ -10,27 +10,12 @@ import pytest
 
 from darkfab.store import Store
 
+from ..helpers.factories import small_factory
 from .conftest import CLI
 
-APPROVAL = """\
-name: gated
-data: {source: "sklearn:breast_cancer", target: target}
-trainers:
-  - name: logistic_regression
-budget: {trials: 3}
-execution: {workers: 1, trial_timeout: 60s, latency_rows: 3}
-gate: {bootstrap: 100, approval: required}
-"""
+APPROVAL = small_factory("gated", gate="{bootstrap: 100, approval: required}")
 
-LONG = """\
-name: long
-data: {source: "sklearn:breast_cancer", target: target}
-trainers:
-  - name: logistic_regression
-budget: {time: 45s}
-execution: {workers: 1, trial_timeout: 60s, latency_rows: 3}
-gate: {bootstrap: 100}
-"""
+LONG = small_factory("long", budget="{time: 45s}")
 
 
 def _store(cli: CLI) -> Store:

@@ -13,15 +13,9 @@ from darkfab.runtime import Factory
 from darkfab.spec import load_spec
 from darkfab.store import Pauses, Store
 
-FACTORY = """\
-name: paused_loop
-data: {source: "sklearn:iris", target: target}
-trainers:
-  - name: logistic_regression
-budget: {trials: 2}
-execution: {workers: 1, trial_timeout: 60s, latency_rows: 3}
-gate: {bootstrap: 100}
-"""
+from ..helpers.factories import small_factory
+
+FACTORY = small_factory("paused_loop", source="sklearn:iris", budget="{trials: 2}")
 
 
 def test_a_paused_factory_starts_no_campaign_until_resumed(tmp_path: Path) -> None:

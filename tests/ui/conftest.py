@@ -18,6 +18,8 @@ import pytest
 
 from darkfab.store import Store
 
+from ..helpers.factories import small_factory
+
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "console-test-token-0123456789"
 HOSTILE = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
@@ -206,15 +208,9 @@ def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSi
 
 # -- a second store: a factory whose gate winner waits for approval (the approval and pause levers) -----
 
-GATED_FACTORY = """\
-name: iris_gated
-data: {source: "sklearn:iris", target: target}
-trainers:
-  - name: logistic_regression
-budget: {trials: 2}
-execution: {workers: 1, trial_timeout: 60s, latency_rows: 3}
-gate: {bootstrap: 200, approval: required}
-"""
+GATED_FACTORY = small_factory(
+    "iris_gated", source="sklearn:iris", budget="{trials: 2}", gate="{bootstrap: 200, approval: required}"
+)
 GATED_NAME = "iris_gated"
 
 
