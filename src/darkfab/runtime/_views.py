@@ -19,17 +19,9 @@ def trial_view(t: TrialRecord, objective_names: tuple[str, ...]) -> TrialView:
     if t.state == "completed" and len(objective_names) > 1:
         values = tuple(float(metrics.get(n, math.nan)) for n in objective_names)
     return TrialView(
-        trial_id=t.id,
-        proposer=t.proposer,
-        trainer=t.trainer,
-        params=dict(t.params),
-        state=t.state,
-        value=t.value,
+        **_outcome(t),
         values=values,
         intermediate={int(k): float(v) for k, v in (t.intermediate or {}).items()},
-        reward=t.reward,
-        feasible=t.feasible,
-        error=t.error,
         metrics=dict(t.metrics or {}),
         seconds=(t.resources or {}).get("wall_seconds"),
     )
@@ -37,18 +29,22 @@ def trial_view(t: TrialRecord, objective_names: tuple[str, ...]) -> TrialView:
 
 def row_of(t: TrialRecord) -> TrialRow:
     """A leaderboard row."""
-    return TrialRow(
-        trial_id=t.id,
-        number=t.number,
-        proposer=t.proposer,
-        trainer=t.trainer,
-        params=dict(t.params),
-        state=t.state,
-        value=t.value,
-        reward=t.reward,
-        feasible=t.feasible,
-        error=t.error,
-    )
+    return TrialRow(**_outcome(t), number=t.number)
+
+
+def _outcome(t: TrialRecord) -> dict[str, Any]:
+    """What every view of a trial carries: who proposed what, and how it ended."""
+    return {
+        "trial_id": t.id,
+        "proposer": t.proposer,
+        "trainer": t.trainer,
+        "params": dict(t.params),
+        "state": t.state,
+        "value": t.value,
+        "reward": t.reward,
+        "feasible": t.feasible,
+        "error": t.error,
+    }
 
 
 def proposal_of(t: TrialRecord) -> Proposal:
