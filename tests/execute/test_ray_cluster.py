@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from typing import Any
 import psutil
 import pytest
 
+from ..helpers.loopback import free_port
+
 ray = pytest.importorskip("ray", reason="Ray is not installed; pip install 'darkfab[ray]' to run the Ray tests")
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -37,18 +38,12 @@ JOBS = 4
 SLEEP_S = 2.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Cluster:
     """Nodes started with ``ray start``, each in a session of its own that holds all of the node's processes."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.env = {
             **os.environ,

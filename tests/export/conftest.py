@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ import pandas as pd
 import pytest
 
 from tests.cli.conftest import CLI
+
+from ..helpers.loopback import free_port
 
 FACTORY = """\
 name: exported
@@ -57,12 +58,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     cli = CLI(folder)
     cli("run", "factory.yaml", "--json")
     yield Trained(folder=folder, cli=cli, store=f"sqlite:///{folder / '.darkfab' / 'darkfab.db'}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

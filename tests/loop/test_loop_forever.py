@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,8 @@ import httpx
 
 from darkfab.store import Store
 
+from ..helpers.loopback import free_port
 from .conftest import Traffic, world
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _start(factory_file: Path, store: str, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -65,7 +59,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 def test_forever_stops_cleanly_and_resumes(factory_file: Path, tmp_path: Path) -> None:
     store = str(tmp_path / "forever.db")
     log = tmp_path / "forever.log"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
 
     proc = _start(factory_file, store, port, log)

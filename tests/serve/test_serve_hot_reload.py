@@ -54,7 +54,8 @@ def test_a_challenger_registered_elsewhere_is_picked_up(fresh_store: Store) -> N
             Registry(elsewhere).set_alias("kinds", "champion", 2, reason="an operator elsewhere")
         contest.wait_for(lambda: _routed(server)["champion"]["version"] == 2, "the champion to move")
         with server.client() as c:
-            assert {contest.predict(c, rec)["model_version"] for rec, _ in contest.labelled_records(30, seed=2)} == {2, v3}
+            versions = {contest.predict(c, rec)["model_version"] for rec, _ in contest.labelled_records(30, seed=2)}
+        assert versions == {2, v3}
         assert b'darkfab_model_swaps_total{model="kinds"} 1.0' in server.service.metrics.render()
     finally:
         server.stop()
@@ -70,7 +71,9 @@ def test_no_request_fails_while_the_server_rolls_back_promotes_and_reloads(fresh
         with contest.Traffic(server, clients=4, seed=12, label=True, x=10.0) as traffic:
             bad = contest.register_challenger(fresh_store, raising(blob, limit=3.0), "fails on big x")
             first = contest.next_decision(fresh_store, 0)
-            good = contest.register_challenger(fresh_store, refitted(blob, rows_frame(), "kind", C=20.0), "a good refit")
+            good = contest.register_challenger(
+                fresh_store, refitted(blob, rows_frame(), "kind", C=20.0), "a good refit"
+            )
             second = contest.next_decision(fresh_store, 1)
             with server.admin() as admin:
                 rolled = admin.post("/admin/rollback", json={"reason": "operator check"})

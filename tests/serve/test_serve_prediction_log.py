@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +17,7 @@ from darkfab.errors import NotFoundError, StoreError
 from darkfab.serve import PredictionLogger, ServeMetrics
 from darkfab.store import Store
 
+from ..helpers.loopback import free_port, wait_answers
 from .conftest import Built, copy_store
 from .test_serve_http import records
 
@@ -154,15 +153,9 @@ def test_a_failing_store_never_stops_the_logger(tmp_path: Path) -> None:
         assert "darkfab_prediction_log_errors_total 1.0" in metrics.render().decode()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serve_command_writes_queued_predictions_on_shutdown(built: Built, tmp_path: Path) -> None:
     url = copy_store(built, tmp_path / "cmd")
-    port = _free_port()
+    port = free_port()
     script = (
         "import typer\nfrom darkfab.cli.serve import commands\napp = typer.Typer()\ncommands.register(app)\napp()\n"
     )
@@ -176,15 +169,7 @@ def test_serve_command_writes_queued_predictions_on_shutdown(built: Built, tmp_p
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.1)
+        wait_answers(proc, f"{base}/v2/health/ready")
         ids = [httpx.post(f"{base}/v1/models/kinds/predict", json=records(2)).json()["request_id"] for _ in range(5)]
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)

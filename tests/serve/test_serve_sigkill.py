@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,13 +16,8 @@ import httpx
 
 from darkfab.store import Store
 
+from ..helpers.loopback import free_port, wait_answers
 from .conftest import Built, copy_store
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serve(url: str, port: int, *extra: str) -> subprocess.Popen[str]:
@@ -36,15 +30,7 @@ def _serve(url: str, port: int, *extra: str) -> subprocess.Popen[str]:
 
 
 def _ready(proc: subprocess.Popen[str], base: str) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"{base}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
-        time.sleep(0.1)
+    wait_answers(proc, f"{base}/v2/health/ready", within_s=90)
 
 
 def _row(i: int) -> list[dict[str, Any]]:
@@ -53,7 +39,7 @@ def _row(i: int) -> list[dict[str, Any]]:
 
 def test_sigkill_of_serve_loses_no_answered_prediction(built: Built, tmp_path: Path) -> None:
     url = copy_store(built, tmp_path / "kill")
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _serve(url, port, "--allow-host", "models.test")
     answered: list[str] = []

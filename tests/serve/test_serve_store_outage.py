@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +24,11 @@ import darkfab
 from darkfab.serve import PredictionLogger, ServeMetrics, create_app
 from darkfab.store import Store
 
+from ..helpers.loopback import free_port
 from ..helpers.tcp_proxy import TcpProxy
 from .conftest import LiveServer, _spec, rows_frame
 
 OUTAGE_S = 8.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _row(i: int) -> list[dict[str, Any]]:
@@ -84,7 +78,7 @@ def test_serve_answers_while_postgresql_is_out_and_logs_every_prediction_once_ba
     _trained(tmp_path, pg_url, monkeypatch)
     url = sa.make_url(pg_url)
     direct = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "serve.log"
     with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy, out.open("wb") as sink:
         proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)

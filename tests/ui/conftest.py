@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from darkfab.store import Store
 
 from ..helpers.factories import small_factory
+from ..helpers.loopback import free_port, wait_answers
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "console-test-token-0123456789"
@@ -66,12 +64,6 @@ def console_env(tmp: Path) -> dict[str, str]:
     env.pop("DARKFAB_STORE", None)
     env["DARKFAB_UI_TOKEN"] = TOKEN
     return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _add_hostile_records(store_url: str) -> tuple[int, int, int]:
@@ -147,7 +139,7 @@ def _add_hostile_records(store_url: str) -> tuple[int, int, int]:
 @contextlib.contextmanager
 def serve_console(store_url: str, cwd: Path, env: dict[str, str]) -> Iterator[str]:
     """`darkfab ui` over ``store_url`` in its own process on a free loopback port; yields its address."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "darkfab", "ui", "--port", str(port), "--store", store_url],
         cwd=cwd,
@@ -158,16 +150,7 @@ def serve_console(store_url: str, cwd: Path, env: dict[str, str]) -> Iterator[st
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/login", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"darkfab ui did not start:\n{proc.stdout.read() if proc.stdout else ''}")
-            time.sleep(0.2)
+        wait_answers(proc, f"{url}/login", pause_s=0.2)  # darkfab ui started
         yield url
     finally:
         proc.terminate()
