@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from darkfab.store import Store
@@ -201,6 +203,19 @@ GATED_NAME = "iris_gated"
 class GatedSite:
     url: str
     store_url: str
+
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def logged_in(site: ConsoleSite | GatedSite, person: str = "ada", timeout: float = 30) -> tuple[httpx.Client, str]:
+    """A client logged in to the console as ``person`` with the admin token, and the CSRF token of its forms."""
+    client = httpx.Client(base_url=site.url, timeout=timeout)
+    r = client.post("/login", data={"person": person, "token": TOKEN})
+    assert r.status_code == 303, r.text
+    match = CSRF.search(client.get("/").text)
+    assert match, "a logged-in page carries the CSRF token in its forms"
+    return client, match.group(1)
 
 
 @pytest.fixture(scope="module")

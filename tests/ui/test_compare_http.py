@@ -14,9 +14,8 @@ import pytest
 from darkfab.runtime import Factory, comparisons, next_pair, stored_spec
 from darkfab.store import Store
 
-from .conftest import HOSTILE, TOKEN, ConsoleSite
+from .conftest import HOSTILE, ConsoleSite, logged_in
 
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 PAIR = re.compile(r'id="pair" data-a="(\d+)" data-b="(\d+)"')
 PERSON_COUNT = re.compile(r'id="count-person">(\d+)<')
 
@@ -28,14 +27,6 @@ def _page(site: ConsoleSite) -> str:
 def _prefs(site: ConsoleSite) -> int:
     with Store(site.store_url) as st:
         return len(st.list_preferences(st.get_factory(site.factory).id))
-
-
-def _logged_in(site: ConsoleSite) -> tuple[httpx.Client, str]:
-    client = httpx.Client(base_url=site.url, timeout=60)
-    assert client.post("/login", data={"person": "grace", "token": TOKEN}).status_code == 303
-    match = CSRF.search(client.get("/").text)
-    assert match
-    return client, match.group(1)
 
 
 def _pair(html: str) -> tuple[int, int]:
@@ -65,7 +56,7 @@ def test_the_page_shows_the_pair_darkfab_compare_asks(console_site: ConsoleSite)
 def test_an_answer_is_recorded_as_the_persons_preference_and_the_next_pair_is_asked(
     console_site: ConsoleSite,
 ) -> None:
-    client, csrf = _logged_in(console_site)
+    client, csrf = logged_in(console_site, "grace", timeout=60)
     page = client.get(_page(console_site)).text
     a, b = _pair(page)
     before = int(PERSON_COUNT.search(page).group(1))  # type: ignore[union-attr]
@@ -95,7 +86,7 @@ def test_no_one_answers_without_the_session_and_its_csrf_token(console_site: Con
     if how == "no session":
         client, csrf = httpx.Client(base_url=console_site.url, timeout=60), "x" * 43
     else:
-        client, csrf = _logged_in(console_site)
+        client, csrf = logged_in(console_site, "grace", timeout=60)
     a, b = _pair(client.get(_page(console_site)).text)
     data = {"trial_a": str(a), "trial_b": str(b), "winner": "a", "reason": "sneaky"}
     if how != "no csrf":
@@ -107,7 +98,7 @@ def test_no_one_answers_without_the_session_and_its_csrf_token(console_site: Con
 
 
 def test_bad_answers_are_a_400_naming_the_field(console_site: ConsoleSite) -> None:
-    client, csrf = _logged_in(console_site)
+    client, csrf = logged_in(console_site, "grace", timeout=60)
     a, b = _pair(client.get(_page(console_site)).text)
     good = {"csrf": csrf, "trial_a": str(a), "trial_b": str(b), "winner": "a", "reason": "x"}
     cases = [
@@ -129,7 +120,7 @@ def test_bad_answers_are_a_400_naming_the_field(console_site: ConsoleSite) -> No
 
 
 def test_a_hostile_reason_is_kept_and_shown_as_text(console_site: ConsoleSite) -> None:
-    client, csrf = _logged_in(console_site)
+    client, csrf = logged_in(console_site, "grace", timeout=60)
     a, b = _pair(client.get(_page(console_site)).text)
     data = {"csrf": csrf, "trial_a": str(a), "trial_b": str(b), "winner": "tie", "reason": HOSTILE}
     assert client.post(_page(console_site), data=data).status_code == 303

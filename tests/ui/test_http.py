@@ -3,7 +3,6 @@ admin token and the form's CSRF token."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import time
 
@@ -12,9 +11,7 @@ import pytest
 
 from darkfab.store import Store
 
-from .conftest import TOKEN, ConsoleSite
-
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+from .conftest import TOKEN, ConsoleSite, logged_in
 
 
 def pages(site: ConsoleSite) -> list[str]:
@@ -31,15 +28,6 @@ def pages(site: ConsoleSite) -> list[str]:
         f"/timeline?factory={site.factory}&kind=alias_set,registered&limit=100",
         "/login",
     ]
-
-
-def logged_in(site: ConsoleSite, person: str = "ada") -> tuple[httpx.Client, str]:
-    client = httpx.Client(base_url=site.url, timeout=30)
-    r = client.post("/login", data={"person": person, "token": TOKEN})
-    assert r.status_code == 303, r.text
-    match = CSRF.search(client.get("/").text)
-    assert match, "a logged-in page carries the CSRF token in its forms"
-    return client, match.group(1)
 
 
 def champion_and_other(site: ConsoleSite) -> tuple[int, int]:

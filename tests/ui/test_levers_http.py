@@ -4,31 +4,19 @@ a reason, and a refused request changes nothing."""
 
 from __future__ import annotations
 
-import re
-
 import httpx
 import pytest
 
 from darkfab.store import Pauses, Store
 
 from .conftest import GATED_NAME as NAME
-from .conftest import TOKEN, GatedSite
-
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+from .conftest import GatedSite, logged_in
 
 
 def _state(site: GatedSite) -> tuple[dict[str, int], bool]:
     with Store(site.store_url) as st:
         fid = st.get_factory(NAME).id
         return st.aliases(fid), Pauses(st).state(fid) is not None
-
-
-def _logged_in(site: GatedSite) -> tuple[httpx.Client, str]:
-    client = httpx.Client(base_url=site.url, timeout=30)
-    assert client.post("/login", data={"person": "ada", "token": TOKEN}).status_code == 303
-    match = CSRF.search(client.get("/").text)
-    assert match
-    return client, match.group(1)
 
 
 @pytest.mark.parametrize("path", [f"/factories/{NAME}/versions/1/approve", f"/factories/{NAME}/pause"])
@@ -38,7 +26,7 @@ def test_no_one_acts_without_the_token_and_the_csrf_token(gated: GatedSite, path
     if how == "no session":
         client, csrf = httpx.Client(base_url=gated.url, timeout=30), ""
     else:
-        client, csrf = _logged_in(gated)
+        client, csrf = logged_in(gated)
     data = {"reason": "sneaky"}
     if how == "wrong csrf":
         data["csrf"] = csrf[::-1]
@@ -48,7 +36,7 @@ def test_no_one_acts_without_the_token_and_the_csrf_token(gated: GatedSite, path
 
 
 def test_an_approval_without_a_reason_is_refused(gated: GatedSite) -> None:
-    client, csrf = _logged_in(gated)
+    client, csrf = logged_in(gated)
     r = client.post(f"/factories/{NAME}/versions/1/approve", data={"csrf": csrf, "reason": "  "})
     assert r.status_code == 400 and "the reason is required" in r.text
     r = client.post(f"/factories/{NAME}/versions/9/approve", data={"csrf": csrf, "reason": "x"})
