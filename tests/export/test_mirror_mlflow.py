@@ -13,6 +13,7 @@ from darkfab.events import EventKind
 from darkfab.store import Store
 from tests.cli.conftest import CLI
 
+from ..helpers.serving import register_copy
 from .conftest import FACTORY, free_port, rows
 
 mlflow = pytest.importorskip("mlflow", reason="MLflow is not installed (the mlflow extra; CI installs it via dev)")
@@ -110,17 +111,7 @@ def test_the_model_servers_alias_moves_reach_mlflow(tmp_path: Path, tracking: st
     with Store(f"sqlite:///{tmp_path / '.darkfab' / 'darkfab.db'}") as st:  # a second version to promote
         reg = Registry(st)
         first, blob = reg.load_bytes("exported", 1)
-        reg.register(
-            "exported",
-            blob,
-            trial_id=first.trial_id,
-            trainer=first.trainer,
-            params=first.params,
-            metrics=first.metrics,
-            lineage=first.lineage,
-            aliases=(),
-            reason="a copy to promote (test)",
-        )
+        register_copy(reg, "exported", first, blob, reason="a copy to promote (test)", lineage=first.lineage)
     port = free_port()
     server = cli.popen("serve", "--port", str(port))
     try:

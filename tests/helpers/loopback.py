@@ -17,7 +17,8 @@ def free_port() -> int:
 
 
 def wait_answers(proc: subprocess.Popen[str], url: str, *, within_s: float = 60.0, pause_s: float = 0.1) -> None:
-    """Wait until ``url`` answers 200; AssertionError with what ``proc`` printed if it exits or takes too long."""
+    """Wait until ``url`` answers 200; AssertionError with what ``proc`` printed if it exits or takes longer than
+    ``within_s`` (then it is killed first)."""
     deadline = time.monotonic() + within_s
     while True:
         try:
@@ -26,5 +27,8 @@ def wait_answers(proc: subprocess.Popen[str], url: str, *, within_s: float = 60.
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:  # stopped, so that reading what it printed cannot block
+                proc.kill()
+                proc.wait()
             raise AssertionError(f"{url} never answered:\n{proc.stdout.read() if proc.stdout else ''}")
         time.sleep(pause_s)

@@ -1,4 +1,5 @@
-"""Model variants for the serving tests: a champion's model refitted, made to fail, or made to be wrong.
+"""Model variants for the serving tests: a champion's model refitted, made to fail, or made to be wrong;
+and :func:`register_copy`, which registers such a variant as a new version.
 
 Each helper takes the bytes of a registered darkfab model and returns the bytes of a new one, ready for
 ``Registry.register``; the wrapped estimators are importable, so the server can unpickle them.
@@ -12,6 +13,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
+from darkfab.registry import Registry
+from darkfab.store import ModelVersionRecord
 from darkfab.train import load_model
 
 
@@ -82,3 +85,28 @@ def refitted(blob: bytes, frame: pd.DataFrame, target: str, **params: Any) -> by
     model.estimator = clone(model.estimator).set_params(**params).fit(X, y)
     model.params = {**model.params, **params}
     return model.to_bytes()
+
+
+def register_copy(
+    registry: Registry,
+    factory: str,
+    of: ModelVersionRecord,
+    blob: bytes,
+    *,
+    reason: str,
+    aliases: tuple[str, ...] = (),
+    lineage: dict[str, Any] | None = None,
+) -> ModelVersionRecord:
+    """``blob`` registered as a new version of ``factory`` that claims ``of``'s trial, trainer, params and
+    metrics; its lineage names ``of`` as its parent unless ``lineage`` is given."""
+    return registry.register(
+        factory,
+        blob,
+        trial_id=of.trial_id,
+        trainer=of.trainer,
+        params=of.params,
+        metrics=of.metrics,
+        lineage={"parents": [of.version]} if lineage is None else lineage,
+        aliases=aliases,
+        reason=reason,
+    )

@@ -22,6 +22,8 @@ from darkfab.serve import create_app
 from darkfab.spec import spec_from_dict
 from darkfab.store import Store
 
+from ..helpers.serving import register_copy
+
 
 def _spec(name: str, source: str, target: str, trainer: str = "logistic_regression") -> Any:
     return spec_from_dict(
@@ -69,16 +71,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         darkfab.Factory(_spec("diabetes", "sklearn:diabetes", "target", "linear_regression"), store=store).run()
         registry = Registry(store)
         v1, blob = registry.load_bytes("kinds", "champion")
-        registry.register(
-            "kinds",
-            blob,
-            trial_id=v1.trial_id,
-            trainer=v1.trainer,
-            params=v1.params,
-            metrics=v1.metrics,
-            lineage={"parents": [v1.version]},
-            aliases=("challenger",),
-            reason="a second version for the serving tests",
+        register_copy(
+            registry, "kinds", v1, blob, reason="a second version for the serving tests", aliases=("challenger",)
         )
     return Built(url=url, folder=folder)
 

@@ -14,6 +14,7 @@ from darkfab.serve import create_app
 from darkfab.spec import DeploySpec
 from darkfab.store import EventRecord, Store
 
+from ..helpers.serving import register_copy
 from .conftest import LiveServer, rows_frame
 
 
@@ -31,18 +32,7 @@ def labelled_records(n: int, seed: int, *, x: float | None = None) -> list[tuple
 def register_challenger(store: Store, blob: bytes, why: str) -> int:
     registry = Registry(store)
     champion = registry.get("kinds", "champion")
-    record = registry.register(
-        "kinds",
-        blob,
-        trial_id=champion.trial_id,
-        trainer=champion.trainer,
-        params=champion.params,
-        metrics=champion.metrics,
-        lineage={"parents": [champion.version]},
-        aliases=("challenger",),
-        reason=why,
-    )
-    return record.version
+    return register_copy(registry, "kinds", champion, blob, reason=why, aliases=("challenger",)).version
 
 
 def champion_blob(store: Store) -> bytes:
