@@ -7,17 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ..helpers.factories import small_factory
 from .conftest import CLI
 
-FACTORY = """\
-name: hostile
-data: {source: rows.csv, target: kind}
-trainers:
-  - name: logistic_regression
-budget: {trials: 2}
-execution: {workers: 1, trial_timeout: 60s, latency_rows: 2}
-gate: {bootstrap: 100}
-"""
+FACTORY = small_factory("hostile", source="rows.csv", target="kind", budget="{trials: 2}", latency_rows=2)
 HEADER = "x,colour,size"
 
 
