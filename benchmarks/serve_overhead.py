@@ -13,10 +13,15 @@ reported), so that a change of machine load hits every server alike:
   load:    `--clients` concurrent clients (throughput).
 
     .venv/bin/python benchmarks/serve_overhead.py [--requests 2000] [--clients 8] [--rounds 3] [--mlflow PATH]
-        [--baseline SRC]
+        [--baseline SRC] [--wal-off]
 
 ``--baseline SRC`` adds darkfab (all on) as another source tree has it (e.g. `git archive <commit> src`
 unpacked), interleaved with the rest, and prints the throughput ratio of this tree to it: what a change costs.
+``--wal-off`` adds darkfab with the prediction log on but its write-ahead segment files off (the log batched
+in memory only, as before the write-ahead log): the difference to "all on" is what the write-ahead costs.
+
+Each row also gives the server process's CPU time per request (user + system, from psutil): on a machine
+busy with other work the throughput ratios move by 10% or more from run to run, the CPU per request much less.
 
 Prints the tables with the ratios to the bare endpoint and writes JSON to benchmarks/out/.
 """
