@@ -13,10 +13,15 @@ reported), so that a change of machine load hits every server alike:
   load:    `--clients` concurrent clients (throughput).
 
     .venv/bin/python benchmarks/serve_overhead.py [--requests 2000] [--clients 8] [--rounds 3] [--mlflow PATH]
-        [--baseline SRC]
+        [--baseline SRC] [--wal-off]
 
 ``--baseline SRC`` adds darkfab (all on) as another source tree has it (e.g. `git archive <commit> src`
 unpacked), interleaved with the rest, and prints the throughput ratio of this tree to it: what a change costs.
+``--wal-off`` adds darkfab with the prediction log on but its write-ahead segment files off (the log batched
+in memory only, as before the write-ahead log): the difference to "all on" is what the write-ahead costs.
+
+Each row also gives the server process's CPU time per request (user + system, from psutil): on a machine
+busy with other work the throughput ratios move by 10% or more from run to run, the CPU per request much less.
 
 Prints the tables with the ratios to the bare endpoint and writes JSON to benchmarks/out/.
 """
@@ -90,7 +95,9 @@ def _run_server(kind: str, store_url: str, factory: str, port: int) -> None:
         if kind == "darkfab-plain":  # what the server costs without its log and its Prometheus metrics
             ServeMetrics.request = lambda self, *a, **k: None  # type: ignore[method-assign]
             ServeMetrics.predicted = lambda self, *a, **k: None  # type: ignore[method-assign]
-        app = create_app(store=Store(store_url), factory=factory, log_predictions=kind == "darkfab")
+        app = create_app(store=Store(store_url), factory=factory, log_predictions=kind in ("darkfab", "darkfab-nowal"))
+        if kind == "darkfab-nowal":  # the log batched in memory only: what its write-ahead segment files cost
+            app.state.service.logger.wal_dir = None
         if kind == "darkfab-plain":
             app.state.metrics.in_flight = _NoGauge()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -184,7 +191,21 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"the server at {url} did not start")
 
 
-def _load(url: str, body: bytes, requests: int, clients: int) -> dict[str, float]:
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) of a server process and its children so far: 0 when unknown."""
+    if pid is None:
+        return 0.0
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)
+        return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
+    except psutil.Error:
+        return 0.0
+
+
+def _load(url: str, body: bytes, requests: int, clients: int, pid: int | None = None) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
@@ -208,12 +229,14 @@ def _load(url: str, body: bytes, requests: int, clients: int) -> dict[str, float
             errors += bad
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
+    cpu = _cpu_s(pid)
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
+    cpu = _cpu_s(pid) - cpu
     latencies.sort()
     return {
         "requests": len(latencies),
@@ -221,6 +244,7 @@ def _load(url: str, body: bytes, requests: int, clients: int) -> dict[str, float
         "throughput_rps": len(latencies) / wall,
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "server_cpu_ms": 1000 * cpu / max(1, len(latencies)),  # per request: what machine load hardly changes
     }
 
 
@@ -245,7 +269,12 @@ def main() -> None:
     ap.add_argument("--store", help="an existing store (default: build a small breast_cancer model)")
     ap.add_argument("--factory", default="bench")
     ap.add_argument("--baseline", help="a darkfab src folder to compare with (e.g. an older commit's src)")
-    ap.add_argument("--_server", choices=["darkfab", "darkfab-nolog", "darkfab-plain", "bare"], help=argparse.SUPPRESS)
+    ap.add_argument("--wal-off", action="store_true", help="add darkfab with the log on but its write-ahead files off")
+    ap.add_argument(
+        "--_server",
+        choices=["darkfab", "darkfab-nowal", "darkfab-nolog", "darkfab-plain", "bare"],
+        help=argparse.SUPPRESS,
+    )
     ap.add_argument("--_save_mlflow", help=argparse.SUPPRESS)
     ap.add_argument("--_port", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -273,6 +302,10 @@ def main() -> None:
         ):
             cmd = [sys.executable, str(HERE), "--_server", kind, "--store", store_url, "--factory", factory]
             targets[label] = (cmd, path, body)
+        if args.wal_off:
+            label = "darkfab, write-ahead off"
+            cmd = [sys.executable, str(HERE), "--_server", "darkfab-nowal", "--store", store_url, "--factory", factory]
+            targets[label] = (cmd, f"/v1/models/{factory}/predict", body)
         envs: dict[str, dict[str, str]] = {}
         if args.baseline:
             label = "baseline /v1 predict (all on)"
@@ -289,6 +322,7 @@ def main() -> None:
 
         procs: list[subprocess.Popen[bytes]] = []
         urls: dict[str, str] = {}
+        pids: dict[str, int] = {}
         runs: dict[str, dict[str, list[dict[str, float]]]] = {p: {} for p in ("latency", "load")}
         try:
             for label, (cmd, path, _) in targets.items():
@@ -300,6 +334,7 @@ def main() -> None:
                 proc = _start(label, full, here, f"http://127.0.0.1:{port}{ready}")  # mlflow runs its uvicorn
                 procs.append(proc)
                 urls[label] = f"http://127.0.0.1:{port}{path}"
+                pids[label] = proc.pid
                 _load(urls[label], targets[label][2], max(200, args.requests // 5), args.clients)  # warm-up
             with LoadSampler() as sampler:
                 for r in range(args.rounds):
@@ -307,7 +342,7 @@ def main() -> None:
                         n = args.requests // 2 if profile == "latency" else args.requests
                         order = list(targets) if r % 2 == 0 else list(reversed(targets))
                         for label in order:
-                            got = _load(urls[label], targets[label][2], n, clients)
+                            got = _load(urls[label], targets[label][2], n, clients, pids[label])
                             runs[profile].setdefault(label, []).append(got)
                     print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         finally:
@@ -322,7 +357,9 @@ def main() -> None:
     report: dict[str, list[dict[str, Any]]] = {}
     for profile in ("latency", "load"):
         med = {
-            label: {k: statistics.median(x[k] for x in got) for k in ("throughput_rps", "p50_ms", "p99_ms")}
+            label: {
+                k: statistics.median(x[k] for x in got) for k in ("throughput_rps", "p50_ms", "p99_ms", "server_cpu_ms")
+            }
             | {"errors": sum(x["errors"] for x in got)}
             for label, got in runs[profile].items()
         }
@@ -336,6 +373,8 @@ def main() -> None:
                 "errors": m["errors"],
                 "throughput ratio": m["throughput_rps"] / bare["throughput_rps"],
                 "p50 added ms": m["p50_ms"] - bare["p50_ms"],
+                "server CPU ms/req": m["server_cpu_ms"],
+                "CPU ratio": m["server_cpu_ms"] / bare["server_cpu_ms"] if bare["server_cpu_ms"] else float("nan"),
             }
             for label, m in med.items()
         ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -151,6 +153,30 @@ def test_a_failing_store_never_stops_the_logger(tmp_path: Path) -> None:
         logger.close()
         assert len(store.list_predictions(fid)) == 1
         assert "darkfab_prediction_log_errors_total 1.0" in metrics.render().decode()
+
+
+def test_write_ahead_line_is_on_disk_when_submit_returns_and_gone_once_written(tmp_path: Path) -> None:
+    wal = tmp_path / "wal"
+    with Store(f"sqlite:///{tmp_path / 'w.db'}") as store:
+        fid = store.ensure_factory("f", {"name": "f"}).id
+        logger = PredictionLogger(store, ServeMetrics(), interval_s=60, wal_dir=wal)  # no cycle unless asked
+        logger.start()
+        stamped = [dict(r, created_at=datetime.now(timezone.utc)) for r in _rows(fid, "ahead", 2)]
+        assert logger.submit(stamped)
+        lines = [json.loads(line) for p in wal.glob("*.jsonl") for line in p.read_bytes().splitlines()]
+        assert [(r["request_id"], r["row"]) for line in lines for r in line] == [("ahead", 0), ("ahead", 1)]
+        assert lines[0][0]["created_at"] == stamped[0]["created_at"].isoformat()
+        assert logger.flush()
+        assert len(store.list_predictions(fid)) == 2
+        deadline = time.monotonic() + 30  # against hanging only: the segment is deleted just after the write
+        while [p for p in wal.glob("*.jsonl") if p.stat().st_size]:
+            assert time.monotonic() < deadline, "the written segment was never deleted"
+            time.sleep(0.01)
+        assert len(list(wal.glob("*.jsonl"))) <= 2  # at most the current segment and the one opened ahead
+        assert logger.submit(_rows(fid, "after", 1))  # written to the segment that was opened ahead
+        logger.close()
+        assert len(store.list_predictions(fid)) == 3
+    assert sorted(p.name for p in wal.iterdir()) == [], "a clean close leaves no segment and no lock"
 
 
 def test_serve_command_writes_queued_predictions_on_shutdown(built: Built, tmp_path: Path) -> None:

@@ -8,10 +8,13 @@ throughput under load): the thread sleeps ``interval_s``, or until the queue hol
 
 Write-ahead (``wal_dir``): what is queued in memory dies with the process, so ``submit`` first appends
 the rows as one JSON line to the current segment file (``<owner>-<n>.jsonl``; one ``write`` call, before
-the answer is sent). Each cycle the thread starts a new segment, fsyncs the old one, writes its rows to
-the store and deletes it; a segment whose rows the store refused stays: when it was an outage (longer than
-the store waits, or a connection cut mid-write) it is written again at each cycle until the store takes it,
-skipping rows already there; otherwise it waits for the next start. The bound: a SIGKILL of the
+the answer is sent). The line is encoded before the lock is taken, and the lock covers only that
+``write`` and the queue's append; the thread never creates, syncs or deletes a file while holding it (the
+next segment is opened ahead, outside the lock, and the switch to it is two assignments). Each cycle the
+thread switches to the next segment, fsyncs the old one, writes its rows to the store and deletes it; a
+segment whose rows the store refused stays: when it was an outage (longer than the store waits, or a
+connection cut mid-write) it is written again at each cycle until the store takes it, skipping rows
+already there; otherwise it waits for the next start. The bound: a SIGKILL of the
 server loses no answered prediction (the lines are in the operating system's hands), and a crash of the
 machine itself loses at most the last ``interval_s`` of them (the unsynced segment). A server holds an
 ``flock`` on ``<owner>.lock`` while it runs; at start, the segments of owners whose lock is free (dead
@@ -49,8 +52,18 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+# built once: ``json.dumps`` with these options builds an encoder per call; rows are never circular
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_encode, check_circular=False)
+
+
+def encode_rows(rows: list[dict[str, Any]]) -> bytes:
+    """One segment line: the rows as a JSON list, and a newline."""
+    return (_ENCODER.encode(rows) + "\n").encode()
+
+
 class WriteAhead:
-    """The segment files of one server (see the module doc). Not thread-safe: the logger serialises calls."""
+    """The segment files of one server (see the module doc). Not thread-safe: the logger serialises
+    :meth:`append` and :meth:`rotate`; :meth:`retire` and :meth:`prepare` need no lock."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -59,29 +72,44 @@ class WriteAhead:
         self._lock_fd = os.open(self.folder / f"{self.owner}{LOCK_SUFFIX}", os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self._seq = 0
-        self._fd = -1
-        self._path: Path | None = None
+        self._spare: tuple[int, Path] | None = None
+        self._fd, self._path = self._new()
         self._dirty = False
-        self._open()
+        self.prepare()
 
-    def _open(self) -> None:
+    def _new(self) -> tuple[int, Path]:
         self._seq += 1
-        self._path = self.folder / f"{self.owner}-{self._seq:08d}{WAL_SUFFIX}"
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._dirty = False
+        path = self.folder / f"{self.owner}-{self._seq:08d}{WAL_SUFFIX}"
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), path
 
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        os.write(self._fd, json.dumps(rows, default=_encode, separators=(",", ":")).encode() + b"\n")
+    def prepare(self) -> None:
+        """Open the next segment ahead (an empty file), so that :meth:`rotate` creates none under the lock.
+
+        Called by one thread at a time (the writer), never concurrently with :meth:`close`."""
+        if self._spare is None:
+            self._spare = self._new()
+
+    def append(self, line: bytes) -> None:
+        """Append one line made by :func:`encode_rows` (one ``write``: in the operating system's hands at return)."""
+        os.write(self._fd, line)
         self._dirty = True
 
     def rotate(self) -> tuple[int, Path] | None:
-        """Start a new segment; the old one's descriptor and path (None when nothing was written to it).
+        """Switch to the next segment; the old one's descriptor and path (None when nothing was written to it).
 
-        The caller syncs and closes it with :meth:`retire`, outside the lock that requests take."""
-        if not self._dirty or self._path is None:
+        The caller syncs and closes it with :meth:`retire`, and opens the next spare with :meth:`prepare`,
+        outside the lock that requests take."""
+        if not self._dirty:
             return None
+        spare, self._spare = self._spare, None
+        if spare is None:  # prepare failed last cycle (a full disk, say): try here, or keep the current one
+            try:
+                spare = self._new()
+            except OSError:
+                return None  # its rows stay in it: replayed without doubles if the server dies before a rotate
         old = (self._fd, self._path)
-        self._open()
+        self._fd, self._path = spare
+        self._dirty = False
         return old
 
     @staticmethod
@@ -92,11 +120,16 @@ class WriteAhead:
             os.close(fd)
 
     def close(self) -> None:
-        """Close and delete the (empty) current segment and the lock. Segments still held stay for replay."""
+        """Close and delete the (empty) current and spare segments, and the lock. Segments held stay for replay."""
+        if self._spare is not None:
+            os.close(self._spare[0])
+            with contextlib.suppress(OSError):
+                self._spare[1].unlink()
+            self._spare = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-            if not self._dirty and self._path is not None:
+            if not self._dirty:
                 with contextlib.suppress(OSError):
                     self._path.unlink()
         with contextlib.suppress(OSError):
@@ -256,15 +289,16 @@ class PredictionLogger:
 
     def submit(self, rows: list[dict[str, Any]]) -> bool:
         """Queue rows for the store; False (and counted as dropped) when closed or the queue is full."""
+        line = encode_rows(rows) if self._wal is not None else b""  # outside the lock the writer also takes
         with self._count_lock:
             if self._closed or self._queued + len(rows) > self.capacity_rows:
                 self.metrics.log_dropped.inc(len(rows))
                 return False
             self._queued += len(rows)
             full = self._queued >= self.batch_rows
-            if self._wal is not None:
+            if self._wal is not None and line:  # (started by another request since the line was encoded: none)
                 try:
-                    self._wal.append(rows)
+                    self._wal.append(line)
                 except OSError as err:  # a full disk must not fail the request: the rows are only less safe
                     if not self._wal_failing:
                         log.warning("cannot append to the write-ahead prediction log: %s", err.strerror or err)
@@ -327,16 +361,21 @@ class PredictionLogger:
 
     def _take(self) -> tuple[list[Any], Path | None]:
         """Everything queued, and the segment that holds exactly those rows (synced; a new one is started)."""
-        with self._count_lock:
+        wal = self._wal
+        with self._count_lock:  # nothing here waits on the disk: rotate swaps in the segment opened ahead
             items = list(self._queue)
             self._queue.clear()
-            old = self._wal.rotate() if self._wal is not None else None
-        if old is None:
+            old = wal.rotate() if wal is not None else None
+        if wal is None or old is None:
             return items, None
         try:
             WriteAhead.retire(old[0])
         except OSError as err:
             log.warning("could not sync the write-ahead prediction log %s: %s", old[1], err.strerror or err)
+        try:
+            wal.prepare()
+        except OSError as err:  # rotate opens it under the lock next cycle instead
+            log.warning("could not open the next write-ahead prediction log segment: %s", err.strerror or err)
         return items, old[1]
 
     def _run(self) -> None:
