@@ -115,7 +115,7 @@ def test_a_campaign_goes_on_when_its_connections_are_cut_mid_transaction(
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert len(cutter.mid_transaction) >= 2, cutter.mid_transaction  # the attack landed, in open transactions
-    assert "cut" in err and "again from the start" in err, err  # it said so
+    assert "cut" in err and "doing it again from the start" in err, err  # it said so
     assert json.loads(out)["trials"]["completed"] == TRIALS
     with direct.connect() as conn:
         rows = conn.execute(sa.text("SELECT number, state FROM trials ORDER BY number")).all()

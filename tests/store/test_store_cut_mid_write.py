@@ -105,7 +105,7 @@ def test_a_backend_terminated_between_two_statements_is_run_again_whole(
     assert _counts(pg_clean_url) == {"proposals": 2, "trials": 2, "proposed": 2}  # the cut attempt left nothing
     assert verified.ok, verified.message
     messages = " ".join(r.getMessage() for r in caplog.records)
-    assert "cut" in messages and "again from the start" in messages and "is back after" in messages, messages
+    assert "cut" in messages and "doing it again from the start" in messages and "is back after" in messages, messages
 
 
 @pytest.mark.postgres
@@ -143,9 +143,9 @@ def test_a_statement_cut_before_the_server_ran_it_is_run_again(
     assert proxy.cuts == 2
     assert trial.number == 2
     assert [(t.number, t.reason) for t in trials] == [(1, "before"), (2, "during")]
-    assert _counts(pg_clean_url) == {"proposals": 2, "trials": 2, "proposed": 2}  # the proposal of a cut attempt is gone
+    assert _counts(pg_clean_url) == {"proposals": 2, "trials": 2, "proposed": 2}  # a cut attempt's are gone
     messages = [r.getMessage() for r in caplog.records]
-    assert sum("again from the start" in m for m in messages) == 2, messages
+    assert sum("doing it again from the start" in m for m in messages) == 2, messages
 
 
 @pytest.mark.postgres
@@ -160,4 +160,4 @@ def test_cuts_past_the_outage_wait_give_up_with_store_unavailable_and_keep_nothi
         with pytest.raises(StoreUnavailable, match=r"cannot add a trial in the store at .*fix: check"):
             store.add_trial(campaign_id, proposer="random", trainer="rf", params={"n": 2}, reason="during")
     assert proxy.cuts >= 2  # it tried again before giving up
-    assert _counts(pg_clean_url) == {"proposals": 1, "trials": 1, "proposed": 1}  # nothing of the failed write was kept
+    assert _counts(pg_clean_url) == {"proposals": 1, "trials": 1, "proposed": 1}  # nothing of it was kept
