@@ -8,6 +8,8 @@ The tree::
     ├── StoreError                        the store cannot be opened, migrated or written
     │   ├── NotFoundError (LookupError)   a factory, campaign, trial or model version that does not exist
     │   └── StoreUnavailable              the store is out (down, unreachable, locked) past the wait: try later
+    │       └── TransactionCut            (internal to ``darkfab.store``) a connection cut mid-transaction:
+    │                                     rolled back, and the store runs the work again from the start
     ├── IntegrityError                    an artifact's content hash or the event chain does not verify
     ├── TrialError                        a trial could not be run (raised inside executors and trainers)
     │   ├── TrialPruned                   a trial was stopped early by the pruner (not a failure)

@@ -7,6 +7,7 @@ Usage::
         url = f"postgresql+psycopg://postgres@127.0.0.1:{proxy.port}/db"
         proxy.pause()   # refused from now on; open connections are closed
         proxy.resume()  # listening again on the same port
+        proxy.cut_at(b"COMMIT", forward=True)  # the next COMMIT reaches the server, its answer never comes back
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ class TcpProxy:
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
+        self._cut: tuple[bytes, bool, int] | None = None  # cut_at's marker, forward, times left
+        self.cuts = 0
         self.port = 0
         self._listen()
 
@@ -48,14 +51,38 @@ class TcpProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._pairs.append((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, client), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, None), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def cut_at(self, marker: bytes, *, forward: bool, times: int = 1) -> None:
+        """Cut the connection of the next ``times`` client messages that contain ``marker`` (a statement's text).
+
+        ``forward``: the message reaches the server first, which runs it, and only its answer is lost (a
+        COMMIT whose acknowledgement never comes back); otherwise the server never sees it.
+        """
+        with self._lock:
+            self._cut = (marker, forward, times)
+
+    def _cutting(self, data: bytes) -> bool | None:
+        """None to pass ``data`` on; else whether to forward it before cutting the connection."""
+        with self._lock:
+            if self._cut is None or self._cut[0] not in data:
+                return None
+            marker, forward, times = self._cut
+            self._cut = (marker, forward, times - 1) if times > 1 else None
+            self.cuts += 1
+            return forward
+
+    def _pump(self, src: socket.socket, dst: socket.socket, client: socket.socket | None) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                cut = None if client is None else self._cutting(data)
+                if cut is not False:
+                    dst.sendall(data)
+                if cut is not None:
+                    assert client is not None
+                    client.shutdown(socket.SHUT_RDWR)  # the client sees the server go; the server runs what it got
+                    break
         except OSError:
             pass
         for s in (src, dst):

@@ -6,14 +6,15 @@ reference to it (``_events``, ``_campaigns``, ``_trials`` ...), and :class:`~dar
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult
@@ -34,6 +35,7 @@ from ._audit import (
 from ._codec import GENESIS, keyed_event_hash, normalize
 from ._engine import BEGIN_OPTION, CHAIN_LOCK_KEY, make_engine, open_error, prepare_location
 from ._migrate import migrate_engine
+from ._outage import Backoff, TransactionCut, cut_short, transient
 from ._records import EventRecord
 from ._schema import UTC, events
 from ._sql import CAMPAIGN_BY_ID, FACTORY_NAME, INSERT_EVENT, LAST_EVENT, LAST_EVENT_HASH
@@ -43,37 +45,15 @@ from ._verify import event_is_genuine, is_legacy
 if TYPE_CHECKING:
     from typing import Unpack
 
-_LOCK_SQL = sa.text("SELECT pg_advisory_xact_lock(:key)")
 logger = logging.getLogger("darkfab.store")
 
 OUTAGE_WAIT_S = 300.0
-"""How long a store that cannot be reached, or stays locked by another writer, is waited for before giving up."""
-_FIRST_PAUSE_S = 0.25
-_MAX_PAUSE_S = 5.0
-# what a database says when it is down, restarting or locked by another writer: worth waiting out
-_TRANSIENT = (
-    "database is locked",
-    "database is busy",
-    "connection refused",
-    "could not connect",
-    "server closed the connection",
-    "terminating connection",
-    "connection timeout",
-    "timeout expired",
-    "the database system is starting up",
-    "the database system is shutting down",
-    "connection reset",
-    "no route to host",
-)
-
-
-def _transient(err: sa.exc.DBAPIError) -> str:
-    """What is wrong, when ``err`` is an outage worth waiting out (down, restarting, locked); "" otherwise."""
-    text = " ".join(str(err.orig if err.orig is not None else err).split())
-    low = text.lower()
-    return text[:200] if isinstance(err, sa.exc.OperationalError) and any(m in low for m in _TRANSIENT) else ""
-
-
+"""How long a store that cannot be reached, stays locked by another writer, or keeps cutting the connection in the
+middle of a unit of work, is waited for before giving up."""
+_XID_SQL = sa.text("SELECT txid_current()")
+_LOCK_SQL = sa.text("SELECT txid_current(), pg_advisory_xact_lock(:key)")
+_XID_STATUS = sa.text("SELECT txid_status(:xid)")
+_Head = tuple[int, int, str]  # what the head anchor advances to once a transaction that appended is committed
 _SECRETS_TTL_S = 1.0
 _APPENDED = "darkfab_appended"  # conn.info key: (id, hash) of the newest event this transaction appended
 _COUNT_AFTER = sa.select(sa.func.count(events.c.id)).where(events.c.id > sa.bindparam("b_after"))
@@ -126,6 +106,107 @@ def version_ref(ref: int | str) -> int | str:
 
 
 _S = TypeVar("_S", bound="StoreBase")
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class _Outages:
+    """How one store waits out outages: before a transaction starts (:meth:`waiting`), and a unit of work whose
+    connection was cut in its middle, run again from the start (:meth:`rerun`); both on one clock per thread."""
+
+    def __init__(self, shown: str) -> None:
+        self._shown = shown
+        self._local = threading.local()  # .since: when the outage a unit of work run again in this thread began
+
+    def rerun(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``fn(*args, **kwargs)`` as one unit of work: when a connection is cut in its middle (its transaction rolled
+        back, nothing of it kept) it is run again from the start, with backoff, for up to :data:`OUTAGE_WAIT_S`;
+        then the cut is raised as StoreUnavailable. ``fn`` must be safe to run again after a rollback."""
+        outer = self.since()  # set when this unit runs inside another that is being run again
+        backoff: Backoff | None = None
+        try:
+            while True:
+                try:
+                    result = fn(*args, **kwargs)
+                except TransactionCut as cut:
+                    if backoff is None:
+                        backoff = Backoff(OUTAGE_WAIT_S, outer)
+                        self._local.since = backoff.since  # the waits inside the next tries share this clock
+                    if not backoff.can_wait():
+                        raise StoreUnavailable(str(cut)) from None
+                    logger.warning(
+                        "the connection to the store at %s was cut in the middle of its work (%s: %s); nothing of it "
+                        "was kept; doing it again from the start in %.1fs (%.0fs waited so far, up to %.0fs)",
+                        self._shown,
+                        cut.what,
+                        cut.why,
+                        backoff.pause,
+                        backoff.waited,
+                        OUTAGE_WAIT_S,
+                    )
+                    backoff.sleep()
+                    continue
+                if backoff is not None:
+                    logger.warning(
+                        "the store at %s is back after %.1fs; carrying on (%s, run again whole)",
+                        self._shown,
+                        backoff.waited,
+                        getattr(fn, "__name__", "the work"),
+                    )
+                return result
+        finally:
+            if backoff is not None:
+                self._local.since = outer
+
+    def unit(self, fn: Callable[_P, _T]) -> Callable[_P, _T]:
+        """``fn`` that runs as one unit of work (:meth:`rerun`)."""
+
+        @functools.wraps(fn)
+        def unit(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+            return self.rerun(fn, *args, **kwargs)
+
+        return unit
+
+    def since(self) -> float | None:
+        """When the outage this thread is waiting out began: the first cut of the unit of work being run again."""
+        since: float | None = getattr(self._local, "since", None)
+        return since
+
+    def waiting(self, what: str, connect: Callable[[], Connection], *, begin: bool) -> Connection:
+        """A connection (in a begun transaction when ``begin``), waiting out an outage with backoff.
+
+        Only the start is retried here, before anything is done: the store down or restarting (PostgreSQL) or
+        locked by another writer (SQLite) is logged, waited for up to :data:`OUTAGE_WAIT_S` (counted from the
+        first cut when a unit of work is being run again) with pauses doubling to 5 s, and logged when it is back.
+        """
+        backoff = Backoff(OUTAGE_WAIT_S, self.since())
+        while True:
+            conn: Connection | None = None
+            try:
+                conn = connect()
+                if begin:
+                    conn.begin()
+                break
+            except sa.exc.DBAPIError as err:
+                if conn is not None:
+                    conn.close()
+                why = transient(err)
+                if not why or not backoff.can_wait():
+                    raise
+                logger.warning(
+                    "the store at %s cannot %s now (%s); waiting %.1fs and trying again (%.0fs waited so far, "
+                    "up to %.0fs)",
+                    self._shown,
+                    what,
+                    why,
+                    backoff.pause,
+                    backoff.waited,
+                    OUTAGE_WAIT_S,
+                )
+                backoff.sleep()
+        if backoff.tries:
+            logger.warning("the store at %s is back after %.1fs; carrying on (%s)", self._shown, backoff.waited, what)
+        return conn
 
 
 class StoreBase:
@@ -139,6 +220,7 @@ class StoreBase:
         self.clock: Clock = clock
         self.url: str = resolve_store_url(url)
         self._shown = shown_url(self.url)
+        self._outages = _Outages(self._shown)
         db_file = sqlite_file(self.url)
         created = db_file is not None and not db_file.exists()
         prepare_location(self.url)
@@ -239,6 +321,9 @@ class StoreBase:
         Never automatic: a keyed log re-chained by hand under the unkeyed rule looks exactly like an old one, and
         only the operator knows which it is (``darkfab db upgrade`` calls this).
         """
+        return self._outages.rerun(self._key_legacy_chain)
+
+    def _key_legacy_chain(self) -> bool:
         with self._write("key the audit chain") as conn:
             last = conn.execute(LAST_EVENT).first()
             if last is None or not is_legacy(last) or event_is_genuine(last, self._key):
@@ -277,33 +362,84 @@ class StoreBase:
 
     @contextmanager
     def _write(self, what: str, *, chain: bool = True) -> Iterator[Connection]:
-        """One write transaction; ``chain`` writes will append an event, so they take the chain lock."""
+        """One write transaction; ``chain`` writes will append an event, so they take the chain lock.
+
+        A connection cut in its middle rolls it back and raises :class:`TransactionCut`, for the unit of work
+        around it (``_Outages.rerun``) to run again; a COMMIT cut before its answer came is looked up first.
+        """
         with self._lock:
-            try:
-                conn = self._waiting(what, self._writer.connect, begin=True)
-                transaction = conn.get_transaction()
-                assert transaction is not None, "_waiting(begin=True) hands back a begun transaction"
-                head: tuple[int, int, str] | None = None
-                with conn:
+            with self._errors(what, cut=False):
+                conn = self._outages.waiting(what, self._writer.connect, begin=True)
+            head: _Head | None = None
+            with conn:
+                conn.info.pop(_APPENDED, None)
+                try:
+                    with self._errors(what, cut=True):
+                        head = yield from self._transaction(what, conn, chain=chain)
+                finally:
                     conn.info.pop(_APPENDED, None)
-                    try:
-                        with transaction:
-                            if chain and not self._sqlite:
-                                conn.execute(_LOCK_SQL, {"key": CHAIN_LOCK_KEY})
-                            yield conn
-                            appended = conn.info.pop(_APPENDED, None)
-                            if appended is not None and self._head is not None:
-                                # counted under the write lock, written once the change is committed
-                                count = self._head.count_after(lambda after, _: self._count_events(conn, after))
-                                head = (count, *appended)
-                    finally:
-                        conn.info.pop(_APPENDED, None)
-                if head is not None and self._head is not None:
-                    self._head.advance(*head)
-            except DarkfabError:
+            if head is not None and self._head is not None:
+                self._head.advance(*head)
+
+    def _transaction(self, what: str, conn: Connection, *, chain: bool) -> Generator[Connection, None, _Head | None]:
+        """The begun transaction of ``conn``: the caller's statements, then the commit. Returns the new head (a
+        generator's return value, for ``yield from``) when an event was appended."""
+        transaction = conn.get_transaction()
+        assert transaction is not None, "waiting(begin=True) hands back a begun transaction"
+        try:
+            xid = self._begin_work(conn, chain=chain)
+            yield conn
+            head: _Head | None = None
+            appended = conn.info.pop(_APPENDED, None)
+            if appended is not None and self._head is not None:
+                # counted under the write lock, written once the change is committed
+                head = (self._head.count_after(lambda after, _: self._count_events(conn, after)), *appended)
+        except BaseException:
+            if transaction.is_active:
+                transaction.rollback()
+            raise
+        try:
+            transaction.commit()
+        except sa.exc.DBAPIError as err:
+            transaction.rollback()  # a failed COMMIT leaves it inactive, not ended; on a lost connection, only ours
+            if xid is None or not cut_short(err) or not self._kept(what, xid, cut_short(err)):
                 raise
-            except sa.exc.StatementError as err:
-                raise self._db_error(what, err) from err
+        return head
+
+    def _begin_work(self, conn: Connection, *, chain: bool) -> int | None:
+        """Take the chain lock (``chain``, PostgreSQL: SQLite's BEGIN IMMEDIATE took the database) and, on
+        PostgreSQL, answer the transaction's id, to learn its fate should the answer to its COMMIT be lost."""
+        if self._sqlite:
+            return None
+        if chain:
+            return int(conn.execute(_LOCK_SQL, {"key": CHAIN_LOCK_KEY}).scalar_one())
+        return int(conn.execute(_XID_SQL).scalar_one())
+
+    def _kept(self, what: str, xid: int, why: str) -> bool:
+        """Whether transaction ``xid``, whose COMMIT was cut before its answer came, was committed after all:
+        PostgreSQL keeps each transaction's fate (``txid_status``), so a change is neither lost nor made twice."""
+        backoff = Backoff(OUTAGE_WAIT_S, self._outages.since())
+        while True:
+            try:
+                with self._read(f"learn whether the cut commit of {what} was kept") as conn:
+                    status = conn.execute(_XID_STATUS, {"xid": xid}).scalar()
+            except StoreUnavailable:
+                status = None
+            if status in ("committed", "aborted"):
+                logger.warning(
+                    "the connection to the store at %s was cut while committing (%s); the change %s",
+                    self._shown,
+                    what,
+                    "was kept: carrying on" if status == "committed" else "was not kept",
+                )
+                return status == "committed"
+            if not backoff.can_wait():
+                raise StoreUnavailable(
+                    f"cannot {what} in the store at {self._shown}: the connection was cut while committing ({why}) "
+                    f"and whether the change was kept is not known after {backoff.waited:.0f}s; fix: check that the "
+                    "database is reachable, then look at the records (darkfab status) before doing it again"
+                )
+            backoff.sleep()
 
     @staticmethod
     def _count_events(conn: Connection, after_id: int) -> int:
@@ -312,68 +448,36 @@ class StoreBase:
     @contextmanager
     def _read(self, what: str) -> Iterator[Connection]:
         with self._lock:
-            try:
-                with self._waiting(what, self._engine.connect, begin=False) as conn:
-                    yield conn
-            except DarkfabError:
-                raise
-            except sa.exc.StatementError as err:
-                raise self._db_error(what, err) from err
+            with self._errors(what, cut=False):
+                conn = self._outages.waiting(what, self._engine.connect, begin=False)
+            with conn, self._errors(what, cut=True):
+                yield conn
 
-    def _waiting(self, what: str, connect: Callable[[], Connection], *, begin: bool) -> Connection:
-        """A connection (in a begun transaction when ``begin``), waiting out an outage with backoff.
+    @contextmanager
+    def _errors(self, what: str, *, cut: bool) -> Iterator[None]:
+        """A database error as a StoreError naming ``what``; with ``cut``, a connection cut as :class:`TransactionCut`."""
+        try:
+            yield
+        except DarkfabError:
+            raise
+        except sa.exc.StatementError as err:
+            raise self._db_error(what, err, cut=cut) from err
 
-        Only the start is retried, before anything is done, so nothing is lost or done twice: the store down or
-        restarting (PostgreSQL) or locked by another writer (SQLite) is logged, waited for up to
-        :data:`OUTAGE_WAIT_S` with pauses doubling to 5 s, and logged again when it is back.
-        """
-        t0 = time.monotonic()
-        pause = _FIRST_PAUSE_S
-        tries = 0
-        while True:
-            conn: Connection | None = None
-            try:
-                conn = connect()
-                if begin:
-                    conn.begin()
-                break
-            except sa.exc.DBAPIError as err:
-                if conn is not None:
-                    conn.close()
-                why = _transient(err)
-                waited = time.monotonic() - t0
-                if not why or waited + pause > OUTAGE_WAIT_S:
-                    raise
-                tries += 1
-                logger.warning(
-                    "the store at %s cannot %s now (%s); waiting %.1fs and trying again (%.0fs waited so far, "
-                    "up to %.0fs)",
-                    self._shown,
-                    what,
-                    why,
-                    pause,
-                    waited,
-                    OUTAGE_WAIT_S,
-                )
-                time.sleep(pause)
-                pause = min(2 * pause, _MAX_PAUSE_S)
-        if tries:
-            logger.warning(
-                "the store at %s is back after %.1fs; carrying on (%s)", self._shown, time.monotonic() - t0, what
-            )
-        return conn
-
-    def _db_error(self, what: str, err: sa.exc.StatementError) -> StoreError:
+    def _db_error(self, what: str, err: sa.exc.StatementError, *, cut: bool = False) -> StoreError:
         cause = err.orig if err.orig is not None else err
         text = " ".join(str(cause).split())
         if isinstance(cause, (TypeError, ValueError)):
             return StoreError(f"cannot {what}: {text}")
-        # an outage waited out in vain, or a connection cut mid-transaction (rolled back): the work may be retried
-        outage = isinstance(err, sa.exc.DBAPIError) and (bool(_transient(err)) or err.connection_invalidated)
-        return (StoreUnavailable if outage else StoreError)(
+        message = (
             f"cannot {what} in the store at {self._shown}: {text}; fix: check that the database is reachable "
             "and not locked by a stuck process, then retry"
         )
+        why = cut_short(err)
+        if cut and why:
+            # rolled back, nothing kept: the unit of work around it runs again (_Outages.rerun)
+            return TransactionCut(message, what=what, why=why)
+        # an outage waited out in vain, or a connection cut mid-transaction (rolled back): the work may be retried
+        return (StoreUnavailable if why else StoreError)(message)
 
     def _event(
         self,

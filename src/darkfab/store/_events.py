@@ -31,6 +31,7 @@ class EventLog(Repository):
     ) -> EventRecord:
         """Record a decision that no other method records (a gate verdict, a pause, a person's overrule)."""
         check_name(kind, "an event kind")
+        kind = str(kind)  # an EventKind is named by its value in messages ('gate_verdict', not <EventKind...>)
         payload = json_dict(data or {}, f"the data of event {kind!r}")
         with self._base._write(f"append event {kind!r}") as conn:
             return self._base._event(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreUnavailable
 from ._base import Repository, StoreBase
 from ._records import TrialRecord
 from ._schema import trials
@@ -31,9 +31,12 @@ class Leases(Repository):
         for trial_id in ids:
             try:
                 self._trials.start_trial(trial_id, worker=worker, lease_owner=worker, lease_s=lease_s)
+            except StoreUnavailable:  # an outage (a cut is run again from the claim's start): not a lost race
+                raise
             except StoreError:  # another worker claimed it first
                 continue
-            record = self._trials.get_trial(trial_id)
+            # its own unit: a cut here must not run the claim again, which would lease a second trial
+            record = self._base._outages.unit(self._trials.get_trial)(trial_id)
             if record.lease_owner == worker:
                 return record
         return None

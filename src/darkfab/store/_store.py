@@ -29,7 +29,8 @@ class _Via(Generic[_Repo, _P, _T]):
     """``Store.name`` is the repository's method of that name, bound to this store's repository.
 
     One definition (the repository's), its signature and docstring kept for type checkers and ``help()``:
-    ``store.add_trial(...)`` calls ``store._trials.add_trial(...)``.
+    ``store.add_trial(...)`` calls ``store._trials.add_trial(...)``, as one unit of work (``_Outages.rerun`` in ``_base``): a
+    connection cut in its middle rolls its transaction back and runs the whole call again from the start.
     """
 
     def __init__(self, repository: str, method: Callable[Concatenate[_Repo, _P], _T]) -> None:
@@ -42,20 +43,20 @@ class _Via(Generic[_Repo, _P, _T]):
         if name != self._method.__name__:  # pragma: no cover - a slip in the table below
             raise TypeError(f"Store.{name} would call {self._method.__qualname__}; give both the same name")
 
-    def __call__(self, store: object, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    def __call__(self, store: StoreBase, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         """``Store.name(store, ...)``, as an unbound method is called."""
-        return self._method(getattr(store, self._repository), *args, **kwargs)
+        return store._outages.rerun(types.MethodType(self._method, getattr(store, self._repository)), *args, **kwargs)
 
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> _Via[_Repo, _P, _T]: ...
 
     @overload
-    def __get__(self, obj: object, owner: type[Any]) -> Callable[_P, _T]: ...
+    def __get__(self, obj: StoreBase, owner: type[Any]) -> Callable[_P, _T]: ...
 
-    def __get__(self, obj: object | None, owner: type[Any]) -> _Via[_Repo, _P, _T] | Callable[_P, _T]:
+    def __get__(self, obj: StoreBase | None, owner: type[Any]) -> _Via[_Repo, _P, _T] | Callable[_P, _T]:
         if obj is None:
             return self
-        return types.MethodType(self._method, getattr(obj, self._repository))
+        return obj._outages.unit(types.MethodType(self._method, getattr(obj, self._repository)))
 
 
 class Store(StoreBase):
@@ -66,6 +67,12 @@ class Store(StoreBase):
     transaction and appends its audit event to the hash-chained event log inside that transaction; data
     that is not a decision (predictions, LLM calls, workers, heartbeats, artifact bytes) appends none.
     A store may be shared between threads; several processes may open the same database.
+
+    Outages are waited out: a store down, restarting or locked is waited for before a transaction starts, and a
+    connection cut in the middle of a method's work (the server restarted, the backend terminated) rolls it back
+    and runs the whole method again from the start, with backoff; on PostgreSQL a COMMIT whose answer was lost is
+    looked up (``txid_status``) rather than run twice. Past :data:`~darkfab.store._base.OUTAGE_WAIT_S` a method
+    raises :class:`~darkfab.errors.StoreUnavailable`.
 
     ``clock`` (default :func:`utc_now`) gives every time the store stamps; tests pass their own to move time.
     Each concern is a repository over the same engine and event log (``_campaigns``, ``_trials`` ...); the
