@@ -32,6 +32,7 @@ def trial_view(t: TrialRecord, objective_names: tuple[str, ...]) -> TrialView:
         error=t.error,
         metrics=dict(t.metrics or {}),
         seconds=(t.resources or {}).get("wall_seconds"),
+        patch=t.patch,
     )
 
 
@@ -60,6 +61,7 @@ def proposal_of(t: TrialRecord) -> Proposal:
         reason=t.reason,
         key=t.key,
         parents=tuple(t.parents),
+        patch=t.patch,
     )
 
 
