@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from darkfab.execute import TrainJob
+from darkfab.patch import CodePatch
 from darkfab.spec import TrainerSpec
 from darkfab.train import TrialRequest
 
@@ -38,5 +39,5 @@ def prior_job(folder: Path, trial_id: int = 99) -> TrainJob:
     path = folder / "good.py"
     path.write_text(prior_script())
     spec = TrainerSpec(name="good", script=str(path))
-    patch = [{"block": "prior", "search": "0.0", "replace": "0.5"}]
-    return TrainJob(f"good{trial_id}", TrialRequest(trial_id, spec, {"_patch": patch}))
+    patch = CodePatch(({"block": "prior", "search": "0.0", "replace": "0.5"},))
+    return TrainJob(f"good{trial_id}", TrialRequest(trial_id, spec, {}, patch=patch))

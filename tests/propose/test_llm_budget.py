@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from darkfab.events import StopReason
-from darkfab.propose import LLMProposer, Proposer, SearchContext, TrialView
+from darkfab.propose import CodePatch, LLMProposer, Proposer, SearchContext, TrialView
 from darkfab.propose._llm_code import LLMCodeProposer
 from darkfab.spec import LLMSpec, ParamSpec, TrainerSpec
 from darkfab.testing.proposer_contract import conditional_context
@@ -63,7 +63,7 @@ def make_llm_code(server: FakeLLM, tmp_path: Path, calls: CallLog, spent: tuple[
         llm=LLMSpec.model_validate({"base_url": server.base_url, "model": "fake", "retries": 0, **fields}),
     )
     proposer = LLMCodeProposer(context, on_llm_call=calls.record, llm_spent=spent)
-    proposer.replay([TrialView(1, "llm_code", "prior", {"scale": 1.0, "_patch": []}, "completed", 0.5)])
+    proposer.replay([TrialView(1, "llm_code", "prior", {"scale": 1.0}, "completed", 0.5, patch=CodePatch())])
     return proposer
 
 

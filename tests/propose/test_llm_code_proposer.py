@@ -13,7 +13,7 @@ import yaml
 
 from darkfab.errors import SpecError
 from darkfab.execute import Limits, LocalExecutor, TrainJob
-from darkfab.propose import SearchContext, TrialView, make_proposer
+from darkfab.propose import CodePatch, SearchContext, TrialView, make_proposer
 from darkfab.propose._llm_code import LLMCodeProposer, parse_answer
 from darkfab.spec import LLMSpec, ParamSpec, TrainerSpec, load_spec
 from darkfab.testing.executor_contract import digits_payload, drain
@@ -59,7 +59,7 @@ def script(tmp_path: Path) -> Path:
 
 
 def view(proposal: object, trial_id: int, value: float | None, state: str = "completed") -> TrialView:
-    return TrialView(trial_id, "llm_code", proposal.trainer, proposal.params, state, value)  # type: ignore[attr-defined]
+    return TrialView(trial_id, "llm_code", proposal.trainer, proposal.params, state, value, patch=proposal.patch)  # type: ignore[attr-defined]
 
 
 def test_the_unedited_script_comes_first_then_edits_with_diff_and_parent(llm: FakeLLM, script: Path) -> None:
@@ -67,13 +67,15 @@ def test_the_unedited_script_comes_first_then_edits_with_diff_and_parent(llm: Fa
     proposer = make_proposer("llm_code", context(llm, script), on_llm_call=calls.record)
     assert isinstance(proposer, LLMCodeProposer)
     (first,) = proposer.propose(1)
-    assert first.params["_patch"] == [] and first.params["_diff"] == "" and first.params["scale"] == 1.25
+    assert first.patch == CodePatch((), "") and first.params == {"scale": 1.25}
     assert llm.count == 0
     proposer.observe(first, view(first, 1, 0.5))
     llm.script(ok(answer([{"block": "prior", "search": "1.0", "replace": "0.25"}], "less smoothing", scale=2.0)))
     (second,) = proposer.propose(1)
-    assert second.params["_patch"] == [{"block": "prior", "search": "1.0", "replace": "0.25"}]
-    assert "+SHIFT = 0.25" in second.params["_diff"] and second.params["scale"] == 2.0
+    assert second.patch is not None and second.patch.edit_list() == [
+        {"block": "prior", "search": "1.0", "replace": "0.25"}
+    ]
+    assert "+SHIFT = 0.25" in second.patch.diff and second.params == {"scale": 2.0}
     assert second.reason == "less smoothing" and second.parents == (1,)
     assert len(calls) == 1
     prompt = llm.requests[0]["body"]["messages"][1]["content"]
@@ -82,14 +84,14 @@ def test_the_unedited_script_comes_first_then_edits_with_diff_and_parent(llm: Fa
 
 def test_a_bad_answer_is_sent_back_with_its_error(llm: FakeLLM, script: Path) -> None:
     proposer = LLMCodeProposer(context(llm, script, max_repairs=2))
-    proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {"_patch": []}, "completed", 0.5))
+    proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {}, "completed", 0.5, patch=CodePatch()))
     llm.script(
         ok("no json here"),
         ok(answer([{"block": "prior", "search": "class Prior", "replace": "x"}])),
         ok(answer([{"block": "prior", "search": "SHIFT = 1.0", "replace": "SHIFT = 3.0"}])),
     )
     (proposal,) = proposer.propose(1)
-    assert "SHIFT = 3.0" in apply_edits(SCRIPT, proposal.params["_patch"])
+    assert "SHIFT = 3.0" in apply_edits(SCRIPT, proposal.patch.edit_list())
     followups = [r["body"]["messages"][-1]["content"] for r in llm.requests[1:]]
     assert "no JSON object" in followups[0] and "occurs outside the block" in followups[1]
     assert [c.status for c in proposer.records] == ["invalid", "invalid", "ok"]
@@ -99,12 +101,12 @@ def test_a_bad_answer_is_sent_back_with_its_error(llm: FakeLLM, script: Path) ->
 def test_it_falls_back_like_llm_when_repairs_or_the_endpoint_fail(llm: FakeLLM, script: Path) -> None:
     # one failed exchange no longer ends the campaign: the best code so far with random valid params, saying why
     proposer = LLMCodeProposer(context(llm, script, max_repairs=1))
-    proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {"_patch": []}, "completed", 0.5))
+    proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {}, "completed", 0.5, patch=CodePatch()))
     llm.script(ok("{}"), ok(answer([{"block": "nope", "search": "a", "replace": "b"}])))
     (fallback,) = proposer.propose(1)
     assert "no editable block 'nope'" in proposer.last_error
     assert fallback.reason.startswith("llm unavailable:") and "no editable block 'nope'" in fallback.reason
-    assert fallback.params["_patch"] == [] and 0.5 <= fallback.params["scale"] <= 2.0 and fallback.parents == (1,)
+    assert fallback.patch == CodePatch() and 0.5 <= fallback.params["scale"] <= 2.0 and fallback.parents == (1,)
     (again,) = proposer.propose(1)  # nothing scripted: HTTP 500
     assert "endpoint failed" in proposer.last_error and again.reason.startswith("llm unavailable:")
     assert again.params["scale"] != fallback.params["scale"]
@@ -167,20 +169,20 @@ def test_the_torch_example_runs_end_to_end_against_the_fake_llm(llm: FakeLLM, tm
         seen = []
         for round_ in range(3):
             (proposal,) = proposer.propose(1)
-            request = TrialRequest(round_, trainer, {**proposal.params, "epochs": 10}, seed=0)
+            request = TrialRequest(round_, trainer, {**proposal.params, "epochs": 10}, seed=0, patch=proposal.patch)
             ex.submit(TrainJob(f"t{round_}", request))
             done = drain(ex, within_s=120.0)[f"t{round_}"]
             assert done.ok, (done.error, done.log_tail)
-            assert done.output.info["diff"] == proposal.params["_diff"]
+            assert proposal.patch is not None and done.output.info["diff"] == proposal.patch.diff
             y = digits_payload(rows=600).y_train  # the factory scores; here a stand-in score keeps the loop going
             value = float(done.output.valid_predictions.argmax(1).mean() >= 0) * (0.5 + round_ / 10)
             proposer.observe(proposal, view(proposal, round_ + 1, value))
             seen.append(proposal)
             assert len(y)
-        assert seen[0].params["_patch"] == []
-        assert "+        nn.Tanh()," in seen[1].params["_diff"]
-        assert seen[2].params["_patch"][0]["replace"] == "nn.Tanh()"  # built on the best trial so far
-        assert "label_smoothing=0.1" in seen[2].params["_diff"]
+        assert all(p.patch is not None for p in seen) and seen[0].patch.edits == ()
+        assert "+        nn.Tanh()," in seen[1].patch.diff
+        assert seen[2].patch.edits[0]["replace"] == "nn.Tanh()"  # built on the best trial so far
+        assert "label_smoothing=0.1" in seen[2].patch.diff
     finally:
         ex.close()
 
@@ -188,14 +190,14 @@ def test_the_torch_example_runs_end_to_end_against_the_fake_llm(llm: FakeLLM, tm
 def test_wrongly_typed_edits_are_recorded_and_repaired(llm: FakeLLM, script: Path) -> None:
     calls: list[object] = CallLog()
     proposer = LLMCodeProposer(context(llm, script), on_llm_call=calls.record)
-    proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {"_patch": []}, "completed", 0.5))
+    proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {}, "completed", 0.5, patch=CodePatch()))
     llm.script(
         ok(json.dumps({"edits": ["text"], "reason": "strings, not edits"})),
         ok(json.dumps({"edits": [], "params": ["scale", 1.5]})),
         ok(answer([{"block": "prior", "search": "SHIFT = 1.0", "replace": "SHIFT = 2.0"}])),
     )
     (proposal,) = proposer.propose(1)
-    assert "SHIFT = 2.0" in apply_edits(SCRIPT, proposal.params["_patch"])
+    assert "SHIFT = 2.0" in apply_edits(SCRIPT, proposal.patch.edit_list())
     assert [c.status for c in calls] == ["invalid", "invalid", "ok"]  # type: ignore[attr-defined]
     repairs = [r["body"]["messages"][-1]["content"] for r in llm.requests[1:]]
     assert "edits[0] must be an object" in repairs[0] and "`params` must be an object" in repairs[1]
@@ -208,7 +210,7 @@ def test_every_attempt_is_a_row_and_the_token_budget_holds(llm: FakeLLM, script:
     proposer = LLMCodeProposer(
         context(llm, script, retries=2, max_tokens=200, max_tokens_total=1500, max_repairs=3), on_llm_call=calls.record
     )
-    proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {"_patch": []}, "completed", 0.5))
+    proposer.observe(proposer.propose(1)[0], TrialView(1, "llm_code", "prior", {}, "completed", 0.5, patch=CodePatch()))
     llm.script(
         status(429, retry_after=0.01),
         status(429, retry_after=0.01),

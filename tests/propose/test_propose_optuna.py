@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState as OptunaState
 
 from darkfab.errors import SpecError
-from darkfab.propose import OptunaProposer, SearchContext, TrialView, make_proposer, proposer_names
+from darkfab.propose import CodePatch, OptunaProposer, Proposal, SearchContext, TrialView, make_proposer, proposer_names
 from darkfab.spec import ParamSpec, TrainerSpec
 from darkfab.testing.proposer_contract import conditional_context, conditional_score, run, view_of
 
@@ -70,6 +70,25 @@ def test_reasons_say_what_the_sampler_did() -> None:
     first = OptunaProposer(conditional_context(startup_trials=2), "tpe").propose(1)[0]
     assert first.reason == "random startup trial 1 of 2"
     assert OptunaProposer(conditional_context(), "random").propose(1)[0].reason.startswith("random: uniform draw")
+
+
+def test_a_code_edit_trial_is_never_a_point_of_the_space() -> None:
+    # its params fit the space, but it ran other code: the study must not learn that score for those params
+    params = {"C": 1.0, "l1_ratio": 0.5, "fit_intercept": True}
+    edit = CodePatch(({"block": "model", "search": "a", "replace": "b"},), "diff")
+    proposer = OptunaProposer(conditional_context(startup_trials=2), "tpe")
+    proposer.replay(
+        [
+            TrialView(1, "llm_code", "linear", params, "completed", 0.9, patch=edit),
+            TrialView(2, "llm_code", "linear", {**params, "C": 2.0}, "completed", 0.8, patch=CodePatch()),
+            TrialView(3, "tpe", "linear", {**params, "C": 3.0}, "completed", 0.7),
+        ]
+    )
+    assert (proposer.replayed, proposer.skipped) == (1, 2)
+    foreign = Proposal("llm_code", "linear", {**params, "C": 4.0}, "an edit", key="k", patch=edit)
+    proposer.observe(foreign, TrialView(4, "llm_code", "linear", foreign.params, "completed", 0.6, patch=edit))
+    assert (proposer.replayed, proposer.skipped) == (1, 3)
+    assert [t.value for t in _study(proposer).trials] == [0.7]
 
 
 def test_replay_rebuilds_states_values_and_intermediates() -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from darkfab.errors import SpecError
+from darkfab.patch import CodePatch
 from darkfab.spec import TrainerSpec, load_spec
 from darkfab.testing.executor_contract import digits_payload
 from darkfab.train import (
@@ -108,8 +109,8 @@ def test_a_script_trial_runs_and_its_model_carries_the_exact_code(script: Path) 
     spec = TrainerSpec(name="centroids", script=str(script))
     assert isinstance(resolve_trainer(spec, "classification"), ScriptTrainer)
     state = prepare(digits_payload(rows=400))
-    patch = [{"block": "loss", "search": "1.0", "replace": "2.0"}]
-    out = run_trial(state, TrialRequest(1, spec, {"_patch": patch}))
+    patch = CodePatch(({"block": "loss", "search": "1.0", "replace": "2.0"},))
+    out = run_trial(state, TrialRequest(1, spec, {}, patch=patch))
     assert out.valid_predictions.shape == (100, 10)
     assert (out.valid_predictions.argmax(1) >= 0).all()
     with pytest.raises(UntrustedCodeError, match="DARKFAB_TRUST_CODE"):
@@ -128,7 +129,8 @@ def test_a_bad_patch_fails_the_trial_with_the_reason(script: Path) -> None:
     state = prepare(digits_payload(rows=200))
     spec = TrainerSpec(name="centroids", script=str(script))
     with pytest.raises(ScriptError, match="edit 1: the search text is not in block 'loss'"):
-        run_trial(state, TrialRequest(1, spec, {"_patch": [{"block": "loss", "search": "x = 9", "replace": ""}]}))
+        bad = CodePatch(({"block": "loss", "search": "x = 9", "replace": ""},))
+        run_trial(state, TrialRequest(1, spec, {}, patch=bad))
 
 
 def test_untrusted_unpickling_never_runs_the_source() -> None:

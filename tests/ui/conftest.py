@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from darkfab.patch import CodePatch
 from darkfab.store import Store
 
 from ..helpers.factories import small_factory
@@ -93,7 +94,8 @@ def _add_hostile_records(store_url: str) -> tuple[int, int, int]:
             campaign.id,
             proposer="llm_code",
             trainer="script",
-            params={"_patch": [{"old": "Ridge()", "new": "Ridge(alpha=0.5)"}], "_diff": DIFF},
+            params={},
+            patch=CodePatch(({"block": "model", "search": "Ridge()", "replace": "Ridge(alpha=0.5)"},), DIFF),
             reason="an edit the LLM proposed",
             key="edit-1",
             start_as="test-worker",

@@ -58,8 +58,10 @@ def test_hostile_text_is_shown_escaped_never_as_markup(console_site: ConsoleSite
         assert "<script>window" not in html and "<img src=x" not in html, path
     html = httpx.get(f"{console_site.url}/campaigns/{console_site.hostile_campaign}", timeout=30).text
     assert "<script>window" not in html and "<img src=x" not in html
+    assert html.count('<span class="param">code edit</span>') == 1  # the code-edit trial, flagged by its patch
     code = httpx.get(f"{console_site.url}/trials/{console_site.code_trial}", timeout=30).text
     assert '<span class="add">+model = Ridge(alpha=0.5)' in code  # the diff, highlighted
+    assert "_patch" not in code and "_diff" not in code  # the edit is shown as the diff, never as a param
     assert "fake-model" in code and "improve this script" in code  # the LLM call behind it
     assert "latency_p95_ms 80 &gt; 50" in code  # the constraint violation
 

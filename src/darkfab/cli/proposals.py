@@ -65,6 +65,7 @@ def proposals_json(trials: list[Any], calls: list[Any], *, full: bool = False) -
                 "key": t.key,
                 "trainer": t.trainer,
                 "params": t.params,
+                "patch": t.patch.to_json() if t.patch is not None else None,
                 "reason": t.reason,
                 "state": t.state,
                 "value": t.value,

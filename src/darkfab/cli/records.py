@@ -99,7 +99,9 @@ _TRIAL_FIELDS = (
 
 def _trial_json(t: Any) -> dict[str, Any]:
     """A trial as `darkfab trials --json` prints it (its campaign's id as ``campaign``)."""
-    return {("campaign" if f == "campaign_id" else f): getattr(t, f) for f in _TRIAL_FIELDS}
+    out = {("campaign" if f == "campaign_id" else f): getattr(t, f) for f in _TRIAL_FIELDS}
+    out["patch"] = t.patch.to_json() if t.patch is not None else None  # a code-edit trial's edits and diff
+    return out
 
 
 @commands.command()

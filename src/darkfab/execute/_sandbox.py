@@ -430,7 +430,7 @@ def sandboxed_trial(
     from ..train import ScriptTrainer
 
     script = str(getattr(request.trainer, "script", "") or "")
-    _, source, diff = ScriptTrainer(request.trainer.name, script).patched(request.params)
+    _, source, diff = ScriptTrainer(request.trainer.name, script).patched(request.patch)
     p = state.payload
     # the training process holds training rows and validation features only: no sealed rows, nor their copies
     training = replace(p, X_test=p.X_test.iloc[:0], X_test_perturbed=None, latency_rows=0, private_paths=())

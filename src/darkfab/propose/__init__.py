@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..patch import CodePatch
 from ._base import Proposal, Proposer, SearchContext, TrialState, TrialView
 from ._llm_client import Attempt, ChatClient, ChatResult
 from ._registry import LLM_AWARE, PROPOSERS, make_proposer, proposer_names
@@ -36,6 +37,7 @@ __all__ = [
     "Attempt",
     "ChatClient",
     "ChatResult",
+    "CodePatch",
     "LLMBudget",
     "LLMCall",
     "LLMExchange",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..events import StopReason
+from ..patch import CodePatch
 from ..spec import LLMSpec, ParamSpec, TrainerSpec
 
 TrialState = Literal["queued", "running", "completed", "failed", "pruned", "cancelled"]
@@ -15,7 +16,7 @@ TrialState = Literal["queued", "running", "completed", "failed", "pruned", "canc
 
 @dataclass(frozen=True)
 class Proposal:
-    """One experiment: a trainer, its parameters, and why."""
+    """One experiment: a trainer, its parameters (hyperparameters only), its code change if any, and why."""
 
     proposer: str
     trainer: str
@@ -23,6 +24,7 @@ class Proposal:
     reason: str
     key: str = ""  # the proposer's own handle (e.g. an Optuna trial number), opaque to the factory
     parents: tuple[int, ...] = ()
+    patch: CodePatch | None = None  # the script trainer's code edit (llm_code); None: the trainer's code as written
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class TrialView:
     error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)  # validation metrics of a completed trial
     seconds: float | None = None  # wall seconds the trial ran, when known
+    patch: CodePatch | None = None  # the code edit the trial ran (part of its identity, as its params are)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from typing import Any
 
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from ..patch import CodePatch
 from ..spec import LLMSpec
 from ._base import Proposal, Proposer, SearchContext, TrialView
 from ._llm_client import ChatClient
@@ -197,7 +198,7 @@ class LLMProposer(Proposer):
 
     def replay(self, history: Sequence[TrialView]) -> None:
         for view in sorted(history, key=lambda v: v.trial_id):
-            self._remember(view.trainer, view.params, f"trial {view.trial_id}")
+            self._remember(view.trainer, view.params, f"trial {view.trial_id}", view.patch)
             if view.state not in ("queued", "running"):
                 self._views[view.trial_id] = view
 
@@ -226,7 +227,7 @@ class LLMProposer(Proposer):
         return self._fallback(n, error, money, seconds)
 
     def observe(self, proposal: Proposal, result: TrialView) -> None:
-        self._remember(proposal.trainer, proposal.params, f"trial {result.trial_id}")
+        self._remember(proposal.trainer, proposal.params, f"trial {result.trial_id}", proposal.patch)
         if result.state in ("queued", "running"):
             return
         self._views[result.trial_id] = result
@@ -368,8 +369,8 @@ class LLMProposer(Proposer):
         reason = str(item.get("reason") or "").strip() or "no reason given"
         return trainer, params, reason[:_REASON_CHARS], signature
 
-    def _remember(self, trainer: str, params: dict[str, Any], what: str) -> None:
-        encoded = self.space.encode(trainer, params)
+    def _remember(self, trainer: str, params: dict[str, Any], what: str, patch: CodePatch | None = None) -> None:
+        encoded = self.space.encode(trainer, params, patch)
         if encoded is not None:
             self._seen.setdefault(encoded[2], what)
 
@@ -440,6 +441,8 @@ class LLMProposer(Proposer):
     @staticmethod
     def _trial_line(v: TrialView) -> str:
         record: dict[str, Any] = {"trial": v.trial_id, "trainer": v.trainer, "params": v.params, "state": v.state}
+        if v.patch is not None:  # a code-edit trial: its params alone do not say what ran
+            record["patch"] = v.patch.to_json()
         if v.value is not None:
             record["value"] = round(float(v.value), 6)
         if v.reward is not None:

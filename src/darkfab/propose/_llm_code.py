@@ -8,8 +8,9 @@ expects one JSON object::
 
 The edits are checked exactly as a script trial applies them (darkfab.train.apply_edits: inside the block,
 found once, parses); an answer that fails is sent back with the error, at most ``search.llm.max_repairs`` times.
-A proposal's ``params`` carry ``_patch`` (every edit from the user's script, the parent's first) and
-``_diff`` (the unified diff), so the trial's lineage names the exact code.
+A proposal's ``patch`` (a :class:`~darkfab.patch.CodePatch`) carries every edit from the user's script, the
+parent's first, and the unified diff, so the trial's lineage names the exact code; its ``params`` hold the
+hyperparameters only. Every proposal of this proposer has a patch (the unedited reference an empty one).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
+from ..patch import CodePatch
 from ..spec import ParamSpec, TrainerSpec
 from ..train.script import ScriptError, apply_edits, block_texts, source_hash, unified_diff
 from ._base import Proposal, Proposer, SearchContext, TrialView
@@ -201,21 +203,27 @@ class LLMCodeProposer(Proposer):
                 self.tried.append(self._from_view(view))
 
     def observe(self, proposal: Proposal, result: TrialView) -> None:
+        edits = proposal.patch.edit_list() if proposal.patch is not None else None
         for t in self.tried:
-            if t.trial_id is None and t.params == proposal.params and t.trainer == proposal.trainer:
+            if (
+                t.trial_id is None
+                and t.trainer == proposal.trainer
+                and t.params == proposal.params
+                and t.patch == edits
+            ):
                 t.trial_id, t.state, t.value, t.error = result.trial_id, result.state, result.value, result.error
                 return
         self.tried.append(self._from_view(result))
 
     def _from_view(self, view: TrialView) -> _Tried:
-        params = dict(view.params)
+        code = view.patch or CodePatch()  # a trial of the script by another proposer ran it unedited
         return _Tried(
             view.trial_id,
             view.trainer,
-            list(params.get("_patch") or []),
-            params,
+            code.edit_list(),
+            dict(view.params),
             "",
-            str(params.get("_diff") or ""),
+            code.diff,
             view.state,
             view.value,
             view.error,
@@ -303,14 +311,15 @@ class LLMCodeProposer(Proposer):
     ) -> Proposal:
         """Remember and hand out one proposal; ``source`` is the original script with ``patch`` applied."""
         diff = unified_diff(self.originals[trainer], source, Path(str(self._spec(trainer).script)).name)
-        full = {**params, "_patch": patch, "_diff": diff}
-        self.tried.append(_Tried(None, trainer, patch, full, reason, diff, code=source_hash(source)))
+        self.tried.append(_Tried(None, trainer, list(patch), dict(params), reason, diff, code=source_hash(source)))
         parents = (parent.trial_id,) if parent is not None and parent.trial_id is not None else ()
         key = f"{self._token}-{len(self.tried)}"
-        return Proposal(proposer=self.name, trainer=trainer, params=full, reason=reason, key=key, parents=parents)
+        code = CodePatch(tuple(patch), diff)
+        return Proposal(self.name, trainer, dict(params), reason, key=key, parents=parents, patch=code)
 
     @staticmethod
     def _key(code: str, params: dict[str, Any]) -> tuple[str, str]:
+        """A trial's identity: the hash of the code it runs and its hyperparameters."""
         user = {k: v for k, v in params.items() if not k.startswith("_")}
         return code, json.dumps(user, sort_keys=True, default=str)
 
@@ -336,7 +345,7 @@ class LLMCodeProposer(Proposer):
             lines.append(f"--- block {name} ---\n{text}--- end {name} ---")
         shown = {k: (v.model_dump(exclude_none=True) if isinstance(v, ParamSpec) else v) for k, v in space.items()}
         lines.append(f"Search space of `params`: {json.dumps(shown, default=str)}")
-        current = {k: v for k, v in (parent.params if parent else {}).items() if not k.startswith("_")}
+        current = dict(parent.params) if parent else {}
         if current:
             lines.append(f"Current params: {json.dumps(current, default=str)}")
         past = [t for t in self.tried if t.trainer == trainer.name and t.trial_id is not None][-self.llm.history :]
@@ -369,7 +378,7 @@ class LLMCodeProposer(Proposer):
     ) -> Proposal | None:
         """Ask, and send back a rejected answer with its error, at most ``max_repairs`` times."""
         base_patch = list(parent.patch) if parent else []
-        base_params = {k: v for k, v in (parent.params if parent else {}).items() if not k.startswith("_")}
+        base_params = dict(parent.params) if parent else {}
         if not base_params:
             base_params = {k: _default_value(v) for k, v in space.items()}
         messages = list(opening)

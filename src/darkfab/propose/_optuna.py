@@ -41,6 +41,7 @@ from optuna.trial import Trial
 from optuna.trial import TrialState as OptunaState
 
 from ..errors import SpecError
+from ..patch import CodePatch
 from ._base import Proposal, Proposer, SearchContext, TrialView
 from ._space import ConditionalSpace, Signature
 
@@ -207,14 +208,14 @@ class OptunaProposer(Proposer):
     def replay(self, history: Sequence[TrialView]) -> None:
         for view in sorted(history, key=lambda v: v.trial_id):
             if view.state in ("queued", "running"):
-                encoded = self.space.encode(view.trainer, view.params)
+                encoded = self.space.encode(view.trainer, view.params, view.patch)
                 if encoded is None:
                     self.skipped += 1
                 else:
                     self._seen.add(encoded[2])
                     self.pending += 1
                 continue
-            if self._add_finished(view.trainer, view.params, view):
+            if self._add_finished(view.trainer, view.params, view, view.patch):
                 self.replayed += 1
             else:
                 self.skipped += 1
@@ -228,13 +229,13 @@ class OptunaProposer(Proposer):
             self._tell(live, result)
             return
         # a proposal this study never handed out, or one from before a restart: add it as finished
-        encoded = self.space.encode(proposal.trainer, proposal.params)
+        encoded = self.space.encode(proposal.trainer, proposal.params, proposal.patch)
         if encoded is None:
             self.skipped += 1
             return
         if (proposal.key, encoded[2]) in self._told:
             return  # told already
-        if self._add_finished(proposal.trainer, proposal.params, result):
+        if self._add_finished(proposal.trainer, proposal.params, result, proposal.patch):
             self._told.add((proposal.key, encoded[2]))
         else:
             self.skipped += 1
@@ -352,8 +353,10 @@ class OptunaProposer(Proposer):
         self._count(state, values, result.feasible)
         self._told.add((str(trial.number), live.signature))
 
-    def _add_finished(self, trainer: str, params: dict[str, Any], result: TrialView) -> bool:
-        encoded = self.space.encode(trainer, params)
+    def _add_finished(
+        self, trainer: str, params: dict[str, Any], result: TrialView, patch: CodePatch | None = None
+    ) -> bool:
+        encoded = self.space.encode(trainer, params, patch)
         if encoded is None:
             return False
         values_in, dists, signature = encoded

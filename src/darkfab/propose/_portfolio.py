@@ -259,7 +259,13 @@ class PortfolioProposer(Proposer):
         self._own[key] = (member, inner)
         self.arms[member].pending += 1
         return Proposal(
-            self.name, inner.trainer, inner.params, f"{why} | {inner.reason}", key=key, parents=inner.parents
+            self.name,
+            inner.trainer,
+            inner.params,
+            f"{why} | {inner.reason}",
+            key=key,
+            parents=inner.parents,
+            patch=inner.patch,
         )
 
     def _owner(self, proposal: Proposal) -> tuple[str | None, Proposal]:

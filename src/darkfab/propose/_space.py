@@ -21,6 +21,7 @@ from optuna.distributions import (
 from optuna.trial import Trial
 
 from ..errors import SpecError
+from ..patch import CodePatch
 from ..spec import ParamSpec
 from ._base import SearchContext
 
@@ -188,15 +189,16 @@ class ConditionalSpace:
         return trainer, params, (trainer, tuple(encoded))
 
     def encode(
-        self, trainer: str, params: dict[str, Any]
+        self, trainer: str, params: dict[str, Any], patch: CodePatch | None = None
     ) -> tuple[dict[str, Any], dict[str, BaseDistribution], Signature] | None:
         """Optuna params, distributions and signature of a finished trial; None when it no longer fits.
 
         It fits when the trainer is still searched, every searched parameter is present and inside its
-        range, every fixed parameter present has the same value, and there is no unknown parameter.
+        range, every fixed parameter present has the same value, and there is no unknown parameter. A trial
+        that ran edited code (``patch``) never fits: the space describes the trainer's code as written.
         """
         space = self.spaces.get(trainer)
-        if space is None:
+        if space is None or patch is not None:
             return None
         known = {name for name, _, _ in space.entries}
         if any(name not in known for name in params):

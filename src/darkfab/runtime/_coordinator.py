@@ -145,6 +145,7 @@ class Coordinator(TrialLoop):
             reason=proposal.reason,
             key=proposal.key,
             parents=proposal.parents,
+            patch=proposal.patch,
             seed=self.spec.search.seed * 100_003 + planned,
             start_as=self.owner if free > 0 else None,  # one transaction when a slot is free
             lease_s=self.lease_s,

@@ -37,6 +37,7 @@ def lineage_of(
     verdict: dict[str, Any],
 ) -> dict[str, Any]:
     """The lineage of a gate winner (the refit and the approval are added by the caller)."""
+    code = {} if cand.patch is None else {"patch": cand.patch.to_json()}  # the code it ran, when edited
     return {
         "proposal": {
             "proposer": cand.proposer,
@@ -50,6 +51,7 @@ def lineage_of(
         "parents": [parent.version] if parent is not None else [],
         "trainer": cand.trainer,
         "params": cand.params,
+        **code,
         "data_fingerprint": data.fingerprint,
         "features": list(data.features),
         "target": data.target,

@@ -170,6 +170,7 @@ class TrialLoop:
             seed=t.seed,
             report_every=REPORT_EVERY if self.prunes else 0,
             cv_folds=self.cv_folds,
+            patch=t.patch,
         )
 
     def _start(self, t: TrialRecord, proposal: Proposal) -> bool:

@@ -24,6 +24,7 @@ def trial_view(t: TrialRecord, objective_names: tuple[str, ...]) -> TrialView:
         intermediate={int(k): float(v) for k, v in (t.intermediate or {}).items()},
         metrics=dict(t.metrics or {}),
         seconds=(t.resources or {}).get("wall_seconds"),
+        patch=t.patch,
     )
 
 
@@ -56,6 +57,7 @@ def proposal_of(t: TrialRecord) -> Proposal:
         reason=t.reason,
         key=t.key,
         parents=tuple(t.parents),
+        patch=t.patch,
     )
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from ..patch import CodePatch
+
 TrialState = Literal["queued", "running", "completed", "failed", "pruned", "cancelled"]
 CampaignStatus = Literal["running", "finished", "failed", "stopped"]
 
@@ -85,6 +87,8 @@ class TrialRecord:
     reward: float | None
     feasible: bool | None
     breakdown: dict[str, Any] | None
+    # the proposal's code edit (a script trainer's trial), kept apart from the params
+    patch: CodePatch | None = None
 
     @property
     def finished(self) -> bool:

@@ -89,6 +89,9 @@ proposals = sa.Table(
     sa.Column("key", sa.String(200), nullable=False),
     sa.Column("parents", _json(), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # a code-edit proposal's change to its script (darkfab.patch.CodePatch); both NULL when it edits no code
+    sa.Column("patch", _json(), nullable=True),
+    sa.Column("diff", sa.Text, nullable=True),
     sa.Index("ix_proposals_campaign", "campaign_id"),
 )
 

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
+from ..patch import CodePatch
 from ._records import CampaignRecord, EventRecord, FactoryRecord, ModelVersionRecord, TrialRecord
 from ._schema import campaigns, evaluations, events, factories, model_versions, proposals, trials
 
@@ -23,6 +24,8 @@ TRIAL_SELECT = sa.select(
     proposals.c.reason,
     proposals.c.key.label("proposal_key"),
     proposals.c.parents,
+    proposals.c.patch.label("patch_edits"),
+    proposals.c.diff.label("patch_diff"),
     evaluations.c.value,
     evaluations.c.metrics,
     evaluations.c.reward,
@@ -60,6 +63,7 @@ def trial_record(row: Row[Any]) -> TrialRecord:
     values["key"] = values.pop("proposal_key")
     values["intermediate"] = intermediate_out(values["intermediate"])
     values["parents"] = tuple(values["parents"])
+    values["patch"] = CodePatch.of(values.pop("patch_edits"), values.pop("patch_diff"))
     return TrialRecord(**values)
 
 

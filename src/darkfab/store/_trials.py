@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from ..errors import NotFoundError, StoreError
 from ..events import EventKind
+from ..patch import CodePatch
 from ..redact import redact
 from ._base import Repository, inserted_id, json_dict, one_of
 from ._records import FINISHED_STATES, TRIAL_STATES, EventRecord, TrialRecord
@@ -92,6 +93,26 @@ def _evaluation(
     }
 
 
+def _hyperparams(params: dict[str, Any], proposer: str) -> dict[str, Any]:
+    """``params`` unless a code edit hides in them: those keys were how a code edit travelled before 0011."""
+    hidden = sorted(k for k in params if k in ("_patch", "_diff"))
+    if hidden:
+        raise StoreError(
+            f"the params proposed by {proposer!r} hold {hidden}: params are hyperparameters only; fix: pass the "
+            "code edit as add_trial(patch=darkfab.patch.CodePatch(edits, diff))"
+        )
+    return params
+
+
+def _code_columns(patch: CodePatch | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A proposal's code edit as its two columns (both NULL without one), and as its ``proposed`` event shows it."""
+    if patch is None:
+        return {"patch": None, "diff": None}, {}
+    if not isinstance(patch, CodePatch):
+        raise StoreError(f"patch must be a darkfab.patch.CodePatch or None, got {type(patch).__name__}")
+    return {"patch": patch.edit_list(), "diff": patch.diff}, {"patch": patch.to_json()}
+
+
 @dataclass(frozen=True)
 class _TrialRef:
     """Which trial an event is about: its factory, campaign and id, and its number within the campaign."""
@@ -118,13 +139,18 @@ class Trials(Repository):
         seed: int = 0,
         start_as: str | None = None,
         lease_s: float = 0,
+        patch: CodePatch | None = None,
     ) -> TrialRecord:
         """Record a proposal and its trial (``queued``, number N+1 in the campaign); event ``proposed``.
+
+        ``patch`` is a code-edit proposal's change to its script; it is kept in its own columns, and named in
+        the ``proposed`` event, never in ``params``.
 
         With ``start_as`` (a worker that has a free slot) the trial is also started, leased to that worker,
         in the same transaction, as :meth:`start_trial` would: state ``running``, attempt 1, event ``started``.
         """
-        params = json_dict(params, f"the params proposed by {proposer!r}")
+        params = _hyperparams(json_dict(params, f"the params proposed by {proposer!r}"), proposer)
+        columns, code = _code_columns(patch)
         parent_ids = tuple(parents)
         if not all(isinstance(p, int) and not isinstance(p, bool) for p in parent_ids):
             raise StoreError(f"parents must be trial ids (integers), got {parents!r}")
@@ -138,6 +164,7 @@ class Trials(Repository):
             "key": key,
             "parents": list(parent_ids),
             "created_at": now,
+            **columns,
         }
         with self._base._write("add a trial") as conn:
             campaign = self._open_campaign(conn, campaign_id)
@@ -159,6 +186,7 @@ class Trials(Repository):
                 params=params,
                 key=key,
                 parents=list(parent_ids),
+                **code,
             )
             if start_as:
                 self._started(conn, now, trial, attempt=1, worker=start_as, lease_owner=start_as, head=proposed.hash)
@@ -170,7 +198,13 @@ class Trials(Repository):
             "key": key,
         }
         return TrialRecord(
-            id=trial_id, factory_id=campaign.factory_id, parents=parent_ids, **proposed_by, **_UNFINISHED, **values
+            id=trial_id,
+            factory_id=campaign.factory_id,
+            parents=parent_ids,
+            patch=patch,
+            **proposed_by,
+            **_UNFINISHED,
+            **values,
         )
 
     def _open_campaign(self, conn: Connection, campaign_id: int) -> sa.Row[Unpack[tuple[Any, ...]]]:

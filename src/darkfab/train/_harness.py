@@ -80,6 +80,7 @@ def _fit(
         threads=p.threads,
         report=report,
         report_every=request.report_every,
+        patch=request.patch,
     )
     wall0, cpu0 = time.perf_counter(), time.process_time()
     estimator = trainer.fit(ctx, params)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from ..patch import CodePatch
 from ..spec import TaskKind, TrainerSpec
 
 
@@ -34,7 +35,7 @@ class WorkerPayload:
 
 @dataclass(frozen=True)
 class TrialRequest:
-    """One trial to run: a trainer, its parameters, a seed."""
+    """One trial to run: a trainer, its parameters, a seed, and the code edit of a script trainer's trial."""
 
     trial_id: int
     trainer: TrainerSpec
@@ -42,6 +43,7 @@ class TrialRequest:
     seed: int = 0
     report_every: int = 0  # boosting trainers report validation predictions every N rounds (0: never)
     cv_folds: int = 0  # built-in trainers also fit this many folds of the training rows (0: none)
+    patch: CodePatch | None = None  # a script trainer runs its script with these edits applied
 
 
 @dataclass(frozen=True)

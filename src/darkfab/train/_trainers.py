@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError, TrialPruned
+from ..patch import CodePatch
 from ..spec import ParamSpec, TaskKind, TrainerSpec
 from ._model import to_all_classes
 from ._prep import Flavour
@@ -32,6 +33,7 @@ class FitContext:
     threads: int
     report: Report  # report(step, validation predictions) -> True when the trial must stop
     report_every: int = 0
+    patch: CodePatch | None = None  # the code edit a script trainer applies to its script (the trial's own)
 
 
 class Trainer(abc.ABC):

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DarkfabError
+from ..patch import CodePatch
 from ..spec import TaskKind
 from ._prep import Flavour
 from ._trainers import FitContext, Trainer
@@ -277,7 +278,7 @@ def scratch_dir() -> str:
 
 
 class ScriptTrainer(Trainer):
-    """Runs ``train(X, y, X_valid, params, report)`` from a user's script, patched by ``params["_patch"]``."""
+    """Runs ``train(X, y, X_valid, params, report)`` from a user's script, patched by the trial's ``CodePatch``."""
 
     def __init__(self, name: str, script: str, *, flavour: Flavour = "linear") -> None:
         self.name = name
@@ -293,18 +294,18 @@ class ScriptTrainer(Trainer):
                 "`trainers[].script`, a path relative to the factory file"
             ) from None
 
-    def patched(self, params: Mapping[str, Any]) -> tuple[str, str, str]:
-        """(original, patched, diff) for these params."""
+    def patched(self, code: CodePatch | None) -> tuple[str, str, str]:
+        """(original, patched, diff) for this code edit (None: the script as written)."""
         original = self.read()
         editable_blocks(original)
-        patch = params.get("_patch") or []
+        patch = code.edit_list() if code is not None else []
         patched = apply_edits(original, patch) if patch else original
         if not patch:
             check_parses(patched, self.script)
         return original, patched, unified_diff(original, patched, Path(self.script).name)
 
     def fit(self, ctx: FitContext, params: dict[str, Any]) -> Any:
-        _, source, diff = self.patched(params)
+        _, source, diff = self.patched(ctx.patch)
         path = os.path.join(scratch_dir(), f"train_{source_hash(source)[:12]}.py")
         with open(path, "w", encoding="utf-8") as f:
             f.write(source)

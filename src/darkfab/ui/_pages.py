@@ -85,7 +85,6 @@ def campaign(
         proposers=v.proposer_rows(by_proposer, calls),
         pareto=v.pareto_axes(factory.spec),
         importance_method=IMPORTANCE_METHOD,
-        shown_params=v.shown_params,
     )
 
 
@@ -111,10 +110,10 @@ def trial(request: Request, c: ConsoleDep, trial_id: int) -> HTMLResponse:
         "trial.html",
         factory=factory,
         trial=record,
-        params=v.shown_params(record.params),
+        params=record.params,
         terms=breakdown.get("terms") or {},
         violations=breakdown.get("violations") or [],
-        diff=v.diff_lines(record.params.get("_diff")),
+        diff=v.diff_lines(record.patch.diff if record.patch is not None else None),
         calls=v.llm_calls_of(c.store, record),
     )
 
@@ -139,7 +138,7 @@ def version(request: Request, c: ConsoleDep, name: str, version: int) -> HTMLRes
         lineage=lineage,
         moves=moves,
         graph=v.lineage_graph(name, record, sorted(moves, key=lambda e: e.id)[-v.GRAPH_MOVES :]),
-        params=v.shown_params(record.params),
+        params=record.params,
         versions=c.registry.versions(name),
         champion=held.get("champion"),
         pending=held.get(PENDING),

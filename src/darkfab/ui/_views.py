@@ -33,7 +33,6 @@ from ..store import (
 
 PAGE_SIZES = (25, 50, 100, 200)
 SORT_KEYS = ("number", "reward", "value", "state", "proposer", "trainer", "wall")
-HIDDEN_PARAMS = ("_patch", "_diff")  # a code-edit trial's edits, shown as the diff instead
 WORKER_FRESH_S = 60.0
 EVENT_LIMITS = (100, 200, 500, 1000, 5000)
 
@@ -41,10 +40,6 @@ EVENT_LIMITS = (100, 200, 500, 1000, 5000)
 def chart_json(traces: list[dict[str, Any]], layout: dict[str, Any]) -> str:
     """A chart as JSON for the page's ``data-chart`` attribute (the template escapes it as an attribute)."""
     return json.dumps({"data": traces, "layout": layout}, default=str, allow_nan=False)
-
-
-def shown_params(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in params.items() if k not in HIDDEN_PARAMS}
 
 
 # -- factories --------------------------------------------------------------------------------------
@@ -327,7 +322,7 @@ def model_card(registry: Registry, factory: str, version: ModelVersionRecord) ->
     lines += ["", "## Gate verdict", "", str(gate.get("reason", "(none recorded)")), "", "## Validation metrics", ""]
     lines += [f"- {k}: {_fmt(v)}" for k, v in sorted((version.metrics.get("valid") or {}).items())]
     lines += ["", "## Parameters", ""]
-    lines += [f"- {k}: `{v}`" for k, v in sorted(shown_params(version.params).items())]
+    lines += [f"- {k}: `{v}`" for k, v in sorted(version.params.items())]
     proposal = lineage.get("proposal") or {}
     lines += [
         "",
