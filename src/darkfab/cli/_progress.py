@@ -100,7 +100,7 @@ def print_summary(r: RunResult, console: Console) -> None:
             "and run it again to resume this campaign"
         )
     elif c is None:
-        lines.append("[yellow]no champion[/]: " + (r.gate or {}).get("reason", "no candidate completed"))
+        lines.append("[yellow]no champion[/]: " + (r.gate.reason if r.gate else "no candidate completed"))
     else:
         s = c.metrics.get("sealed_test", {})
         how = "new champion" if c.promoted_now else "champion unchanged"
@@ -118,38 +118,38 @@ def print_summary(r: RunResult, console: Console) -> None:
                 f"(95% CI {s['low']:.4f} to {s['high']:.4f})"
             )
         if c.promoted_now or c.alias in ("challenger", "pending"):
-            refit = c.refit or {}
-            if refit.get("evidence"):
-                lines.append(f"refit: {refit['evidence']}")
-            elif refit.get("why"):
-                lines.append(f"not refit: {refit['why']}")
-    if r.gate and r.gate.get("weak_evidence"):
-        lines.append(f"gate: {r.gate.get('reason')}")
+            refit = c.refit
+            if refit is not None and refit.evidence:
+                lines.append(f"refit: {refit.evidence}")
+            elif refit is not None and refit.why:
+                lines.append(f"not refit: {refit.why}")
+    if r.gate and r.gate.weak_evidence:
+        lines.append(f"gate: {r.gate.reason}")
     elif r.beat:
         b = r.beat
         what = (
-            f"champion v{b['version']} ({b.get('trainer')})"
-            if b.get("kind") == "champion"
-            else f"the baseline that predicts the {b.get('name')} ({b.get('why')})"
+            f"champion v{b.version} ({b.trainer})"
+            if b.kind == "champion"
+            else f"the baseline that predicts the {b.name} ({b.why})"
         )
-        lines.append(f"it beat {what}" + (f", which scored {b['score']:.4f}" if b.get("score") is not None else ""))
-    if r.gate and not r.gate.get("passed"):
-        lines.append(f"gate: {r.gate.get('reason')}")
-    for flag in (r.gate or {}).get("flagged", []):
-        kinds = ", ".join(x.get("kind", "?") for x in flag["suspicions"])
-        lines.append(f"kept out of the gate: trial {flag['trial']} ({kinds})")
-    if r.gate and r.gate.get("sealed_uses") is not None:
-        lines.append(f"sealed_uses: {r.gate['sealed_uses']} of {r.gate['sealed_budget']}")
+        lines.append(f"it beat {what}" + (f", which scored {b.score:.4f}" if b.score is not None else ""))
+    if r.gate and not r.gate.passed:
+        lines.append(f"gate: {r.gate.reason}")
+    for flag in r.gate.flagged if r.gate else ():
+        kinds = ", ".join(x.get("kind", "?") for x in flag.suspicions)
+        lines.append(f"kept out of the gate: trial {flag.trial} ({kinds})")
+    if r.gate:
+        lines.append(f"sealed_uses: {r.gate.sealed_uses} of {r.gate.sealed_budget}")
     for leak in r.leaks:
         lines.append(f"leaked feature {leak['feature']!r} {leak['action']}: {leak['reason']} ({leak['rule']})")
     t = r.trials
-    spent = r.budget["spent"]
+    spent = r.budget.spent
     lines.append(
         f"trials: {t.get('completed', 0)} completed, {t.get('failed', 0)} failed, {t.get('pruned', 0)} pruned"
         + (f", {t.get('cancelled', 0)} cancelled" if t.get("cancelled") else "")
     )
     lines.append(
-        f"budget spent: {spent['trials']} trials, {spent['seconds']:.1f}s wall, {spent['cpu_seconds']:.1f}s CPU"
+        f"budget spent: {spent.trials} trials, {spent.seconds:.1f}s wall, {spent.cpu_seconds:.1f}s CPU"
         + (f" ({r.stopped_because})" if r.stopped_because else "")
     )
     lines.append(f"records: {r.store}")

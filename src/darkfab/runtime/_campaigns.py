@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ..data import Dataset, load_dataset
 from ..errors import NotFoundError, PausedError
 from ..events import EventKind, StopReason
 from ..propose import LLM_AWARE, LLMCall, Proposer, SearchContext, make_proposer
-from ..results import ChampionSummary, Progress, RunResult
+from ..results import BudgetLimits, BudgetSpent, ChampionSummary, GateOutcome, Progress, RunBudget, RunResult
 from ..spec import FactorySpec, fit_to_data
 from ..store import CampaignRecord, FactoryRecord, Pauses, Store
 from ..train import portfolio_configs, resolved_space
@@ -177,7 +176,7 @@ def run_result(
     warm: int,
     budget: Budget,
     stop: Stop,
-    verdict: dict[str, Any] | None,
+    verdict: GateOutcome | None,
     champion: ChampionSummary | None,
 ) -> RunResult:
     """What one `darkfab run` did, read back from the store."""
@@ -197,17 +196,17 @@ def run_result(
         task=data.task,
         metric=opened.metric,
         champion=champion,
-        beat=verdict.get("beat") if verdict else None,
+        beat=verdict.beat if verdict else None,
         gate=verdict,
         trials=counts,
-        budget={
-            "limits": campaign.budget,
-            "spent": {
-                "trials": sum(counts.get(s, 0) for s in COUNTED),
-                "seconds": round(budget.spent_time_s, 3),
-                "cpu_seconds": round(budget.spent_cpu_s, 3),
-            },
-        },
+        budget=RunBudget(
+            limits=BudgetLimits(trials=budget.trials, time_s=budget.time_s, cpu_s=budget.cpu_s),
+            spent=BudgetSpent(
+                trials=sum(counts.get(s, 0) for s in COUNTED),
+                seconds=round(budget.spent_time_s, 3),
+                cpu_seconds=round(budget.spent_cpu_s, 3),
+            ),
+        ),
         store=store.url,
         leaderboard=[r.__dict__ for r in board[:10]],
         stopped_because=stop.message,
@@ -248,7 +247,7 @@ def close_campaign(
             Progress(
                 kind="campaign_finished",
                 message=stop.message,
-                trials_done=result.budget["spent"]["trials"],
+                trials_done=result.budget.spent.trials,
                 trials_total=budget.trials,
                 elapsed_s=budget.spent_time_s,
                 time_limit_s=budget.time_s,

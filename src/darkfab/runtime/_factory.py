@@ -22,7 +22,7 @@ from ..errors import DarkfabError, DataError
 from ..events import StopReason
 from ..execute import Executor
 from ..registry import Registry
-from ..results import ChampionSummary, Leaderboard, Progress, RunResult
+from ..results import ChampionSummary, GateOutcome, Leaderboard, Progress, RunResult
 from ..spec import FactorySpec, default_spec, load_spec, with_overrides
 from ..store import CampaignRecord, ModelVersionRecord, Pauses, Store, TrialRecord
 from ..train import DarkfabModel, load_model
@@ -117,7 +117,7 @@ class Factory:
             ctx = _context(spec, store, opened.campaign, data, executor, budget, registry, on_progress)
             coordinator = Coordinator(ctx, proposer)
             stop = coordinator.run()
-            verdict: dict[str, Any] | None = None
+            verdict: GateOutcome | None = None
             champion: ChampionSummary | None = None
             if stop.reason is not StopReason.PAUSED:  # paused: no gate; the campaign resumes after `resume`
                 wanted = spec.search.ensemble

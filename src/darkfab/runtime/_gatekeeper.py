@@ -9,7 +9,7 @@ import contextlib
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,16 @@ from ..evaluate import (
 from ..events import EventKind
 from ..execute import Executor, JobDone, JobReport, PredictJob
 from ..registry import PENDING, Registry
-from ..results import ChampionSummary
+from ..results import (
+    BeatenModel,
+    ChampionSummary,
+    FlaggedCandidate,
+    GateOutcome,
+    MemorizationProbe,
+    RefitRecord,
+    SealedScore,
+    SealedSetRef,
+)
 from ..spec import FactorySpec
 from ..store import CampaignRecord, ModelVersionRecord, Store, TrialRecord
 from ._lineage import lineage_of
@@ -71,7 +80,7 @@ class GateContext:
 
 
 class GateKeeper:
-    """Runs the gate of one campaign; :meth:`decide` returns the verdict (JSON-ready) and the champion after it."""
+    """Runs the gate of one campaign; :meth:`decide` returns the outcome and the champion after it."""
 
     def __init__(self, ctx: GateContext) -> None:
         self.ctx = ctx
@@ -79,7 +88,7 @@ class GateKeeper:
         self.current = current_champion(ctx.registry, ctx.spec.name)
         self._read: tuple[str, bytes] = ("", b"")  # the artifact screened last: the winner, when one passes
 
-    def decide(self) -> tuple[dict[str, Any], ChampionSummary | None]:
+    def decide(self) -> tuple[GateOutcome, ChampionSummary | None]:
         store, campaign = self.ctx.store, self.ctx.campaign
         done = [t for t in store.list_trials(campaign_id=campaign.id, states=("completed",)) if t.artifact_path]
         done.sort(key=lambda t: (bool(t.feasible), t.reward if t.reward is not None else -math.inf), reverse=True)
@@ -96,12 +105,12 @@ class GateKeeper:
         cand = selection.picked
         champ_pred, beat = self._champion_answers()
         verdict = self._verdict(cand, selection.test_predictions, champ_pred, beat)
-        beat["score"] = verdict.champion.score if verdict.champion else None
-        vjson = self._record_verdict(cand, verdict, beat, selection.probe)
+        beat = replace(beat, score=verdict.champion.score if verdict.champion else None)
+        outcome = self._record_verdict(cand, verdict, beat, selection.probe)
         if not verdict.passed:
-            scored = verdict.champion if beat["kind"] == "champion" else None  # the gate scored it just now
-            return vjson, self.champion_summary(promoted=False, scored=scored)
-        return vjson, self._register(cand, verdict, vjson)
+            scored = verdict.champion if beat.kind == "champion" else None  # the gate scored it just now
+            return outcome, self.champion_summary(promoted=False, scored=scored)
+        return self._register(cand, verdict, outcome)
 
     # -- screening -----------------------------------------------------------------------------
     def _screening(self) -> Screening:
@@ -164,7 +173,7 @@ class GateKeeper:
 
     def _nothing_passed(
         self, done: list[TrialRecord], feasible: list[TrialRecord]
-    ) -> tuple[dict[str, Any], ChampionSummary | None]:
+    ) -> tuple[GateOutcome, ChampionSummary | None]:
         if feasible:
             reason = "every feasible candidate was flagged as suspicious (see the candidate_flagged events)"
         elif done:
@@ -173,38 +182,47 @@ class GateKeeper:
             reason = "no completed candidate in this campaign"
         spec, store = self.ctx.spec, self.ctx.store
         wear = sealed_set(store, self.fid, spec, self.ctx.data)
-        worn = wear.summary(uses=wear.uses + 1) if feasible else wear.summary()  # flagging read it
+        uses = wear.uses + 1 if feasible else wear.uses  # flagging read it
         store.append_event(
             kind=EventKind.GATE_VERDICT,
             reason=reason,
             factory_id=self.fid,
             campaign_id=self.ctx.campaign.id,
-            data={"passed": False, **(worn if feasible else {})},
+            data={"passed": False, **(wear.summary(uses=uses) if feasible else {})},
         )
         champ = self.champion_summary(promoted=False) if self.current else None
-        return {"passed": False, "reason": reason, **worn, "flagged": flagged_of(store, self.ctx.campaign.id)}, champ
+        outcome = GateOutcome(
+            passed=False,
+            reason=reason,
+            sealed_uses=uses,
+            sealed_budget=wear.budget,
+            sealed_set=SealedSetRef(wear.fingerprint, wear.split_seed),
+            flagged=self._flagged(),
+        )
+        return outcome, champ
+
+    def _flagged(self) -> tuple[FlaggedCandidate, ...]:
+        return tuple(
+            FlaggedCandidate(f["trial"], tuple(f["suspicions"]))
+            for f in flagged_of(self.ctx.store, self.ctx.campaign.id)
+        )
 
     # -- the verdict ---------------------------------------------------------------------------
-    def _champion_answers(self) -> tuple[np.ndarray, dict[str, Any]]:
+    def _champion_answers(self) -> tuple[np.ndarray, BeatenModel]:
         """The champion's answers on the sealed rows (the trivial model's when there is none), and what it is."""
         data, current = self.ctx.data, self.current
-        champ_pred: np.ndarray | None = None
-        beat: dict[str, Any]
+        why = "no champion yet"
         if current is not None:
             try:
                 champ_pred = predict_split(self.ctx.executor, gated_bytes(self.ctx.registry, current, data), "test")
-                beat = {"kind": "champion", "version": current[0].version, "trainer": current[0].trainer}
+                return champ_pred, BeatenModel("champion", version=current[0].version, trainer=current[0].trainer)
             except RuntimeError as err:
-                beat = {"kind": "baseline", "why": f"champion v{current[0].version} cannot score the data: {err}"}
-        else:
-            beat = {"kind": "baseline", "why": "no champion yet"}
-        if champ_pred is None:
-            champ_pred = data.baseline_predictions(len(data.y_test))
-            beat["name"] = "class shares of the training data" if data.task == "classification" else "training mean"
-        return champ_pred, beat
+                why = f"champion v{current[0].version} cannot score the data: {err}"
+        name = "class shares of the training data" if data.task == "classification" else "training mean"
+        return data.baseline_predictions(len(data.y_test)), BeatenModel("baseline", why=why, name=name)
 
     def _verdict(
-        self, cand: TrialRecord, cand_pred: np.ndarray, champ_pred: np.ndarray, beat: dict[str, Any]
+        self, cand: TrialRecord, cand_pred: np.ndarray, champ_pred: np.ndarray, beat: BeatenModel
     ) -> GateVerdict:
         spec, data, g = self.ctx.spec, self.ctx.data, self.ctx.spec.gate
         verdict = gate(
@@ -225,7 +243,7 @@ class GateKeeper:
             verdict = first_champion(
                 verdict, sealed_rows=len(data.y_test), evidence=evidence, direction=spec.direction(data.task)
             )
-        if self.current is not None and beat["kind"] == "champion":
+        if self.current is not None and beat.kind == "champion":
             from ._teach import reward_verdict
 
             champion = self.current[0]
@@ -233,45 +251,49 @@ class GateKeeper:
         return verdict
 
     def _record_verdict(
-        self, cand: TrialRecord, verdict: GateVerdict, beat: dict[str, Any], probe: dict[str, Any]
-    ) -> dict[str, Any]:
+        self, cand: TrialRecord, verdict: GateVerdict, beat: BeatenModel, probe: dict[str, Any]
+    ) -> GateOutcome:
         store = self.ctx.store
-        vjson = {
-            "passed": bool(verdict.passed),
-            "reason": verdict.reason,
-            "trial": cand.id,
-            "delta": verdict.delta,
-            "p_better": verdict.p_better,
-            "beat": beat if verdict.passed else None,
-            "candidate": ci_json(verdict.candidate),
-            "champion": ci_json(verdict.champion) if verdict.champion else None,
-            "memorization": probe,
-            "flagged": flagged_of(store, self.ctx.campaign.id),
-            "weak_evidence": verdict.weak_evidence,
-        }
         wear = sealed_set(store, self.fid, self.ctx.spec, self.ctx.data)
-        vjson.update(wear.summary(uses=wear.uses + 1))
+        outcome = GateOutcome(
+            passed=bool(verdict.passed),
+            reason=verdict.reason,
+            trial=cand.id,
+            delta=verdict.delta,
+            p_better=verdict.p_better,
+            beat=beat if verdict.passed else None,
+            candidate=sealed_score(verdict.candidate),
+            champion=sealed_score(verdict.champion) if verdict.champion else None,
+            memorization=MemorizationProbe(**probe) if probe else None,  # a picked candidate raised no suspicion
+            flagged=self._flagged(),
+            weak_evidence=verdict.weak_evidence,
+            sealed_uses=wear.uses + 1,
+            sealed_budget=wear.budget,
+            sealed_set=SealedSetRef(wear.fingerprint, wear.split_seed),
+        )
         store.append_event(
             kind=EventKind.GATE_VERDICT,
             reason=verdict.reason,
             factory_id=self.fid,
             campaign_id=self.ctx.campaign.id,
             trial_id=cand.id,
-            data=vjson,
+            data=outcome.to_dict(),
         )
-        return vjson
+        return outcome
 
     # -- registration --------------------------------------------------------------------------
-    def _register(self, cand: TrialRecord, verdict: GateVerdict, vjson: dict[str, Any]) -> ChampionSummary:
+    def _register(
+        self, cand: TrialRecord, verdict: GateVerdict, outcome: GateOutcome
+    ) -> tuple[GateOutcome, ChampionSummary]:
         spec, data, store = self.ctx.spec, self.ctx.data, self.ctx.store
         current = self.current
-        sealed = {"metric": self.ctx.metric, **ci_json(verdict.candidate)}
-        lineage = lineage_of(spec, self.ctx.campaign, data, cand, current[0] if current else None, vjson)
+        sealed = {"metric": self.ctx.metric, **sealed_score(verdict.candidate).to_dict()}
+        lineage = lineage_of(spec, self.ctx.campaign, data, cand, current[0] if current else None, outcome)
         gated = self._artifact(cand)
         model_bytes, refit_info = refit_winner(spec, store, data, cand, gated)
-        lineage["refit"] = refit_info
+        lineage["refit"] = refit_info.to_dict()
         lineage["gated"] = {"artifact": cand.artifact_path, "valid": cand.metrics, "sealed_test": sealed}
-        vjson["refit"] = refit_info
+        outcome = replace(outcome, refit=refit_info)
         alias = "champion" if current is None or spec.deploy.mode == "direct" else "challenger"
         why = f"passed the gate: {verdict.reason}"
         why += "" if alias == "champion" else f"; {spec.deploy.mode} against the champion before promotion"
@@ -299,7 +321,7 @@ class GateKeeper:
                 trial_id=cand.id,
                 data={"version": version.version, "then": then, "gate": verdict.reason},
             )
-        return ChampionSummary(
+        return outcome, ChampionSummary(
             version=version.version,
             trainer=cand.trainer,
             params=cand.params,
@@ -327,7 +349,7 @@ class GateKeeper:
                     seed=spec.search.seed,
                     custom=custom_metrics(spec),
                 )
-            sealed: dict[str, Any] = {"metric": self.ctx.metric, **ci_json(scored)}
+            sealed: dict[str, Any] = {"metric": self.ctx.metric, **sealed_score(scored).to_dict()}
         except RuntimeError:
             sealed = dict(rec.metrics.get("sealed_test", {}))
         return ChampionSummary(
@@ -337,7 +359,7 @@ class GateKeeper:
             trial_id=rec.trial_id,
             metrics={"valid": rec.metrics.get("valid", {}), "sealed_test": sealed},
             promoted_now=promoted,
-            refit=rec.lineage.get("refit"),
+            refit=RefitRecord.from_dict(rec.lineage["refit"]) if rec.lineage.get("refit") else None,
         )
 
 
@@ -361,5 +383,5 @@ def gated_bytes(registry: Registry, current: Champion, data: Dataset) -> bytes:
     return blob
 
 
-def ci_json(ci: Any) -> dict[str, float]:
-    return {"score": float(ci.score), "low": float(ci.low), "high": float(ci.high)}
+def sealed_score(ci: Any) -> SealedScore:
+    return SealedScore(score=float(ci.score), low=float(ci.low), high=float(ci.high))

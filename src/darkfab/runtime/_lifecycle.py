@@ -417,7 +417,7 @@ class Lifecycle:
                 "budget_reached",
                 factory=name,
                 reason=f"retraining campaign {result.campaign_number} stopped: {result.stopped_because}",
-                data={"campaign": result.campaign_number, "budget": result.budget},
+                data={"campaign": result.campaign_number, "budget": result.budget.to_dict()},
             )
         return result
 

@@ -7,6 +7,7 @@ from importlib import metadata
 from typing import Any
 
 from ..data import Dataset
+from ..results import GateOutcome
 from ..spec import FactorySpec
 from ..store import CampaignRecord, ModelVersionRecord, TrialRecord
 
@@ -34,7 +35,7 @@ def lineage_of(
     data: Dataset,
     cand: TrialRecord,
     parent: ModelVersionRecord | None,
-    verdict: dict[str, Any],
+    verdict: GateOutcome,
 ) -> dict[str, Any]:
     """The lineage of a gate winner (the refit and the approval are added by the caller)."""
     code = {} if cand.patch is None else {"patch": cand.patch.to_json()}  # the code it ran, when edited
@@ -57,5 +58,11 @@ def lineage_of(
         "target": data.target,
         "task": data.task,
         "packages": package_versions(),
-        "gate": {k: verdict[k] for k in ("reason", "delta", "p_better", "sealed_uses", "sealed_set")},
+        "gate": {
+            "reason": verdict.reason,
+            "delta": verdict.delta,
+            "p_better": verdict.p_better,
+            "sealed_uses": verdict.sealed_uses,
+            "sealed_set": verdict.sealed_set.to_dict(),
+        },
     }

@@ -183,6 +183,6 @@ def alias_mirror(store: Store, factory: str) -> Callable[[str], None] | None:
 
 def mirror_run(store: Store, spec: FactorySpec, result: RunResult) -> bool | None:
     """Mirror the version a run's gate registered (nothing when the gate registered none)."""
-    if result.gate is None or not result.gate.get("passed") or result.champion is None:
+    if result.gate is None or not result.gate.passed or result.champion is None:
         return None
     return mirror_version(store, spec, result.champion.version, campaign_id=result.campaign)

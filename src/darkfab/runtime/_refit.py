@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..data import Dataset
+from ..results import RefitRecord
 from ..spec import FactorySpec
 from ..store import Store, TrialRecord
 from ..train import EnsembleModel, can_refit, load_model, refit
@@ -16,7 +16,7 @@ from ..train import EnsembleModel, can_refit, load_model, refit
 
 def refit_winner(
     spec: FactorySpec, store: Store, data: Dataset, cand: TrialRecord, gated: bytes
-) -> tuple[bytes, dict[str, Any]]:
+) -> tuple[bytes, RefitRecord]:
     """The gated configuration refit on the rows `gate.refit` names, and the record of what it was fit on.
 
     Returns the gated artifact itself (with the reason) when the option is off, the trainer is code the
@@ -25,9 +25,12 @@ def refit_winner(
     mode = spec.gate.refit
     n_train = len(data.y_train)
     gated_artifact = cand.artifact_path or ""
-    kept: dict[str, Any] = {"trained_on": "train", "rows": n_train, "gated_artifact": gated_artifact}
+
+    def kept(why: str) -> tuple[bytes, RefitRecord]:
+        return gated, RefitRecord(trained_on="train", rows=n_train, gated_artifact=gated_artifact, why=why)
+
     if mode == "none":
-        return gated, {**kept, "why": "gate.refit is none: the registered model is the gated one"}
+        return kept("gate.refit is none: the registered model is the gated one")
     # an ensemble is refit member by member, with the weights the selection gave them
     ensemble = cand.trainer == "ensemble" and cand.proposer == "ensemble"
     jobs = [store.get_trial(int(i)) for i in cand.params.get("members", [])] if ensemble else [cand]
@@ -35,7 +38,7 @@ def refit_winner(
     for job, trainer in zip(jobs, trainers, strict=True):
         if trainer is None or not can_refit(trainer):
             why = f"trainer {job.trainer!r} is code the factory did not write; it never trains on held-out labels"
-            return gated, {**kept, "why": why}
+            return kept(why)
     parts = ["train", "valid", "test"] if mode == "train+valid+test" else ["train", "valid"]
     X = pd.concat([getattr(data, f"X_{p}") for p in parts], ignore_index=True)
     y = np.concatenate([getattr(data, f"y_{p}") for p in parts])
@@ -60,7 +63,7 @@ def refit_winner(
         weights = [float(w) for w in cand.params.get("weights", [])]
         blob = EnsembleModel([load_model(b) for b in blobs], weights).to_bytes() if ensemble else blobs[0]
     except Exception as err:  # noqa: BLE001 - any failure of the estimator keeps the gated model instead
-        return gated, {**kept, "why": f"the refit failed ({type(err).__name__}: {err})"}
+        return kept(f"the refit failed ({type(err).__name__}: {err})")
     evidence = (
         "the gate's figures are evidence about this configuration trained on the training rows; the "
         f"registered model is the same configuration refit on {len(y)} rows ({mode})"
@@ -70,13 +73,13 @@ def refit_winner(
             else ""
         )
     )
-    return blob, {
-        "trained_on": mode,
-        "rows": int(len(y)),
-        "gated_rows": n_train,
-        "params": dict(cand.params),
-        "rounds": "as searched: the boosting rounds are a searched parameter, not set by early stopping",
-        "seconds": round(time.perf_counter() - started, 3),
-        "gated_artifact": gated_artifact,
-        "evidence": evidence,
-    }
+    return blob, RefitRecord(
+        trained_on=mode,
+        rows=int(len(y)),
+        gated_rows=n_train,
+        params=dict(cand.params),
+        rounds="as searched: the boosting rounds are a searched parameter, not set by early stopping",
+        seconds=round(time.perf_counter() - started, 3),
+        gated_artifact=gated_artifact,
+        evidence=evidence,
+    )

@@ -45,7 +45,7 @@ def derived_spec(base: FactorySpec, source: Path) -> FactorySpec:
 def outcome(result: RunResult, n_live: int, rows: int, path: Path) -> str:
     data = f"{rows} rows ({n_live} labelled live rows) in {path.name}"
     c = result.champion
-    gate = (result.gate or {}).get("reason", "")
+    gate = result.gate.reason if result.gate else ""
     if c is not None and (c.promoted_now or c.alias in ("challenger", "pending")):
         role = {"champion": "new champion", "challenger": "new challenger"}.get(c.alias, "pending approval:")
         return f"campaign {result.campaign_number} on {data}: {role} v{c.version} ({c.trainer}); gate: {gate}"
