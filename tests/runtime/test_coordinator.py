@@ -79,8 +79,11 @@ def test_stops_when_the_proposer_has_nothing_more(tmp_path: Path) -> None:
 
 def test_stops_on_the_time_budget_and_leaves_no_trial_in_flight(tmp_path: Path) -> None:
     rows = write_rows(tmp_path)
-    with Store(str(tmp_path / "db.sqlite")) as store, campaign(store, spec_for(rows, "clock", {"time": "2s"})) as p:
-        proposer = Scripted([LOGISTIC, FOREST], cycle=True)  # never runs dry: only the clock stops it
+    with (
+        Store(str(tmp_path / "db.sqlite")) as store,
+        campaign(store, spec_for(rows, "clock", {"time": "2s", "trials": 500})) as p,
+    ):
+        proposer = Scripted([LOGISTIC, FOREST], cycle=True)  # never runs dry: the clock stops it (500: a bound)
         coordinator, stop = _run(p, proposer)
 
         assert stop == Stop(StopReason.TIME_BUDGET, "wall-time budget of 2s reached")
@@ -132,7 +135,11 @@ def test_a_trial_that_raises_is_recorded_as_failed_and_the_loop_goes_on(tmp_path
         assert broken.state == "failed" and broken.failure_kind == "exception" and broken.value is None
         assert broken.error is not None and "InvalidParameterError" in broken.error and "'C'" in broken.error
         assert _events(store, p.campaign_id, EventKind.TRIAL_FAILED) == Counter([broken.id])
-        assert [(k, v.state) for k, v in proposer.observed] == [("k0", "completed"), ("k1", "failed"), ("k2", "completed")]
+        assert [(k, v.state) for k, v in proposer.observed] == [
+            ("k0", "completed"),
+            ("k1", "failed"),
+            ("k2", "completed"),
+        ]
         assert proposer.observed[1][1].error == broken.error
 
 
