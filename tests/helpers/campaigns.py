@@ -24,9 +24,12 @@ from darkfab.runtime._trials import CampaignContext
 from darkfab.spec import FactorySpec, spec_from_dict
 from darkfab.store import Store
 
-LOGISTIC = ("logistic_regression", {"C": 1.0})
-FOREST = ("random_forest", {"n_estimators": 20})
-BROKEN = ("logistic_regression", {"C": -1.0})  # scikit-learn refuses a negative C inside the trainer
+Config = tuple[str, dict[str, Any]]  # a trainer and its parameters, as a proposal names them
+
+LOGISTIC: Config = ("logistic_regression", {"C": 1.0})
+SOFT: Config = ("logistic_regression", {"C": 0.05})
+FOREST: Config = ("random_forest", {"n_estimators": 20})
+BROKEN: Config = ("logistic_regression", {"C": -1.0})  # scikit-learn refuses a negative C inside the trainer
 
 
 def write_rows(folder: Path, rows: int = 240, seed: int = 9) -> Path:
@@ -62,7 +65,7 @@ class Scripted(Proposer):
 
     name = "scripted"
 
-    def __init__(self, configs: Sequence[tuple[str, dict[str, Any]]], *, cycle: bool = False) -> None:
+    def __init__(self, configs: Sequence[Config], *, cycle: bool = False) -> None:
         self.configs = list(configs)
         self.cycle = cycle
         self.proposed = 0
@@ -73,7 +76,7 @@ class Scripted(Proposer):
         self.replayed.extend(history)
 
     def propose(self, n: int) -> list[Proposal]:
-        out = []
+        out: list[Proposal] = []
         while len(out) < n and (self.cycle or self.proposed < len(self.configs)):
             trainer, params = self.configs[self.proposed % len(self.configs)]
             out.append(Proposal(self.name, trainer, dict(params), "scripted", key=f"k{self.proposed}"))

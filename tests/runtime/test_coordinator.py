@@ -15,11 +15,10 @@ from darkfab.runtime._budget import Budget, Stop
 from darkfab.runtime._campaigns import budget_of
 from darkfab.runtime._coordinator import Coordinator
 from darkfab.runtime._parts import default_owner
+from darkfab.spec import TrainerSpec
 from darkfab.store import Pauses, Store, TrialRecord
 
-from ..helpers.campaigns import BROKEN, FOREST, LOGISTIC, Parts, Scripted, campaign, spec_for, write_rows
-
-SOFT = ("logistic_regression", {"C": 0.05})
+from ..helpers.campaigns import BROKEN, FOREST, LOGISTIC, SOFT, Parts, Scripted, campaign, spec_for, write_rows
 
 
 def _trials(store: Store, campaign_id: int) -> list[TrialRecord]:
@@ -226,3 +225,40 @@ def test_no_ensemble_from_fewer_than_two_usable_trials(tmp_path: Path) -> None:
 
         assert coordinator.build_ensemble() is None
         assert _trials(store, p.campaign_id) == before  # nothing recorded
+
+
+CURVE = """\
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+
+class Curve:
+    def __init__(self, model):
+        self.model = model
+
+    def predict_proba(self, X):
+        return self.model.predict_proba(np.asarray(X)[:, [1]] ** 2)
+
+
+def train(X, y, X_valid, params, report):
+    return Curve(LogisticRegression().fit(np.asarray(X)[:, [1]] ** 2, y))
+"""
+
+
+def test_a_model_made_by_a_training_script_is_no_ensemble_member(tmp_path: Path) -> None:
+    # loading a script's model runs its code, which only the sandboxed workers may do: the coordinator, which
+    # builds the ensemble in its own process, leaves such candidates out (it used to raise UntrustedCodeError)
+    rows = write_rows(tmp_path)
+    (tmp_path / "curve.py").write_text(CURVE)
+    spec = spec_for(rows, "scripted", {"trials": 3})
+    spec = spec.model_copy(
+        update={"trainers": [*spec.trainers, TrainerSpec(name="curve", script=str(tmp_path / "curve.py"))]}
+    )
+    with Store(str(tmp_path / "db.sqlite")) as store, campaign(store, spec) as p:
+        coordinator, _ = _run(p, Scripted([LOGISTIC, ("curve", {}), FOREST]))
+        logistic, curve, forest = _trials(store, p.campaign_id)
+        assert curve.state == "completed"  # a good candidate, which the linear model and the forest miss
+
+        ensemble = coordinator.build_ensemble()
+
+        assert ensemble is not None and ensemble.params["members"] == [logistic.id, forest.id]

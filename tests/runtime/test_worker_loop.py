@@ -8,7 +8,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from darkfab.events import EventKind
 from darkfab.runtime._budget import Budget
@@ -17,14 +16,13 @@ from darkfab.runtime._parts import started_executor
 from darkfab.runtime._worker_loop import WorkerLoop
 from darkfab.store import Pauses, Store, TrialRecord
 
-from ..helpers.campaigns import FOREST, LOGISTIC, Parts, campaign, spec_for, write_rows
+from ..helpers.campaigns import FOREST, LOGISTIC, SOFT, Config, Parts, campaign, spec_for, write_rows
 
 NO_BUDGET = Budget(None, None, None)  # a worker spends the coordinator's budget, it keeps none
-SOFT = ("logistic_regression", {"C": 0.05})
-SLOW = ("random_forest", {"n_estimators": 300})  # runs past the loop's 0.2 s poll
+SLOW: Config = ("random_forest", {"n_estimators": 300})  # runs past the loop's 0.2 s poll
 
 
-def _queue(store: Store, campaign_id: int, configs: list[tuple[str, dict[str, Any]]]) -> list[int]:
+def _queue(store: Store, campaign_id: int, configs: list[Config]) -> list[int]:
     """Trials a coordinator proposed for any worker: queued, leased to nobody."""
     return [
         store.add_trial(campaign_id, proposer="scripted", trainer=trainer, params=params, reason=f"queued {i}").id

@@ -20,6 +20,7 @@ from ..store import TrialRecord
 from ..train import TrialOutput
 from ._budget import Stop
 from ._ensemble import EnsemblePool
+from ._parts import is_script
 from ._trials import COUNTED, CampaignContext, TrialLoop
 from ._views import proposal_of, row_of, trial_view
 
@@ -46,8 +47,10 @@ class Coordinator(TrialLoop):
         self._worker_slots = self._count_workers()
         self._observe_others()
 
-    def _completed(self, trial_id: int, evaluation: Evaluation, out: TrialOutput) -> None:
-        self.pool.add(trial_id, evaluation, out)
+    def _completed(self, trial: TrialRecord, evaluation: Evaluation, out: TrialOutput) -> None:
+        if is_script(self.spec, trial.trainer):  # loading its model here would run the script's code
+            return
+        self.pool.add(trial.id, evaluation, out)
 
     def _observe(self, proposal: Proposal, finished: TrialRecord) -> None:
         self.proposer.observe(proposal, trial_view(finished, self.objectives))

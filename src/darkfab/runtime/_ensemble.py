@@ -33,7 +33,11 @@ class Member:
 
 
 class EnsemblePool:
-    """The best feasible candidates of one run, in memory (a `darkfab worker` keeps none)."""
+    """The best feasible candidates of one run, in memory (a `darkfab worker` keeps none).
+
+    The coordinator adds no model made by a training script: the ensemble is built and loaded in its process,
+    and loading such a model runs the script's code, which only the sandboxed workers may do.
+    """
 
     def __init__(self, size: int = ENSEMBLE_POOL) -> None:
         self.size = size

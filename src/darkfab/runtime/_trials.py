@@ -102,7 +102,7 @@ class TrialLoop:
     def _housekeep_role(self) -> None:
         """What the coordinator or a worker does on each lease renewal."""
 
-    def _completed(self, trial_id: int, evaluation: Evaluation, out: TrialOutput) -> None:
+    def _completed(self, trial: TrialRecord, evaluation: Evaluation, out: TrialOutput) -> None:
         """A trial of this process completed (the coordinator keeps it for the ensemble)."""
 
     def _observe(self, proposal: Proposal, finished: TrialRecord) -> None:
@@ -286,7 +286,7 @@ class TrialLoop:
         assert isinstance(out, TrialOutput)  # the caller checked
         t = run.record
         artifact_path = self._maybe_keep(t.id, evaluation, out.artifact)
-        self._completed(t.id, evaluation, out)
+        self._completed(t, evaluation, out)
         self.record_completed(
             t.id,
             evaluation,
