@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,6 +189,16 @@ def _ran(tmp: Path, factory: str) -> tuple[str, dict[str, str]]:
     )
     assert run.returncode == 0, run.stderr
     return store_url, env
+
+
+OpenClient = Callable[[str], httpx.Client]
+
+
+@pytest.fixture
+def clients() -> Iterator[OpenClient]:
+    """Opens an HTTP client on a console's URL; every one is closed after the test (an open one leaks its socket)."""
+    with contextlib.ExitStack() as stack:
+        yield lambda url: stack.enter_context(httpx.Client(base_url=url, timeout=60))
 
 
 @pytest.fixture(scope="package")

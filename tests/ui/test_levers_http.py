@@ -12,7 +12,7 @@ import pytest
 from darkfab.store import Pauses, Store
 
 from .conftest import GATED_NAME as NAME
-from .conftest import TOKEN, GatedSite
+from .conftest import TOKEN, GatedSite, OpenClient
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -23,8 +23,8 @@ def _state(site: GatedSite) -> tuple[dict[str, int], bool]:
         return st.aliases(fid), Pauses(st).state(fid) is not None
 
 
-def _logged_in(site: GatedSite) -> tuple[httpx.Client, str]:
-    client = httpx.Client(base_url=site.url, timeout=30)
+def _logged_in(clients: OpenClient, site: GatedSite) -> tuple[httpx.Client, str]:
+    client = clients(site.url)
     assert client.post("/login", data={"person": "ada", "token": TOKEN}).status_code == 303
     match = CSRF.search(client.get("/").text)
     assert match
@@ -33,12 +33,14 @@ def _logged_in(site: GatedSite) -> tuple[httpx.Client, str]:
 
 @pytest.mark.parametrize("path", [f"/factories/{NAME}/versions/1/approve", f"/factories/{NAME}/pause"])
 @pytest.mark.parametrize("how", ["no session", "no csrf", "wrong csrf"])
-def test_no_one_acts_without_the_token_and_the_csrf_token(gated: GatedSite, path: str, how: str) -> None:
+def test_no_one_acts_without_the_token_and_the_csrf_token(
+    gated: GatedSite, clients: OpenClient, path: str, how: str
+) -> None:
     before = _state(gated)
     if how == "no session":
-        client, csrf = httpx.Client(base_url=gated.url, timeout=30), ""
+        client, csrf = clients(gated.url), ""
     else:
-        client, csrf = _logged_in(gated)
+        client, csrf = _logged_in(clients, gated)
     data = {"reason": "sneaky"}
     if how == "wrong csrf":
         data["csrf"] = csrf[::-1]
@@ -47,8 +49,8 @@ def test_no_one_acts_without_the_token_and_the_csrf_token(gated: GatedSite, path
     assert _state(gated) == before == ({"pending": 1}, False)
 
 
-def test_an_approval_without_a_reason_is_refused(gated: GatedSite) -> None:
-    client, csrf = _logged_in(gated)
+def test_an_approval_without_a_reason_is_refused(gated: GatedSite, clients: OpenClient) -> None:
+    client, csrf = _logged_in(clients, gated)
     r = client.post(f"/factories/{NAME}/versions/1/approve", data={"csrf": csrf, "reason": "  "})
     assert r.status_code == 400 and "the reason is required" in r.text
     r = client.post(f"/factories/{NAME}/versions/9/approve", data={"csrf": csrf, "reason": "x"})
