@@ -10,7 +10,7 @@ import pytest
 
 from darkfab.store import Store
 
-from .conftest import CLI
+from .conftest import CLI, reap
 
 APPROVAL = """\
 name: gated
@@ -156,6 +156,7 @@ def test_pause_stops_a_running_campaign_after_its_trials_in_flight(cli):
     finally:
         if proc.poll() is None:
             proc.kill()
+            reap(proc)
     assert proc.returncode == 0, errors
     assert '"stopped_because": "paused"' in out
     with _store(cli) as s:
