@@ -43,6 +43,15 @@ def env_for(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def reap(proc: subprocess.Popen[str], timeout: float | None = 30) -> None:
+    """Waits for a (killed) process and closes its pipes unread: its children may still hold them open, and
+    a pipe left open leaks its file."""
+    proc.wait(timeout=timeout)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 class CLI:
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd

@@ -10,6 +10,8 @@ import time
 import psutil
 import pytest
 
+from .conftest import reap
+
 SLOWISH = """\
 name: durable
 data: {source: sklearn:digits}
@@ -50,10 +52,11 @@ def test_sigkill_mid_campaign_then_rerun_resumes_without_loss_or_repeats(cli, tm
                 continue
     else:
         proc.kill()
+        reap(proc)
         pytest.fail("the run never completed 4 trials")
     children = psutil.Process(proc.pid).children(recursive=True)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    reap(proc)
     before = completed_rows(db)
     assert 4 <= len(before) < 14
     gone, alive = psutil.wait_procs(children, timeout=15)

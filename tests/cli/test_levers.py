@@ -11,7 +11,7 @@ import pytest
 from darkfab.store import Store
 
 from ..helpers.factories import small_factory
-from .conftest import CLI
+from .conftest import CLI, reap
 
 APPROVAL = small_factory("gated", gate="{bootstrap: 100, approval: required}")
 
@@ -141,6 +141,7 @@ def test_pause_stops_a_running_campaign_after_its_trials_in_flight(cli):
     finally:
         if proc.poll() is None:
             proc.kill()
+            reap(proc)
     assert proc.returncode == 0, errors
     assert '"stopped_because": "paused"' in out
     with _store(cli) as s:

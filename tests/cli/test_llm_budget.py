@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..helpers.fake_llm import FakeLLM, ok, proposals_text, slow
+from .conftest import reap
 
 FACTORY = """\
 name: budgeted
@@ -46,7 +47,7 @@ def test_a_request_killed_in_flight_stays_counted_and_the_stop_reason_names_the_
             time.sleep(0.2)
         assert llm.count == 1, proc.communicate(timeout=5) if proc.poll() is not None else "no request came"
         proc.kill()
-        proc.wait(timeout=30)
+        reap(proc)
         db = tmp_path / ".darkfab" / "darkfab.db"
         # sent, not answered: counted at its prompt and max_tokens (lowered to what the budget could pay)
         assert _rows(db, "SELECT status, prompt_tokens + completion_tokens FROM llm_calls") == [("reserved", 20000)]

@@ -55,7 +55,7 @@ def test_a_campaign_waits_out_a_locked_sqlite_store_and_loses_nothing(cli, tmp_p
     )
     assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
     out, err = proc.communicate(timeout=400)
-    locker.wait(timeout=30)
+    locker.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "database is locked" in err and "waiting" in err and "is back after" in err, err
     assert "Traceback" not in err

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from ..helpers.tcp_proxy import TcpProxy
+from .conftest import reap
 
 OUTAGE_S = 20.0
 TRIALS = 10
@@ -72,7 +73,7 @@ def test_a_campaign_waits_out_postgresql_unreachable_for_20s(
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+                reap(proc, timeout=None)
         verify = cli("audit", "verify", "--json", "--store", proxied, check=False)
     assert proc.returncode == 0, err
     assert "cannot" in err and "waiting" in err and "is back after" in err, err  # it said so, both ways

@@ -10,6 +10,8 @@ import psutil
 import psycopg
 import pytest
 
+from .conftest import reap
+
 SHARED = """\
 name: shared
 data: {source: sklearn:digits}
@@ -59,12 +61,12 @@ def test_three_workers_share_a_campaign_and_a_killed_one_loses_nothing(cli, tmp_
         assert killed_trial is not None, "the victim never claimed a trial"
         children = psutil.Process(victim.pid).children(recursive=True)
         os.kill(victim.pid, signal.SIGKILL)
-        victim.wait(timeout=30)
+        reap(victim)
         out, err = run.communicate(timeout=300)
         assert run.returncode == 0, err
         for w in workers[1:]:
-            w.wait(timeout=120)
-            assert w.returncode == 0, w.stderr.read()
+            _, worker_err = w.communicate(timeout=120)
+            assert w.returncode == 0, worker_err
         psutil.wait_procs(children, timeout=15)
         states = dict(con.execute("SELECT state, count(*) FROM trials GROUP BY state").fetchall())
         per_trial = con.execute(
@@ -123,5 +125,5 @@ def test_status_shows_a_waiting_worker_until_it_stops(cli, tmp_path):
         assert [(w["owner"].rsplit("/", 1)[1], w["slots"]) for w in live] == [(str(worker.pid), 2)]
     finally:
         worker.send_signal(signal.SIGINT)  # a worker that stops takes itself off the roster
-        worker.wait(timeout=60)
+        reap(worker, timeout=60)
     assert cli.json("status", "factory.yaml")["workers"] == []

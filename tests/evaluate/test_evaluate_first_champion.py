@@ -4,11 +4,8 @@ refused when that evidence is missing or the sealed rows show it worse, and neve
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from darkfab.evaluate import WEAK_SEALED_ROWS, SearchEvidence, baseline_predictions, first_champion, gate
-
-pytestmark = pytest.mark.filterwarnings("error")
 
 
 def _verdict(n: int, shift: float, seed: int = 0):

@@ -18,8 +18,6 @@ from darkfab.evaluate import (
     score_with_ci,
 )
 
-pytestmark = pytest.mark.filterwarnings("error")
-
 
 def _clf(seed: int, n: int = 400, k: int = 3, skill: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)

@@ -12,8 +12,6 @@ from sklearn import metrics as skm
 from darkfab.errors import DataError
 from darkfab.evaluate import GroupCodes, as_probabilities, compute_metrics, encode_groups, predicted_labels
 
-pytestmark = pytest.mark.filterwarnings("error")
-
 
 def _probs(rng: np.random.Generator, n: int, k: int, ties: bool) -> np.ndarray:
     p = rng.dirichlet(np.ones(k), n)

@@ -11,8 +11,6 @@ from darkfab.errors import SpecError
 from darkfab.evaluate import RewardModel
 from darkfab.spec import Constraint
 
-pytestmark = pytest.mark.filterwarnings("error")
-
 
 def _c(metric: str, op: str, value: float) -> Constraint:
     return Constraint(metric=metric, op=op, value=value)  # type: ignore[arg-type]

@@ -24,8 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/propose is
 from tests.helpers.fake_llm import CallLog, FakeLLM, ok, proposals_text  # noqa: E402
 from tests.helpers.scripts import prior_script  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("error")
-
 USAGE = {"prompt_tokens": 300, "completion_tokens": 100}  # 400 tokens a request
 PRICES = {"input_per_1k": 0.01, "output_per_1k": 0.02}  # 0.005 a request
 

@@ -16,8 +16,6 @@ from darkfab.testing.proposer_contract import check_inside, conditional_context,
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/propose is not a package: reach tests.helpers
 from tests.helpers.fake_llm import CallLog, FakeLLM, ok, proposals_text  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings("error")
-
 KEY_ENV = "DARKFAB_TEST_LLM_KEY"
 
 

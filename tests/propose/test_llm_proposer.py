@@ -33,8 +33,6 @@ from tests.helpers.fake_llm import (
     trickle,
 )
 
-pytestmark = pytest.mark.filterwarnings("error")
-
 KEY_ENV = "DARKFAB_TEST_LLM_KEY"
 GOOD = [
     {"trainer": "tree", "params": {"max_depth": 5, "criterion": "gini"}, "reason": "a shallow tree first"},

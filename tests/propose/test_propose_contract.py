@@ -9,8 +9,6 @@ import pytest
 from darkfab.propose import make_proposer, proposer_names
 from darkfab.testing.proposer_contract import ProposerContract, ProposerFactory
 
-pytestmark = pytest.mark.filterwarnings("error")
-
 LEARNERS = {"tpe", "cmaes"}  # random and qmc do not model the history; nsga2 needs more generations than 60 trials
 
 

@@ -14,8 +14,6 @@ from darkfab.propose import CodePatch, OptunaProposer, Proposal, SearchContext, 
 from darkfab.spec import ParamSpec, TrainerSpec
 from darkfab.testing.proposer_contract import conditional_context, conditional_score, run, view_of
 
-pytestmark = pytest.mark.filterwarnings("error")
-
 
 def _ctx(spaces: dict, *, directions: tuple = ("maximize",), pruner: str = "none", startup: int = 3) -> SearchContext:
     return SearchContext(

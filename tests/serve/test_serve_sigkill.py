@@ -79,6 +79,8 @@ def test_sigkill_of_serve_loses_no_answered_prediction(built: Built, tmp_path: P
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:  # the killed server's pipe, read by no one
+            proc.stdout.close()
     assert len(answered) >= 300
     wal = Path(url.removeprefix("sqlite:///")).parent / "prediction-wal"
     assert list(wal.glob("*.jsonl")), "the killed server left its write-ahead segments"

@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,6 +180,16 @@ def _ran(tmp: Path, factory: str) -> tuple[str, dict[str, str]]:
     return store_url, env
 
 
+OpenClient = Callable[[str], httpx.Client]
+
+
+@pytest.fixture
+def clients() -> Iterator[OpenClient]:
+    """Opens an HTTP client on a console's URL; every one is closed after the test (an open one leaks its socket)."""
+    with contextlib.ExitStack() as stack:
+        yield lambda url: stack.enter_context(httpx.Client(base_url=url, timeout=60))
+
+
 @pytest.fixture(scope="package")
 def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleSite]:
     """Built once for tests/ui (package scope: the campaign is the slow part, every module reads it)."""
@@ -210,9 +220,10 @@ class GatedSite:
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-def logged_in(site: ConsoleSite | GatedSite, person: str = "ada", timeout: float = 30) -> tuple[httpx.Client, str]:
-    """A client logged in to the console as ``person`` with the admin token, and the CSRF token of its forms."""
-    client = httpx.Client(base_url=site.url, timeout=timeout)
+def logged_in(clients: OpenClient, site: ConsoleSite | GatedSite, person: str = "ada") -> tuple[httpx.Client, str]:
+    """A client (closed after the test) logged in to the console as ``person`` with the admin token, and the
+    CSRF token of its forms."""
+    client = clients(site.url)
     r = client.post("/login", data={"person": person, "token": TOKEN})
     assert r.status_code == 303, r.text
     match = CSRF.search(client.get("/").text)

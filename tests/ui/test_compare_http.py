@@ -14,7 +14,7 @@ import pytest
 from darkfab.runtime import Factory, comparisons, next_pair, stored_spec
 from darkfab.store import Store
 
-from .conftest import HOSTILE, ConsoleSite, logged_in
+from .conftest import HOSTILE, ConsoleSite, OpenClient, logged_in
 
 PAIR = re.compile(r'id="pair" data-a="(\d+)" data-b="(\d+)"')
 PERSON_COUNT = re.compile(r'id="count-person">(\d+)<')
@@ -54,9 +54,9 @@ def test_the_page_shows_the_pair_darkfab_compare_asks(console_site: ConsoleSite)
 
 
 def test_an_answer_is_recorded_as_the_persons_preference_and_the_next_pair_is_asked(
-    console_site: ConsoleSite,
+    console_site: ConsoleSite, clients: OpenClient
 ) -> None:
-    client, csrf = logged_in(console_site, "grace", timeout=60)
+    client, csrf = logged_in(clients, console_site, "grace")
     page = client.get(_page(console_site)).text
     a, b = _pair(page)
     before = int(PERSON_COUNT.search(page).group(1))  # type: ignore[union-attr]
@@ -82,11 +82,13 @@ def test_an_answer_is_recorded_as_the_persons_preference_and_the_next_pair_is_as
 
 
 @pytest.mark.parametrize("how", ["no session", "no csrf", "wrong csrf"])
-def test_no_one_answers_without_the_session_and_its_csrf_token(console_site: ConsoleSite, how: str) -> None:
+def test_no_one_answers_without_the_session_and_its_csrf_token(
+    console_site: ConsoleSite, clients: OpenClient, how: str
+) -> None:
     if how == "no session":
-        client, csrf = httpx.Client(base_url=console_site.url, timeout=60), "x" * 43
+        client, csrf = clients(console_site.url), "x" * 43
     else:
-        client, csrf = logged_in(console_site, "grace", timeout=60)
+        client, csrf = logged_in(clients, console_site, "grace")
     a, b = _pair(client.get(_page(console_site)).text)
     data = {"trial_a": str(a), "trial_b": str(b), "winner": "a", "reason": "sneaky"}
     if how != "no csrf":
@@ -97,8 +99,8 @@ def test_no_one_answers_without_the_session_and_its_csrf_token(console_site: Con
     assert _prefs(console_site) == before
 
 
-def test_bad_answers_are_a_400_naming_the_field(console_site: ConsoleSite) -> None:
-    client, csrf = logged_in(console_site, "grace", timeout=60)
+def test_bad_answers_are_a_400_naming_the_field(console_site: ConsoleSite, clients: OpenClient) -> None:
+    client, csrf = logged_in(clients, console_site, "grace")
     a, b = _pair(client.get(_page(console_site)).text)
     good = {"csrf": csrf, "trial_a": str(a), "trial_b": str(b), "winner": "a", "reason": "x"}
     cases = [
@@ -119,8 +121,8 @@ def test_bad_answers_are_a_400_naming_the_field(console_site: ConsoleSite) -> No
     assert _prefs(console_site) == before
 
 
-def test_a_hostile_reason_is_kept_and_shown_as_text(console_site: ConsoleSite) -> None:
-    client, csrf = logged_in(console_site, "grace", timeout=60)
+def test_a_hostile_reason_is_kept_and_shown_as_text(console_site: ConsoleSite, clients: OpenClient) -> None:
+    client, csrf = logged_in(clients, console_site, "grace")
     a, b = _pair(client.get(_page(console_site)).text)
     data = {"csrf": csrf, "trial_a": str(a), "trial_b": str(b), "winner": "tie", "reason": HOSTILE}
     assert client.post(_page(console_site), data=data).status_code == 303

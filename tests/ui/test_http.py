@@ -11,7 +11,7 @@ import pytest
 
 from darkfab.store import Store
 
-from .conftest import TOKEN, ConsoleSite, logged_in
+from .conftest import TOKEN, ConsoleSite, OpenClient, logged_in
 
 
 def pages(site: ConsoleSite) -> list[str]:
@@ -92,18 +92,20 @@ def test_plotly_is_served_from_the_installed_package(console_site: ConsoleSite) 
 
 
 @pytest.mark.parametrize("how", ["no session", "no csrf", "wrong csrf", "other session's csrf"])
-def test_a_request_without_the_token_and_csrf_cannot_act(console_site: ConsoleSite, how: str) -> None:
+def test_a_request_without_the_token_and_csrf_cannot_act(
+    console_site: ConsoleSite, clients: OpenClient, how: str
+) -> None:
     champion, other = champion_and_other(console_site)
     form = {"version": str(other), "reason": "attack"}
-    client = httpx.Client(base_url=console_site.url, timeout=30)
+    client = clients(console_site.url)
     if how == "no csrf":
-        client, _ = logged_in(console_site)
+        client, _ = logged_in(clients, console_site)
     elif how == "wrong csrf":
-        client, csrf = logged_in(console_site)
+        client, csrf = logged_in(clients, console_site)
         form["csrf"] = csrf[:-2] + "xx"
     elif how == "other session's csrf":
-        _, csrf = logged_in(console_site, "mallory")
-        client, _ = logged_in(console_site, "ada")
+        _, csrf = logged_in(clients, console_site, "mallory")
+        client, _ = logged_in(clients, console_site, "ada")
         form["csrf"] = csrf
     else:
         form["csrf"] = "guessed"
@@ -112,8 +114,8 @@ def test_a_request_without_the_token_and_csrf_cannot_act(console_site: ConsoleSi
     assert champion_and_other(console_site)[0] == champion  # nothing moved
 
 
-def test_a_wrong_token_does_not_log_in(console_site: ConsoleSite) -> None:
-    client = httpx.Client(base_url=console_site.url, timeout=30)
+def test_a_wrong_token_does_not_log_in(console_site: ConsoleSite, clients: OpenClient) -> None:
+    client = clients(console_site.url)
     r = client.post("/login", data={"person": "mallory", "token": TOKEN + "x"})
     assert r.status_code == 403 and "That token is wrong" in r.text
     assert not client.cookies
@@ -127,9 +129,9 @@ def test_login_sets_a_strict_httponly_cookie(console_site: ConsoleSite) -> None:
     assert "httponly" in cookie and "samesite=strict" in cookie
 
 
-def test_rollback_moves_the_champion_and_records_who_and_why(console_site: ConsoleSite) -> None:
+def test_rollback_moves_the_champion_and_records_who_and_why(console_site: ConsoleSite, clients: OpenClient) -> None:
     champion, other = champion_and_other(console_site)
-    client, csrf = logged_in(console_site, "grace")
+    client, csrf = logged_in(clients, console_site, "grace")
     form = {"csrf": csrf, "version": str(other), "reason": "live accuracy fell after the promotion"}
     r = client.post(f"/factories/{console_site.factory}/rollback", data=form)
     assert r.status_code == 303, r.text

@@ -4,13 +4,12 @@ a reason, and a refused request changes nothing."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from darkfab.store import Pauses, Store
 
 from .conftest import GATED_NAME as NAME
-from .conftest import GatedSite, logged_in
+from .conftest import GatedSite, OpenClient, logged_in
 
 
 def _state(site: GatedSite) -> tuple[dict[str, int], bool]:
@@ -21,12 +20,14 @@ def _state(site: GatedSite) -> tuple[dict[str, int], bool]:
 
 @pytest.mark.parametrize("path", [f"/factories/{NAME}/versions/1/approve", f"/factories/{NAME}/pause"])
 @pytest.mark.parametrize("how", ["no session", "no csrf", "wrong csrf"])
-def test_no_one_acts_without_the_token_and_the_csrf_token(gated: GatedSite, path: str, how: str) -> None:
+def test_no_one_acts_without_the_token_and_the_csrf_token(
+    gated: GatedSite, clients: OpenClient, path: str, how: str
+) -> None:
     before = _state(gated)
     if how == "no session":
-        client, csrf = httpx.Client(base_url=gated.url, timeout=30), ""
+        client, csrf = clients(gated.url), ""
     else:
-        client, csrf = logged_in(gated)
+        client, csrf = logged_in(clients, gated)
     data = {"reason": "sneaky"}
     if how == "wrong csrf":
         data["csrf"] = csrf[::-1]
@@ -35,8 +36,8 @@ def test_no_one_acts_without_the_token_and_the_csrf_token(gated: GatedSite, path
     assert _state(gated) == before == ({"pending": 1}, False)
 
 
-def test_an_approval_without_a_reason_is_refused(gated: GatedSite) -> None:
-    client, csrf = logged_in(gated)
+def test_an_approval_without_a_reason_is_refused(gated: GatedSite, clients: OpenClient) -> None:
+    client, csrf = logged_in(clients, gated)
     r = client.post(f"/factories/{NAME}/versions/1/approve", data={"csrf": csrf, "reason": "  "})
     assert r.status_code == 400 and "the reason is required" in r.text
     r = client.post(f"/factories/{NAME}/versions/9/approve", data={"csrf": csrf, "reason": "x"})
