@@ -16,7 +16,8 @@ reported), so that a change of machine load hits every server alike:
         [--baseline SRC] [--wal-off]
 
 ``--baseline SRC`` adds darkfab (all on) as another source tree has it (e.g. `git archive <commit> src`
-unpacked), interleaved with the rest, and prints the throughput ratio of this tree to it: what a change costs.
+unpacked; the same model, trained and stored by that tree's own code), interleaved with the rest, and prints
+the throughput ratio of this tree to it: what a change costs.
 ``--wal-off`` adds darkfab with the prediction log on but its write-ahead segment files off (the log batched
 in memory only, as before the write-ahead log): the difference to "all on" is what the write-ahead costs.
 
@@ -276,10 +277,14 @@ def main() -> None:
         help=argparse.SUPPRESS,
     )
     ap.add_argument("--_save_mlflow", help=argparse.SUPPRESS)
+    ap.add_argument("--_build", help=argparse.SUPPRESS)
     ap.add_argument("--_port", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._server:
         _run_server(args._server, args.store, args.factory, args._port)
+        return
+    if args._build:
+        _build_model(Path(args._build))
         return
     if args._save_mlflow:
         _save_mlflow(args.store, args.factory, args._save_mlflow)
@@ -307,11 +312,16 @@ def main() -> None:
             cmd = [sys.executable, str(HERE), "--_server", "darkfab-nowal", "--store", store_url, "--factory", factory]
             targets[label] = (cmd, f"/v1/models/{factory}/predict", body)
         envs: dict[str, dict[str, str]] = {}
-        if args.baseline:
+        if args.baseline:  # its own store, built by the baseline's code (an older darkfab refuses a newer schema)
             label = "baseline /v1 predict (all on)"
-            cmd = [sys.executable, str(HERE), "--_server", "darkfab", "--store", store_url, "--factory", factory]
+            base_env = {**env, "PYTHONPATH": str(Path(args.baseline).resolve())}
+            folder = Path(tmp) / "baseline"
+            folder.mkdir()
+            subprocess.run([sys.executable, str(HERE), "--_build", str(folder)], env=base_env, check=True)
+            base_url = f"sqlite:///{folder / 'bench.db'}"
+            cmd = [sys.executable, str(HERE), "--_server", "darkfab", "--store", base_url, "--factory", factory]
             targets[label] = (cmd, f"/v1/models/{factory}/predict", body)
-            envs[label] = {**env, "PYTHONPATH": str(Path(args.baseline).resolve())}
+            envs[label] = base_env
         if mlflow_cmd:
             folder = str(Path(tmp) / "mlflow-model")
             python = str(Path(mlflow_cmd).parent / "python")
