@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from darkfab.errors import NotFoundError, StoreError
@@ -177,6 +178,33 @@ def test_write_ahead_line_is_on_disk_when_submit_returns_and_gone_once_written(t
         logger.close()
         assert len(store.list_predictions(fid)) == 3
     assert sorted(p.name for p in wal.iterdir()) == [], "a clean close leaves no segment and no lock"
+
+
+def test_write_ahead_keeps_awkward_values_as_the_store_keeps_them_without_it(tmp_path: Path) -> None:
+    """numpy scalars, NaN, an integer beyond 64 bits and a datetime: the segment line (orjson, or the standard
+    encoder where orjson cannot) reads back to what the store holds when the rows go to it directly."""
+    stored = {}
+    for name, wal in (("direct", None), ("ahead", tmp_path / "wal")):
+        with Store(f"sqlite:///{tmp_path / f'{name}.db'}") as store:
+            fid = store.ensure_factory("f", {"name": "f"}).id
+            logger = PredictionLogger(store, ServeMetrics(), interval_s=60, wal_dir=wal)
+            logger.start()
+            when = datetime(2026, 12, 1, 14, 0, 0, 123456, tzinfo=timezone.utc)
+            awkward = {"f64": np.float64(0.1), "i64": np.int64(7), "nan": float("nan"), "text": "é"}
+            assert logger.submit([dict(r, created_at=when, features=awkward) for r in _rows(fid, "odd", 1)])
+            assert logger.submit([dict(r, created_at=when, features={"big": 2**70}) for r in _rows(fid, "big", 1)])
+            if wal is not None:
+                lines = [json.loads(line) for p in wal.glob("*.jsonl") for line in p.read_bytes().splitlines()]
+                assert [row["features"] for line in lines for row in line] == [
+                    {"f64": 0.1, "i64": 7, "nan": None, "text": "é"},
+                    {"big": 2**70},
+                ]
+                assert lines[0][0]["created_at"] == when.isoformat()
+            assert logger.flush()
+            logger.close()
+            stored[name] = [(p.request_id, p.features, p.created_at) for p in store.list_predictions(fid)]
+    assert stored["ahead"] == stored["direct"]
+    assert len(stored["direct"]) == 2
 
 
 def test_serve_command_writes_queued_predictions_on_shutdown(built: Built, tmp_path: Path) -> None:

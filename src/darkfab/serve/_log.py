@@ -35,6 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ..errors import DarkfabError, StoreUnavailable
 from ..store import Store
 from ._metrics import ServeMetrics
@@ -56,9 +58,20 @@ def _encode(value: Any) -> Any:
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=_encode, check_circular=False)
 
 
+_ORJSON = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+
+
 def encode_rows(rows: list[dict[str, Any]]) -> bytes:
-    """One segment line: the rows as a JSON list, and a newline."""
-    return (_ENCODER.encode(rows) + "\n").encode()
+    """One segment line: the rows as a JSON list, and a newline.
+
+    orjson writes it (about a tenth of the standard encoder's time, on the request's path: turning floats
+    into text is most of the write-ahead's cost); what it cannot write (an integer beyond 64 bits) goes
+    through the standard encoder. NaN becomes ``null`` either way by the time it is stored.
+    """
+    try:
+        return orjson.dumps(rows, default=_encode, option=_ORJSON)
+    except (orjson.JSONEncodeError, TypeError):
+        return (_ENCODER.encode(rows) + "\n").encode()
 
 
 class WriteAhead:
