@@ -85,27 +85,28 @@ class ScoreSummary:
     high: float
 
 
+class _Fields:
+    """``to_dict()``: a record's fields, in their order, as its JSON form (for records that rename nothing)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
+
+
 @dataclass(frozen=True)
-class SealedScore:
+class SealedScore(_Fields):
     """A score on the sealed test rows with its bootstrap interval (``low`` to ``high``)."""
 
     score: float
     low: float
     high: float
 
-    def to_dict(self) -> dict[str, float]:
-        return {"score": self.score, "low": self.low, "high": self.high}
-
 
 @dataclass(frozen=True)
-class SealedSetRef:
+class SealedSetRef(_Fields):
     """Which sealed test set the gate read: the data's fingerprint and the seed its rows were split with."""
 
     fingerprint: str
     split_seed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"fingerprint": self.fingerprint, "split_seed": self.split_seed}
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class BeatenModel:
 
 
 @dataclass(frozen=True)
-class MemorizationProbe:
+class MemorizationProbe(_Fields):
     """The winner scored on jittered copies of the sealed rows (a model that memorised them drops sharply)."""
 
     sealed_score: float
@@ -138,15 +139,6 @@ class MemorizationProbe:
     baseline_score: float
     jitter: float
     flagged: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sealed_score": self.sealed_score,
-            "perturbed_score": self.perturbed_score,
-            "baseline_score": self.baseline_score,
-            "jitter": self.jitter,
-            "flagged": self.flagged,
-        }
 
 
 @dataclass(frozen=True)
@@ -264,15 +256,12 @@ class BudgetLimits:
 
 
 @dataclass(frozen=True)
-class BudgetSpent:
+class BudgetSpent(_Fields):
     """What the campaign spent: trials counted against the budget, wall seconds and trial CPU seconds."""
 
     trials: int
     seconds: float
     cpu_seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"trials": self.trials, "seconds": self.seconds, "cpu_seconds": self.cpu_seconds}
 
 
 @dataclass(frozen=True)

@@ -54,10 +54,6 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-# built once: ``json.dumps`` with these options builds an encoder per call; rows are never circular
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_encode, check_circular=False)
-
-
 _ORJSON = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -70,8 +66,8 @@ def encode_rows(rows: list[dict[str, Any]]) -> bytes:
     """
     try:
         return orjson.dumps(rows, default=_encode, option=_ORJSON)
-    except (orjson.JSONEncodeError, TypeError):
-        return (_ENCODER.encode(rows) + "\n").encode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return (json.dumps(rows, default=_encode, separators=(",", ":")) + "\n").encode()
 
 
 class WriteAhead:
