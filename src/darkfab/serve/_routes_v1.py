@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ._answer import answer, answer_headers
-from ._deps import Service, feedback_allowed
+from ._deps import Service, feedback_allowed, service_of
 from ._http import parse_json
 from ._router import Route
 from ._service import ModelService
@@ -45,8 +45,8 @@ def v1_work(svc: ModelService, route: Route, body: bytes) -> Response:
 
 
 @router.post("/models/{name}/predict")
-async def v1_predict(name: str, request: Request, svc: Service) -> Response:
-    return await answer(svc, name, None, request, "v1_predict", v1_work)
+async def v1_predict(name: str, request: Request) -> Response:
+    return await answer(service_of(request), name, None, request, "v1_predict", v1_work)
 
 
 @router.post("/feedback", dependencies=[Depends(feedback_allowed)])

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
 from ._answer import answer, answer_headers
-from ._deps import Service
+from ._deps import Service, service_of
 from ._errors import InputError
 from ._http import parse_json
 from ._router import Route
@@ -96,13 +96,13 @@ def v2_work(svc: ModelService, route: Route, body: bytes) -> Response:
 
 
 @router.post("/models/{name}/infer")
-async def v2_infer(name: str, request: Request, svc: Service) -> Response:
-    return await answer(svc, name, None, request, "v2_infer", v2_work)
+async def v2_infer(name: str, request: Request) -> Response:
+    return await answer(service_of(request), name, None, request, "v2_infer", v2_work)
 
 
 @router.post("/models/{name}/versions/{version}/infer")
-async def v2_infer_version(name: str, version: str, request: Request, svc: Service) -> Response:
-    return await answer(svc, name, version, request, "v2_infer", v2_work)
+async def v2_infer_version(name: str, version: str, request: Request) -> Response:
+    return await answer(service_of(request), name, version, request, "v2_infer", v2_work)
 
 
 def ready_response(svc: ModelService) -> JSONResponse:
