@@ -10,6 +10,7 @@ import time
 import psutil
 import pytest
 
+from ..helpers.sqlite import sqlite_db
 from .conftest import reap
 
 SLOWISH = """\
@@ -28,7 +29,7 @@ gate: {bootstrap: 200}
 
 
 def completed_rows(db):
-    with sqlite3.connect(db) as con:
+    with sqlite_db(db) as con:
         return con.execute(
             "SELECT t.id, t.state, t.attempt, t.finished_at, e.value FROM trials t "
             "LEFT JOIN evaluations e ON e.trial_id = t.id WHERE t.state = 'completed' ORDER BY t.id"

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..helpers.fake_llm import FakeLLM, Reply, ok, slow, status
+from ..helpers.sqlite import sqlite_db
 from .conftest import CLI, factory_text
 
 PRINCIPLES = [
@@ -84,7 +84,7 @@ def with_judge(
 
 
 def rows(cli: CLI, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(cli.cwd / ".darkfab" / "darkfab.db") as con:
+    with sqlite_db(cli.cwd / ".darkfab" / "darkfab.db") as con:
         return con.execute(sql).fetchall()
 
 

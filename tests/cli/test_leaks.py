@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
+
+from ..helpers.sqlite import sqlite_db
 
 BODY = """\
 name: {name}
@@ -33,7 +33,7 @@ def _write_sets(folder) -> None:
 
 
 def _events(folder, kind):
-    with sqlite3.connect(folder / ".darkfab" / "darkfab.db") as con:
+    with sqlite_db(folder / ".darkfab" / "darkfab.db") as con:
         return con.execute("SELECT reason, data FROM events WHERE kind = ?", (kind,)).fetchall()
 
 

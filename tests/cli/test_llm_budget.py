@@ -3,11 +3,11 @@ in the middle of a request, and a campaign the budget stopped says so (summary, 
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
 from ..helpers.fake_llm import FakeLLM, ok, proposals_text, slow
+from ..helpers.sqlite import sqlite_db
 from .conftest import reap
 
 FACTORY = """\
@@ -32,7 +32,7 @@ def _good(body: object) -> object:
 
 
 def _rows(db: Path, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(db) as con:
+    with sqlite_db(db) as con:
         return con.execute(sql).fetchall()
 
 

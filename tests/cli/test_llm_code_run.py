@@ -4,11 +4,11 @@ from the proposer through the store to the sandboxed training process, and back 
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 from ..helpers.fake_llm import FakeLLM, ok
 from ..helpers.scripts import prior_script
+from ..helpers.sqlite import sqlite_db
 
 FACTORY = """\
 name: coded
@@ -48,7 +48,7 @@ def test_code_edits_run_as_the_trials_patch_and_never_sit_in_params(cli, tmp_pat
     assert "+SHIFT = 0.5 + 0.0" in edited["diff"] and "+SHIFT = 1 / 0 + 0.0" in broken["diff"]
     assert [t["state"] for t in trials] == ["completed", "completed", "failed"]
     assert "ZeroDivisionError" in (trials[2]["error"] or "")
-    with sqlite3.connect(tmp_path / ".darkfab" / "darkfab.db") as con:
+    with sqlite_db(tmp_path / ".darkfab" / "darkfab.db") as con:
         stored = con.execute("SELECT params, patch IS NULL, diff FROM proposals ORDER BY id").fetchall()
     assert [json.loads(p) for p, _, _ in stored] == [t["params"] for t in trials]
     assert [(null, diff) for _, null, diff in stored] == [(0, t["patch"]["diff"]) for t in trials]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
@@ -12,11 +11,13 @@ from darkfab.spec import spec_from_dict
 from tests.cli.conftest import factory_text
 from tests.helpers.memorize import lookup_script
 
+from ..helpers.sqlite import sqlite_db
+
 SPLIT = {"source": "sklearn:breast_cancer", "target": "target"}
 
 
 def _flags(folder):
-    with sqlite3.connect(folder / ".darkfab" / "darkfab.db") as con:
+    with sqlite_db(folder / ".darkfab" / "darkfab.db") as con:
         rows = con.execute("SELECT trial_id, reason, data FROM events WHERE kind = 'candidate_flagged'").fetchall()
     return [(trial, reason, json.loads(data)) for trial, reason, data in rows]
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import numpy as np
 import pandas as pd
 import pytest
+
+from ..helpers.sqlite import sqlite_db
 
 
 def test_infeasible_candidates_rank_below_feasible_ones(cli, tmp_path):
@@ -70,7 +70,7 @@ def test_boosting_trials_are_pruned_on_intermediate_scores(cli, tmp_path):
     assert result["trials"]["pruned"] >= 1
     pruned = [t for t in cli.json("trials") if t["state"] == "pruned"]
     assert all(t["failure_kind"] == "pruned" for t in pruned)
-    with sqlite3.connect(tmp_path / ".darkfab" / "darkfab.db") as con:
+    with sqlite_db(tmp_path / ".darkfab" / "darkfab.db") as con:
         rows = con.execute("SELECT intermediate FROM trials WHERE state = 'pruned'").fetchall()
         kinds = {k for (k,) in con.execute("SELECT DISTINCT kind FROM events").fetchall()}
     assert all(r[0] and r[0] != "{}" for r in rows)
@@ -131,7 +131,7 @@ def test_audit_verify_finds_a_tampered_event(ran, tmp_path):
     shutil.copy(cli.cwd / ".darkfab" / "audit.key", tmp_path)  # a store is its database and its audit key
     url = f"sqlite:///{store}"
     assert cli("audit", "verify", "--store", url).returncode == 0
-    with sqlite3.connect(store) as con:
+    with sqlite_db(store) as con:
         (event_id,) = con.execute("SELECT id FROM events WHERE kind = 'gate_verdict'").fetchone()
         con.execute("UPDATE events SET reason = 'nothing to see' WHERE id = ?", (event_id,))
     bad = cli("audit", "verify", "--store", url, check=False)
@@ -151,7 +151,7 @@ def test_db_upgrade_migrates_an_older_store_in_place(cli, tmp_path):
     engine.dispose()
     out = cli("db", "upgrade", "--store", f"sqlite:///{db}").stdout
     assert "0001" in out and head_revision() in out
-    with sqlite3.connect(db) as con:
+    with sqlite_db(db) as con:
         assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head_revision()
     assert head_revision() in cli("db", "upgrade", "--store", f"sqlite:///{db}").stdout
 
@@ -172,7 +172,7 @@ def test_leaks_and_candidates_far_better_on_validation_are_kept_out_of_the_gate(
     result = cli.json("run", "factory.yaml")
     assert result["champion"] is None
     assert "flagged" in result["gate"]["reason"]
-    with sqlite3.connect(tmp_path / ".darkfab" / "darkfab.db") as con:
+    with sqlite_db(tmp_path / ".darkfab" / "darkfab.db") as con:
         flagged = con.execute("SELECT reason FROM events WHERE kind = 'candidate_flagged'").fetchall()
     assert flagged and all("sealed-test" in r for (r,) in flagged)
     (tmp_path / "factory.yaml").write_text(
@@ -180,6 +180,6 @@ def test_leaks_and_candidates_far_better_on_validation_are_kept_out_of_the_gate(
         "trainers: [logistic_regression]\nbudget: {trials: 2}\nexecution: {latency_rows: 2}\n"
     )
     cli.json("run", "factory.yaml")
-    with sqlite3.connect(tmp_path / ".darkfab" / "darkfab.db") as con:
+    with sqlite_db(tmp_path / ".darkfab" / "darkfab.db") as con:
         leaks = con.execute("SELECT reason FROM events WHERE kind = 'leaked_feature'").fetchall()
     assert any("'copy'" in r for (r,) in leaks), leaks

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 import pytest
+
+from ..helpers.sqlite import sqlite_db
 
 BODY = """\
 name: worn
@@ -21,7 +22,7 @@ gate: {{bootstrap: 200, sealed_budget: 2}}
 
 
 def _events(folder, kind):
-    with sqlite3.connect(folder / ".darkfab" / "darkfab.db") as con:
+    with sqlite_db(folder / ".darkfab" / "darkfab.db") as con:
         rows = con.execute("SELECT reason, data FROM events WHERE kind = ? ORDER BY id", (kind,)).fetchall()
     return [(reason, json.loads(data)) for reason, data in rows]
 
@@ -107,7 +108,7 @@ def test_a_worker_started_before_a_rotation_trains_on_the_new_split(cli, tmp_pat
         worker.terminate()
         worker.communicate(timeout=60)
     assert len(_events(tmp_path, "sealed_set_rotated")) == 1
-    with sqlite3.connect(tmp_path / ".darkfab" / "darkfab.db") as con:
+    with sqlite_db(tmp_path / ".darkfab" / "darkfab.db") as con:
         rows = con.execute("SELECT campaign_id, worker, log_tail FROM trials WHERE state = 'completed'").fetchall()
     first = {tail for campaign, _, tail in rows if campaign == 1}
     second = {tail for campaign, _, tail in rows if campaign == 2}

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from ..helpers.sqlite import sqlite_db
+
 FACTORY = """\
 name: outage
 data: {source: "sklearn:breast_cancer", target: target}
@@ -35,7 +37,7 @@ con.execute("COMMIT")
 
 def _completed(db) -> int:
     try:
-        with sqlite3.connect(db, timeout=1) as con:
+        with sqlite_db(db, timeout=1) as con:
             return con.execute("SELECT count(*) FROM trials WHERE state = 'completed'").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
@@ -61,7 +63,7 @@ def test_a_campaign_waits_out_a_locked_sqlite_store_and_loses_nothing(cli, tmp_p
     assert "Traceback" not in err
     result = json.loads(out)
     assert result["trials"]["completed"] == 10
-    with sqlite3.connect(db) as con:
+    with sqlite_db(db) as con:
         rows = con.execute("SELECT number, state FROM trials ORDER BY number").fetchall()
         finished = con.execute("SELECT count(*) FROM events WHERE kind = 'completed'").fetchone()[0]
     assert [n for n, _ in rows] == list(range(1, 11)) and {s for _, s in rows} == {"completed"}

@@ -3,7 +3,6 @@ admin token and the form's CSRF token."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import httpx
@@ -11,6 +10,7 @@ import pytest
 
 from darkfab.store import Store
 
+from ..helpers.sqlite import sqlite_db
 from .conftest import TOKEN, ConsoleSite, OpenClient, logged_in
 
 
@@ -180,7 +180,7 @@ def test_the_timeline_shows_whether_the_audit_chain_verifies(console_site: Conso
 
     assert "audit chain: verifies" in chain_line()
     db = console_site.store_url.removeprefix("sqlite:///")
-    with sqlite3.connect(db) as conn:
+    with sqlite_db(db) as conn:
         (original,) = conn.execute("SELECT reason FROM events WHERE id = 3").fetchone()
         conn.execute("UPDATE events SET reason = 'rewritten history' WHERE id = 3")
     try:
@@ -191,7 +191,7 @@ def test_the_timeline_shows_whether_the_audit_chain_verifies(console_site: Conso
             time.sleep(0.2)
         assert "BROKEN" in line and "3" in line
     finally:
-        with sqlite3.connect(db) as conn:
+        with sqlite_db(db) as conn:
             conn.execute("UPDATE events SET reason = ? WHERE id = 3", (original,))
 
 
