@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from darkfab.evaluate import (
     ScoreCI,
@@ -78,6 +79,19 @@ def test_validation_far_above_the_sealed_test_is_flagged_in_either_direction() -
     assert validation_far_above_test(valid_score=0.93, test=ScoreCI(0.90, 0.85, 0.95), direction="maximize") is None
     assert validation_far_above_test(valid_score=1.0, test=3.0, direction="minimize") is not None
     assert validation_far_above_test(valid_score=2.9, test=3.0, direction="minimize") is None
+
+
+def test_a_gap_the_baseline_shares_widens_the_allowance_by_that_much() -> None:
+    test = ScoreCI(66.3, 58.5, 74.0)  # rmse: the allowance of its own is the interval's width, 15.5
+    assert validation_far_above_test(valid_score=49.2, test=test, direction="minimize") is not None
+    shared = validation_far_above_test(valid_score=49.2, test=test, direction="minimize", shared_gap=5.0)
+    assert shared is None
+    beyond = validation_far_above_test(valid_score=40.0, test=test, direction="minimize", shared_gap=5.0)
+    assert beyond is not None and beyond.detail["allowed"] == pytest.approx(20.5)
+    assert "the baseline's own gap" in beyond.reason
+    for ignored in (-5.0, float("nan")):  # a baseline better on the sealed rows never narrows the allowance
+        same = validation_far_above_test(valid_score=49.2, test=test, direction="minimize", shared_gap=ignored)
+        assert same is not None and same.detail["allowed"] == pytest.approx(15.5)
 
 
 def test_suspicions_gathers_the_candidate_checks() -> None:

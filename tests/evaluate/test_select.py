@@ -94,3 +94,45 @@ def test_candidates_without_a_score_are_skipped_unasked() -> None:
 def test_nothing_to_pick_from() -> None:
     got = select_candidate([], lambda c: HONEST, value_of=lambda c: 1.0, screening=_screening())
     assert got.picked is None and got.flagged == () and got.probe == {}
+
+
+def test_a_sealed_split_harder_for_every_model_does_not_flag_the_honest_candidate() -> None:
+    """The sealed rows spread twice as wide as the validation rows: every model's error doubles there, the
+    trivial baseline's too. The honest candidate's gap is the split's, not its own; one fitted to the
+    validation rows still stands out beyond it."""
+    rng = np.random.default_rng(11)
+    y_valid, y_test = rng.normal(size=300), rng.normal(scale=2.0, size=300)
+    honest = Answers(
+        valid=y_valid + rng.normal(scale=0.5, size=300),
+        test=y_test + rng.normal(scale=1.0, size=300),
+        perturbed=y_test + rng.normal(scale=1.05, size=300),
+    )
+    fitted = Answers(valid=y_valid.copy(), test=y_test + rng.normal(scale=2.5, size=300), perturbed=y_test)
+    rmse = {id(honest): 0.5, id(fitted): 0.0}
+
+    def screening(baseline_valid: np.ndarray | None) -> Screening:
+        return Screening(
+            task="regression",
+            metric="rmse",
+            direction="minimize",
+            y_valid=y_valid,
+            y_test=y_test,
+            n_classes=0,
+            baseline_test=np.zeros(300),
+            baseline_valid=baseline_valid,
+            reference_score=None,
+            jitter=0.05,
+            n_boot=200,
+            seed=0,
+        )
+
+    got = select_candidate(
+        [fitted, honest], lambda a: a, value_of=lambda a: rmse[id(a)], screening=screening(np.zeros(300))
+    )
+    assert got.picked is honest
+    assert [s.kind for s in got.flagged[0].suspicions] == ["validation_far_above_test"]
+    figures = got.flagged[0].suspicions[0].detail
+    assert figures["shared_gap"] > 0.5 and figures["gap"] > figures["allowed"]
+    # without the baseline's answers on the validation rows (the old check) the honest candidate is flagged too
+    blind = select_candidate([fitted, honest], lambda a: a, value_of=lambda a: rmse[id(a)], screening=screening(None))
+    assert blind.picked is None and len(blind.flagged) == 2

@@ -48,6 +48,19 @@ class Screening:
     n_boot: int
     seed: int
     custom: dict[str, CustomMetric] = field(default_factory=dict)
+    baseline_valid: np.ndarray | None = None  # the trivial model's answers on the validation rows
+
+    def baseline_gap(self) -> float:
+        """How much better the trivial model does on the validation rows than on the sealed rows (0 unknown)."""
+        if self.baseline_valid is None:
+            return 0.0
+        n = self.n_classes
+        valid = compute_metrics(self.task, self.y_valid, self.baseline_valid, n_classes=n, custom=self.custom)
+        test = compute_metrics(self.task, self.y_test, self.baseline_test, n_classes=n, custom=self.custom)
+        v, t = valid.get(self.metric), test.get(self.metric)
+        if v is None or t is None:
+            return 0.0
+        return float(v - t) if self.direction == "maximize" else float(t - v)
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,7 @@ def screen(s: Screening, answers: Answers, valid_score: float) -> tuple[list[Sus
         valid_score=valid_score,
         test=ci,
         reference_score=s.reference_score,
+        shared_gap=s.baseline_gap(),
     )
     figures, memorized = probe_memorization(s, answers, ci)
     if memorized is not None:

@@ -107,23 +107,32 @@ def validation_far_above_test(
     direction: Direction,
     min_gap: float = 0.05,
     relative: float = 0.1,
+    shared_gap: float = 0.0,
 ) -> Suspicion | None:
     """The validation score beats the sealed-test score by more than the test's own uncertainty allows.
 
     The allowed gap is the largest of ``min_gap``, ``relative`` times the test score's magnitude, and the
-    width of the test score's bootstrap interval (when ``test`` is the gate's ScoreCI).
+    width of the test score's bootstrap interval (when ``test`` is the gate's ScoreCI), plus ``shared_gap``
+    when it is positive: how much better the factory's trivial baseline does on the validation rows than on
+    the sealed rows. A sealed split that is harder for every model (the baseline is the factory's own, no
+    candidate's code touches it) widens the allowance by that much, so honest candidates are not all flagged
+    and the gate left with a worse one; a candidate fitted to the validation rows still stands out beyond it.
     """
     ci = test if isinstance(test, ScoreCI) else None
     test_score = test.score if isinstance(test, ScoreCI) else float(test)
-    allowed = max(min_gap, relative * abs(test_score), (ci.high - ci.low) if ci is not None else 0.0)
+    own = max(min_gap, relative * abs(test_score), (ci.high - ci.low) if ci is not None else 0.0)
+    shared = max(0.0, shared_gap) if np.isfinite(shared_gap) else 0.0
+    allowed = own + shared
     gap = _better(valid_score, test_score, direction)
     if gap <= allowed:
         return None
     return Suspicion(
         "validation_far_above_test",
         f"validation score {valid_score:.4g} is {gap:.4g} better than the sealed-test score {test_score:.4g} "
-        f"(allowed {allowed:.4g}); the candidate fits the validation rows, not the task",
-        {"valid_score": valid_score, "test_score": test_score, "gap": gap, "allowed": allowed},
+        f"(allowed {allowed:.4g}"
+        + (f", of which {shared:.4g} the baseline's own gap between the two" if shared else "")
+        + "); the candidate fits the validation rows, not the task",
+        {"valid_score": valid_score, "test_score": test_score, "gap": gap, "allowed": allowed, "shared_gap": shared},
     )
 
 
@@ -179,6 +188,7 @@ def suspicions(
     valid_score: float,
     test: ScoreCI | float | None = None,
     reference_score: float | None = None,
+    shared_gap: float = 0.0,
 ) -> list[Suspicion]:
     """The candidate-level checks the gate runs before it compares a candidate with the champion."""
     found: list[Suspicion] = []
@@ -193,7 +203,7 @@ def suspicions(
     if too_good is not None:
         found.append(too_good)
     if test is not None:
-        far = validation_far_above_test(valid_score=valid_score, test=test, direction=direction)
+        far = validation_far_above_test(valid_score=valid_score, test=test, direction=direction, shared_gap=shared_gap)
         if far is not None:
             found.append(far)
     return found

@@ -137,6 +137,7 @@ class GateKeeper:
             y_test=data.y_test,
             n_classes=data.n_classes,
             baseline_test=data.baseline_predictions(len(data.y_test)),
+            baseline_valid=data.baseline_predictions(len(data.y_valid)),
             reference_score=reference,
             jitter=JITTER,
             n_boot=spec.gate.bootstrap,
