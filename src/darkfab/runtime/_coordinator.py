@@ -50,7 +50,7 @@ class Coordinator(TrialLoop):
     def _completed(self, trial: TrialRecord, evaluation: Evaluation, out: TrialOutput) -> None:
         if is_script(self.spec, trial.trainer):  # loading its model here would run the script's code
             return
-        self.pool.add(trial.id, evaluation, out)
+        self.pool.add(trial.id, evaluation, out, trainer=trial.trainer)
 
     def _observe(self, proposal: Proposal, finished: TrialRecord) -> None:
         self.proposer.observe(proposal, trial_view(finished, self.objectives))

@@ -21,8 +21,9 @@ ENSEMBLE_POOL = 8  # best candidates of a run kept in memory for greedy ensemble
 
 @dataclass(frozen=True)
 class Member:
-    """A completed trial kept for ensemble selection: its rank, its answers on unseen rows, its model."""
+    """A completed trial kept for ensemble selection: its trainer, its rank, its answers on unseen rows, its model."""
 
+    trainer: str
     rank: tuple[float, ...]
     valid: np.ndarray
     oof: np.ndarray | None
@@ -33,7 +34,12 @@ class Member:
 
 
 class EnsemblePool:
-    """The best feasible candidates of one run, in memory (a `darkfab worker` keeps none).
+    """The best feasible candidates of one run, and the best of each trainer, in memory (a `darkfab worker`
+    keeps none).
+
+    The best of each trainer stays whatever its rank: a search that spends most of its trials on one cheap
+    family (a hundred ridge penalties) would otherwise fill the pool with near copies of one model, and the
+    selection would have nothing different to average.
 
     The coordinator adds no model made by a training script: the ensemble is built and loaded in its process,
     and loading such a model runs the script's code, which only the sandboxed workers may do.
@@ -43,10 +49,11 @@ class EnsemblePool:
         self.size = size
         self.members: dict[int, Member] = {}
 
-    def add(self, trial_id: int, evaluation: Evaluation, out: TrialOutput) -> None:
+    def add(self, trial_id: int, evaluation: Evaluation, out: TrialOutput, *, trainer: str) -> None:
         if not evaluation.feasible or not math.isfinite(evaluation.value):
             return
         self.members[trial_id] = Member(
+            trainer=trainer,
             rank=tuple(float(x) for x in evaluation.rank_key),
             valid=np.asarray(out.valid_predictions, dtype=float),
             oof=None if out.oof_predictions is None else np.asarray(out.oof_predictions, dtype=float),
@@ -55,8 +62,13 @@ class EnsemblePool:
             train_seconds=float(out.train_seconds),
             train_cpu_seconds=float(out.train_cpu_seconds),
         )
-        if len(self.members) > self.size:
-            del self.members[min(self.members, key=lambda k: self.members[k].rank)]
+        best_first = sorted(self.members, key=lambda k: self.members[k].rank, reverse=True)
+        best_of: dict[str, int] = {}
+        for k in best_first:
+            best_of.setdefault(self.members[k].trainer, k)
+        keep = {*best_first[: self.size], *best_of.values()}
+        for k in [k for k in self.members if k not in keep]:
+            del self.members[k]
 
     def build(self, run: Coordinator) -> TrialRecord | None:
         """Greedy ensemble selection, scored, rewarded and constrained like any candidate, so it reaches the gate
