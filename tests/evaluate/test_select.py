@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -111,20 +113,8 @@ def test_a_sealed_split_harder_for_every_model_does_not_flag_the_honest_candidat
     rmse = {id(honest): 0.5, id(fitted): 0.0}
 
     def screening(baseline_valid: np.ndarray | None) -> Screening:
-        return Screening(
-            task="regression",
-            metric="rmse",
-            direction="minimize",
-            y_valid=y_valid,
-            y_test=y_test,
-            n_classes=0,
-            baseline_test=np.zeros(300),
-            baseline_valid=baseline_valid,
-            reference_score=None,
-            jitter=0.05,
-            n_boot=200,
-            seed=0,
-        )
+        rmse_rows = {"metric": "rmse", "direction": "minimize", "y_valid": y_valid, "y_test": y_test}
+        return replace(_screening(None), **rmse_rows, baseline_test=np.zeros(300), baseline_valid=baseline_valid)
 
     got = select_candidate(
         [fitted, honest], lambda a: a, value_of=lambda a: rmse[id(a)], screening=screening(np.zeros(300))
