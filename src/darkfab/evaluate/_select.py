@@ -7,6 +7,7 @@ decides. Nothing here reads the store or runs a model.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -50,8 +51,10 @@ class Screening:
     custom: dict[str, CustomMetric] = field(default_factory=dict)
     baseline_valid: np.ndarray | None = None  # the trivial model's answers on the validation rows
 
+    @functools.cached_property
     def baseline_gap(self) -> float:
-        """How much better the trivial model does on the validation rows than on the sealed rows (0 unknown)."""
+        """How much better the trivial model does on the validation rows than on the sealed rows (0 unknown);
+        the same for every candidate screened, so computed once."""
         if self.baseline_valid is None:
             return 0.0
         n = self.n_classes
@@ -117,7 +120,7 @@ def screen(s: Screening, answers: Answers, valid_score: float) -> tuple[list[Sus
         valid_score=valid_score,
         test=ci,
         reference_score=s.reference_score,
-        shared_gap=s.baseline_gap(),
+        shared_gap=s.baseline_gap,
     )
     figures, memorized = probe_memorization(s, answers, ci)
     if memorized is not None:

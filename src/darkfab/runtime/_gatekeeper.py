@@ -121,13 +121,13 @@ class GateKeeper:
             for t in self.ctx.store.list_trials(campaign_id=self.ctx.campaign.id, states=("completed",))
             if t.value is not None and not is_script(spec, t.trainer)
         ]
+        base_valid = data.baseline_predictions(len(data.y_valid))
         reference: float | None
         if plain:
             reference = max(plain) if direction == "maximize" else min(plain)
         else:
-            base = data.baseline_predictions(len(data.y_valid))
             reference = compute_metrics(
-                data.task, data.y_valid, base, n_classes=data.n_classes, custom=custom_metrics(spec)
+                data.task, data.y_valid, base_valid, n_classes=data.n_classes, custom=custom_metrics(spec)
             ).get(metric)
         return Screening(
             task=data.task,
@@ -137,7 +137,7 @@ class GateKeeper:
             y_test=data.y_test,
             n_classes=data.n_classes,
             baseline_test=data.baseline_predictions(len(data.y_test)),
-            baseline_valid=data.baseline_predictions(len(data.y_valid)),
+            baseline_valid=base_valid,
             reference_score=reference,
             jitter=JITTER,
             n_boot=spec.gate.bootstrap,
