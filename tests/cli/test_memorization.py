@@ -22,20 +22,34 @@ def _flags(folder):
     return [(trial, reason, json.loads(data)) for trial, reason, data in rows]
 
 
-def _attack(tmp_path, *, wrong: int, plain: bool) -> None:
+OWN_METRIC = """\
+import numpy as np
+
+
+def hits(y_true, y_pred, sample_weight=None):
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+"""
+
+
+def _attack(tmp_path, *, wrong: int, plain: bool, own_metric: bool = False) -> None:
     data = load_dataset(spec_from_dict({"name": "x", "data": SPLIT}, "test"))
     (tmp_path / "lookup.py").write_text(lookup_script(data, wrong_valid_rows=wrong))
     trainers = "  - {name: logistic_regression, space: {}}\n" if plain else ""
+    objective = "{metric: accuracy}"
+    if own_metric:  # the factory ranks by a metric of its own: the probe must score the copies with it too
+        (tmp_path / "fabmetrics.py").write_text(OWN_METRIC)
+        objective = "{metric: hits, metrics: {hits: {function: 'fabmetrics:hits', direction: maximize}}}"
     (tmp_path / "factory.yaml").write_text(
-        "name: attack\ndata: {source: sklearn:breast_cancer}\nobjective: {metric: accuracy}\n"
+        f"name: attack\ndata: {{source: sklearn:breast_cancer}}\nobjective: {objective}\n"
         f"trainers:\n{trainers}  - {{name: lookup, script: lookup.py}}\n"
         "search: {proposer: random, pruner: none, seed: 1}\nbudget: {trials: 4}\n"
         "execution: {workers: 1, latency_rows: 2}\ngate: {bootstrap: 200}\n"
     )
 
 
-def test_a_model_that_looks_up_the_sealed_rows_is_kept_out_of_the_gate(cli, tmp_path):
-    _attack(tmp_path, wrong=0, plain=True)
+@pytest.mark.parametrize("own_metric", [False, True], ids=["accuracy", "own-metric"])
+def test_a_model_that_looks_up_the_sealed_rows_is_kept_out_of_the_gate(cli, tmp_path, own_metric):
+    _attack(tmp_path, wrong=0, plain=True, own_metric=own_metric)
     result = cli.json("run", "factory.yaml")
     trials = cli.json("trials")
     lookups = [t for t in trials if t["trainer"] == "lookup" and t["state"] == "completed"]

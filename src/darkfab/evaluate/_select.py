@@ -51,16 +51,24 @@ class Screening:
     custom: dict[str, CustomMetric] = field(default_factory=dict)
     baseline_valid: np.ndarray | None = None  # the trivial model's answers on the validation rows
 
+    def score(self, y_true: np.ndarray, predictions: np.ndarray) -> float | None:
+        """The factory's metric (its own one included) of ``predictions``; None where it is undefined."""
+        got = compute_metrics(self.task, y_true, predictions, n_classes=self.n_classes, custom=self.custom)
+        value = got.get(self.metric)
+        return None if value is None else float(value)
+
+    @functools.cached_property
+    def baseline_sealed(self) -> float | None:
+        """The trivial model's score on the sealed rows, the same for every candidate screened."""
+        return self.score(self.y_test, self.baseline_test)
+
     @functools.cached_property
     def baseline_gap(self) -> float:
         """How much better the trivial model does on the validation rows than on the sealed rows (0 unknown);
         the same for every candidate screened, so computed once."""
         if self.baseline_valid is None:
             return 0.0
-        n = self.n_classes
-        valid = compute_metrics(self.task, self.y_valid, self.baseline_valid, n_classes=n, custom=self.custom)
-        test = compute_metrics(self.task, self.y_test, self.baseline_test, n_classes=n, custom=self.custom)
-        v, t = valid.get(self.metric), test.get(self.metric)
+        v, t = self.score(self.y_valid, self.baseline_valid), self.baseline_sealed
         if v is None or t is None:
             return 0.0
         return float(v - t) if self.direction == "maximize" else float(t - v)
@@ -87,9 +95,8 @@ def probe_memorization(s: Screening, answers: Answers, sealed: ScoreCI) -> tuple
     if answers.perturbed is None:  # a model that cannot score the copies is not trusted either
         reason = f"could not be scored on perturbed copies of the sealed rows: {answers.perturbed_error}"
         return {"error": reason}, Suspicion("memorization", reason, {})
-    n = s.n_classes
-    perturbed = compute_metrics(s.task, s.y_test, answers.perturbed, n_classes=n).get(s.metric)
-    base = compute_metrics(s.task, s.y_test, s.baseline_test, n_classes=n).get(s.metric)
+    # scored by the factory's metric, its own one included (a custom metric once left the probe out)
+    perturbed, base = s.score(s.y_test, answers.perturbed), s.baseline_sealed
     if perturbed is None or base is None:
         return {}, None
     found = memorization(
