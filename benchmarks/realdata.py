@@ -3,7 +3,8 @@ LightGBM loop, each given the same wall time, scored on held-back test rows none
 
 Run: ``.venv/bin/python benchmarks/realdata.py`` (the full scale of issue 12: 60 s per data set and method,
 3 seeds: about 3.5 hours on 2 cores) or reduced, e.g. ``--time 15 --seeds 1`` (about 25 minutes);
-``--only iris,tips`` for a subset. Needs ``pip install flaml statsmodels`` (the ``bench`` extra has FLAML).
+``--only iris,tips`` for a subset. Seeds may be run apart and put together: ``--seeds 1`` now,
+``--first-seed 1 --seeds 2`` later, then ``--merge A.json B.json`` (each file records the commit it ran at). Needs ``pip install flaml statsmodels`` (the ``bench`` extra has FLAML).
 Writes ``benchmarks/out/realdata-*.json`` and prints the Markdown tables for RESULTS.md.
 
 Data sets ship inside installed packages (nothing is downloaded): scikit-learn's bundled sets, plotly's
@@ -280,6 +281,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--time", type=float, default=60.0, help="seconds per data set and method (issue 12: 60)")
     ap.add_argument("--seeds", type=int, default=3, help="splits and method seeds per data set (issue 12: 3)")
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed+seeds-1")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="no run: one table from earlier runs' JSON files (e.g. seed 0 and seeds 1-2 run apart; every file "
+        "must have the same --time and --others-get; the commits each ran at are listed)",
+    )
     ap.add_argument("--only", default="", help="comma-separated data sets (default: all)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument(
@@ -290,6 +299,9 @@ def main() -> None:
         "included; the issue's 'same wall time'); time: they get --time, as darkfab's search does",
     )
     args = ap.parse_args()
+    if args.merge:
+        merge(args)
+        return
     names = [n for n in args.only.split(",") if n] or list(DATASETS)
     unknown = [n for n in names if n not in DATASETS]
     if unknown:
@@ -299,7 +311,7 @@ def main() -> None:
     started = time.time()
     for name in names:
         frame, target, task = DATASETS[name]()
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             train, test = split(frame, target, task, seed)
             given = args.time
             for m in methods:
@@ -320,6 +332,33 @@ def main() -> None:
                 print(f"{name:14s} seed {seed} {m:12s} {shown}  ({wall:.0f}s)", flush=True)
         report(results, args, started)  # after every data set, so a stopped run still leaves its figures
     payload, path = report(results, args, started)
+    print_tables(payload, path)
+    walls = {m: round(statistics.fmean(r["wall_s"] for r in results if r["method"] == m), 1) for m in methods}
+    print("mean wall per run (s):", walls)
+
+
+def merge(args: argparse.Namespace) -> None:
+    """One report from several runs' JSON files: their results together, each seed of a data set once."""
+    runs = [json.loads(Path(f).read_text()) for f in args.merge]
+    scales = {(r["time_s"], r["others_get"]) for r in runs}
+    if len(scales) > 1:
+        raise SystemExit(f"the files were run at different scales (time, others-get): {sorted(scales)}")
+    results: list[dict[str, Any]] = []
+    seen: set[tuple[str, int, str]] = set()
+    for run in runs:
+        for r in run["results"]:
+            key = (r["dataset"], r["seed"], r["method"])
+            if key in seen:
+                raise SystemExit(f"{key[0]} seed {key[1]} {key[2]} is in more than one file; merge runs of other seeds")
+            seen.add(key)
+            results.append(r)
+    args.time, args.others_get = runs[0]["time_s"], runs[0]["others_get"]
+    args.seeds = len({r["seed"] for r in results})
+    payload, path = report(results, args, time.time(), commits=sorted({run.get("commit", "?") for run in runs}))
+    print_tables(payload, path)
+
+
+def print_tables(payload: dict[str, Any], path: Path) -> None:
     rows = payload["table"]
     kept = [r for r in rows if not r["held out"]]
     held = [r for r in rows if r["held out"]]
@@ -327,15 +366,26 @@ def main() -> None:
     print(table(kept + held, cols))
     for key in ("summary", "summary_tuned_on", "summary_held_out"):
         print(key, json.dumps(payload[key]))
-    walls = {m: round(statistics.fmean(r["wall_s"] for r in results if r["method"] == m), 1) for m in methods}
-    print("mean wall per run (s):", walls)
     print(f"wrote {path}")
 
 
-def report(results: list[dict[str, Any]], args: argparse.Namespace, started: float) -> tuple[dict[str, Any], Path]:
+def commit() -> str:
+    """The commit of this checkout (a trailing + when it has uncommitted changes)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=REPO, capture_output=True, text=True)
+    except OSError:
+        return "?"
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
+
+
+def report(
+    results: list[dict[str, Any]], args: argparse.Namespace, started: float, commits: list[str] | None = None
+) -> tuple[dict[str, Any], Path]:
     rows, summary = summarise(results)
     payload = {
         "machine": machine(),
+        "commit": commits or commit(),
         "time_s": args.time,
         "others_get": args.others_get,
         "seeds": args.seeds,
