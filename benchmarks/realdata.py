@@ -309,6 +309,7 @@ def main() -> None:
     methods = [m for m in args.methods.split(",") if m]
     results: list[dict[str, Any]] = []
     started = time.time()
+    args.commit = commit()  # at the start: darkfab's runs import this checkout's src as it is when they start
     for name in names:
         frame, target, task = DATASETS[name]()
         for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -385,7 +386,7 @@ def report(
     rows, summary = summarise(results)
     payload = {
         "machine": machine(),
-        "commit": commits or commit(),
+        "commit": commits or getattr(args, "commit", None) or commit(),
         "time_s": args.time,
         "others_get": args.others_get,
         "seeds": args.seeds,
