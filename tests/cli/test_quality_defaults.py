@@ -142,12 +142,30 @@ def test_greedy_selection_keeps_its_best_round():
     assert greedy_weights([y, a], rmse, maximize=False) == [1.0, 0.0]  # adding a worse member is never kept
 
 
+OWN_LOG_LOSS = """\
+import numpy as np
+
+
+def own_log_loss(y_true, y_pred, sample_weight=None):
+    p = np.clip(np.asarray(y_pred)[np.arange(len(y_true)), np.asarray(y_true).astype(int)], 1e-15, 1.0)
+    return float(-np.mean(np.log(p)))
+"""
+OWN_OBJECTIVE = (
+    "{metric: own_log_loss, metrics: {own_log_loss: "
+    "{function: 'fabmetrics:own_log_loss', direction: minimize, proba: true}}}"
+)
+
+
 @pytest.mark.slow
-def test_an_ensemble_candidate_is_built_gated_and_can_win(cli, tmp_path):
+@pytest.mark.parametrize("metric", ["log_loss", "own_log_loss"])
+def test_an_ensemble_candidate_is_built_gated_and_can_win(cli, tmp_path, metric):
     # log loss is convex: the average of two different calibrated models beats the better one on the rows the
-    # weights were chosen on, so the ensemble ranks first and must pass the same gate to be registered
+    # weights were chosen on, so the ensemble ranks first and must pass the same gate to be registered; the
+    # same with the factory's own log loss (the selection once scored only built-in metrics, so no ensemble)
+    (tmp_path / "fabmetrics.py").write_text(OWN_LOG_LOSS)
+    objective = "{metric: log_loss}" if metric == "log_loss" else OWN_OBJECTIVE
     body = (
-        "name: ens\ndata: {source: sklearn:breast_cancer}\nobjective: {metric: log_loss}\n"
+        f"name: ens\ndata: {{source: sklearn:breast_cancer}}\nobjective: {objective}\n"
         "trainers:\n  - {name: logistic_regression, space: {C: {low: 0.05, high: 5.0, log: true}}}\n"
         "  - {name: random_forest, params: {n_estimators: 60}}\n"
         "search: {ensemble: true, cv: 0, startup_trials: 2}\nbudget: {trials: 4}\n"
@@ -160,7 +178,7 @@ def test_an_ensemble_candidate_is_built_gated_and_can_win(cli, tmp_path):
     assert len(ens) == 1 and ens[0]["proposer"] == "ensemble" and ens[0]["state"] == "completed"
     e = ens[0]
     assert len(e["params"]["members"]) >= 2 and abs(sum(e["params"]["weights"]) - 1) < 1e-9
-    assert {"log_loss", "latency_p95_ms", "model_size_mb"} <= set(e["metrics"])  # size and latency, as any
+    assert {metric, "latency_p95_ms", "model_size_mb"} <= set(e["metrics"])  # size and latency, as any
     singles = [t for t in trials if t["trainer"] != "ensemble" and t["state"] == "completed"]
     assert e["value"] < min(t["value"] for t in singles)
     assert r["gate"]["trial"] == e["id"] and r["gate"]["passed"] is True

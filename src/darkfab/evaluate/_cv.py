@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..spec import TaskKind
 from ._metrics import compute_metrics
+
+if TYPE_CHECKING:
+    from ._custom import CustomMetric
 
 
 def cross_validated(
@@ -19,16 +24,18 @@ def cross_validated(
     valid: dict[str, float],
     *,
     n_classes: int,
+    custom: Mapping[str, CustomMetric] | None = None,
 ) -> dict[str, float]:
     """The primary metric as the mean over the training folds (out-of-fold answers) and the validation split.
 
     The validation-only figure stays on record as ``valid_<metric>``; each fold's as ``cv_fold_<i>``. Empty when
-    a fold cannot be scored.
+    a fold cannot be scored. ``custom``: the factory's own metrics, one of which may be ``metric``.
     """
+    own = {metric: custom[metric]} if custom and metric in custom else None  # the only one each fold needs
     scores = []
     for i in range(int(folds.max()) + 1):
         rows = folds == i
-        got = compute_metrics(task, y_train[rows], oof[rows], n_classes=n_classes)
+        got = compute_metrics(task, y_train[rows], oof[rows], n_classes=n_classes, custom=own)
         scores.append(float(got.get(metric, math.nan)))
     scores.append(float(valid.get(metric, math.nan)))
     if not all(math.isfinite(x) for x in scores):

@@ -87,9 +87,10 @@ class EnsemblePool:
         y = np.concatenate([data.y_train, data.y_valid]) if with_oof else data.y_valid
         answers = [np.concatenate([m.oof, m.valid]) if m.oof is not None and with_oof else m.valid for m in members]
         maximize = run.spec.direction(run.task) == "maximize"
+        own = {metric: run.reward.custom[metric]} if metric in run.reward.custom else None  # a factory's own
 
         def score(p: np.ndarray) -> float:
-            got = compute_metrics(run.task, y, p, n_classes=data.n_classes).get(metric, math.nan)
+            got = compute_metrics(run.task, y, p, n_classes=data.n_classes, custom=own).get(metric, math.nan)
             return float(got) if math.isfinite(got) else (-math.inf if maximize else math.inf)
 
         weights = greedy_weights(answers, score, maximize=maximize)

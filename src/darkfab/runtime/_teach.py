@@ -187,7 +187,7 @@ def reward_verdict(
 
     def sealed(pred: Any, stored: dict[str, Any]) -> dict[str, float]:
         figures = {k: float(v) for k, v in stored.items() if isinstance(v, (int, float))}
-        figures.update(compute_metrics(data.task, data.y_test, pred, n_classes=data.n_classes))
+        figures.update(compute_metrics(data.task, data.y_test, pred, n_classes=data.n_classes, custom=reward.custom))
         return figures
 
     cand = reward.evaluate(sealed(candidate_pred, candidate.metrics or {}))

@@ -347,6 +347,7 @@ class TrialLoop:
                     out.oof_folds,
                     metrics,
                     n_classes=self.data.n_classes,
+                    custom=self.reward.custom,
                 )
             )
         lat = np.asarray(out.latency_ms, dtype=float)
