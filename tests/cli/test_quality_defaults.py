@@ -21,6 +21,9 @@ def test_default_trainers_fit_the_task_and_size():
     assert "logistic_regression" not in regression and "linear_regression" in regression
     assert "logistic_regression" in classification and "linear_regression" not in classification
     assert "random_forest" not in [t.name for t in default_trainers("classification", 200_000)]
+    # a kernel SVM for small classification sets only (its fit grows with the square of the rows)
+    assert "svm" in classification and "svm" not in regression
+    assert "svm" not in [t.name for t in default_trainers("classification", 20_000)]
 
 
 def test_time_without_a_file_budget_has_no_trial_cap(tmp_path):

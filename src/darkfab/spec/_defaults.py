@@ -8,6 +8,9 @@ from ._models import FactorySpec, TrainerSpec
 
 LARGE_ROWS = 50_000
 """From this many labelled rows on, the default trainers leave out the forests (slow to fit, large to keep)."""
+SVM_ROWS = 5_000
+"""Below this many labelled rows a classification factory also searches a kernel SVM (its fit grows with the
+square of the rows; on small sets of smooth numeric features, digits say, it beats the trees)."""
 
 
 def default_trainers(task: TaskKind, n_rows: int) -> list[TrainerSpec]:
@@ -19,6 +22,8 @@ def default_trainers(task: TaskKind, n_rows: int) -> list[TrainerSpec]:
     names = ["lightgbm", "xgboost"]
     if n_rows < LARGE_ROWS:
         names += ["random_forest", "extra_trees"]
+    if task == "classification" and n_rows < SVM_ROWS:
+        names.append("svm")
     names.append("logistic_regression" if task == "classification" else "linear_regression")
     return [TrainerSpec(name=n) for n in names]
 
