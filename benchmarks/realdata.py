@@ -4,7 +4,8 @@ LightGBM loop, each given the same wall time, scored on held-back test rows none
 Run: ``.venv/bin/python benchmarks/realdata.py`` (the full scale of issue 12: 60 s per data set and method,
 3 seeds: about 3.5 hours on 2 cores) or reduced, e.g. ``--time 15 --seeds 1`` (about 25 minutes);
 ``--only iris,tips`` for a subset. Seeds may be run apart and put together: ``--seeds 1`` now,
-``--first-seed 1 --seeds 2`` later, then ``--merge A.json B.json`` (each file records the commit it ran at). Needs ``pip install flaml statsmodels`` (the ``bench`` extra has FLAML).
+``--first-seed 1 --seeds 2`` later, then ``--merge A.json B.json`` (each file records the commit it ran at).
+Needs ``pip install flaml statsmodels`` (the ``bench`` extra has FLAML).
 Writes ``benchmarks/out/realdata-*.json`` and prints the Markdown tables for RESULTS.md.
 
 Data sets ship inside installed packages (nothing is downloaded): scikit-learn's bundled sets, plotly's
@@ -355,7 +356,8 @@ def merge(args: argparse.Namespace) -> None:
             results.append(r)
     args.time, args.others_get = runs[0]["time_s"], runs[0]["others_get"]
     args.seeds = len({r["seed"] for r in results})
-    payload, path = report(results, args, time.time(), commits=sorted({run.get("commit", "?") for run in runs}))
+    args.commit = sorted({str(run.get("commit", "?")) for run in runs})
+    payload, path = report(results, args, time.time())
     print_tables(payload, path)
 
 
@@ -380,13 +382,11 @@ def commit() -> str:
     return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
 
 
-def report(
-    results: list[dict[str, Any]], args: argparse.Namespace, started: float, commits: list[str] | None = None
-) -> tuple[dict[str, Any], Path]:
+def report(results: list[dict[str, Any]], args: argparse.Namespace, started: float) -> tuple[dict[str, Any], Path]:
     rows, summary = summarise(results)
     payload = {
         "machine": machine(),
-        "commit": commits or getattr(args, "commit", None) or commit(),
+        "commit": args.commit,  # this run's (read at its start), or the merged files' commits
         "time_s": args.time,
         "others_get": args.others_get,
         "seeds": args.seeds,

@@ -34,6 +34,7 @@ from ._metrics import (
     as_probabilities,
     compute_metrics,
     encode_groups,
+    metric_value,
     predicted_labels,
 )
 from ._reward import DEFAULT_REFERENCES, MISSING_PENALTY, Evaluation, RewardModel
@@ -73,6 +74,7 @@ __all__ = [
     "bootstrap_scores",
     "choose_pair",
     "compute_metrics",
+    "metric_value",
     "cross_validated",
     "encode_groups",
     "features_for",

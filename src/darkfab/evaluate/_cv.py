@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..spec import TaskKind
-from ._metrics import compute_metrics
+from ._metrics import metric_value
 
 if TYPE_CHECKING:
     from ._custom import CustomMetric
@@ -31,12 +31,11 @@ def cross_validated(
     The validation-only figure stays on record as ``valid_<metric>``; each fold's as ``cv_fold_<i>``. Empty when
     a fold cannot be scored. ``custom``: the factory's own metrics, one of which may be ``metric``.
     """
-    own = {metric: custom[metric]} if custom and metric in custom else None  # the only one each fold needs
     scores = []
     for i in range(int(folds.max()) + 1):
         rows = folds == i
-        got = compute_metrics(task, y_train[rows], oof[rows], n_classes=n_classes, custom=own)
-        scores.append(float(got.get(metric, math.nan)))
+        got = metric_value(task, metric, y_train[rows], oof[rows], n_classes=n_classes, custom=custom)
+        scores.append(math.nan if got is None else got)
     scores.append(float(valid.get(metric, math.nan)))
     if not all(math.isfinite(x) for x in scores):
         return {}

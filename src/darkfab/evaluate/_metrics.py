@@ -383,6 +383,28 @@ def compute_metrics(
     return out
 
 
+def metric_value(
+    task: TaskKind,
+    metric: str,
+    y_true: Any,
+    predictions: Any,
+    *,
+    n_classes: int,
+    custom: Mapping[str, CustomMetric] | None = None,
+) -> float | None:
+    """The one metric ``metric``, built-in or the factory's own (in ``custom``); None where the predictions do not
+    determine it.
+
+    For the places that rank by a single metric: a factory's own metric is computed by its function alone, a
+    built-in one from the catalogue, so no caller has to remember that the metric may be the factory's.
+    """
+    own = (custom or {}).get(metric)
+    if own is not None:
+        return float(own(task, y_true, predictions))
+    got = compute_metrics(task, y_true, predictions, n_classes=n_classes).get(metric)
+    return None if got is None else float(got)
+
+
 PREDICTION_METRICS: dict[TaskKind, tuple[str, ...]] = {
     "classification": (
         "accuracy",

@@ -17,7 +17,7 @@ import numpy as np
 from ..spec import Direction, TaskKind
 from ._custom import CustomMetric
 from ._gate import ScoreCI, score_with_ci
-from ._metrics import compute_metrics
+from ._metrics import metric_value
 from ._suspicion import Suspicion, memorization, suspicions
 
 C = TypeVar("C")
@@ -53,9 +53,7 @@ class Screening:
 
     def score(self, y_true: np.ndarray, predictions: np.ndarray) -> float | None:
         """The factory's metric (its own one included) of ``predictions``; None where it is undefined."""
-        got = compute_metrics(self.task, y_true, predictions, n_classes=self.n_classes, custom=self.custom)
-        value = got.get(self.metric)
-        return None if value is None else float(value)
+        return metric_value(self.task, self.metric, y_true, predictions, n_classes=self.n_classes, custom=self.custom)
 
     @functools.cached_property
     def baseline_sealed(self) -> float | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..evaluate import Evaluation, compute_metrics
+from ..evaluate import Evaluation, metric_value
 from ..store import TrialRecord
 from ..train import EnsembleModel, TrialOutput, greedy_weights, load_model
 
@@ -87,11 +87,10 @@ class EnsemblePool:
         y = np.concatenate([data.y_train, data.y_valid]) if with_oof else data.y_valid
         answers = [np.concatenate([m.oof, m.valid]) if m.oof is not None and with_oof else m.valid for m in members]
         maximize = run.spec.direction(run.task) == "maximize"
-        own = {metric: run.reward.custom[metric]} if metric in run.reward.custom else None  # a factory's own
 
         def score(p: np.ndarray) -> float:
-            got = compute_metrics(run.task, y, p, n_classes=data.n_classes, custom=own).get(metric, math.nan)
-            return float(got) if math.isfinite(got) else (-math.inf if maximize else math.inf)
+            got = metric_value(run.task, metric, y, p, n_classes=data.n_classes, custom=run.reward.custom)
+            return got if got is not None and math.isfinite(got) else (-math.inf if maximize else math.inf)
 
         weights = greedy_weights(answers, score, maximize=maximize)
         chosen = [(i, m, w) for i, m, w in zip(ids, members, weights, strict=True) if w > 0]
