@@ -28,7 +28,7 @@ run: install
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest -m "slow or not slow"
+	$(BIN)/pytest -m "slow or not slow" --durations=25
 
 check: install-dev
 	$(BIN)/ruff check .
