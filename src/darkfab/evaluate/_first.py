@@ -22,7 +22,7 @@ import numpy as np
 
 from ..spec import METRICS, Direction
 from ._gate import GateVerdict
-from ._metrics import compute_metrics
+from ._metrics import metric_value
 
 if TYPE_CHECKING:
     from ..data import Dataset
@@ -51,9 +51,7 @@ def search_evidence(
     cross_validated = "cv_folds" in candidate_metrics
     y = np.concatenate([data.y_train, data.y_valid]) if cross_validated else data.y_valid
     where = "the training folds and validation rows" if cross_validated else "the validation rows"
-    got = compute_metrics(data.task, y, data.baseline_predictions(len(y)), n_classes=data.n_classes, custom=custom).get(
-        metric
-    )
+    got = metric_value(data.task, metric, y, data.baseline_predictions(len(y)), n_classes=data.n_classes, custom=custom)
     score = candidate_metrics.get(metric)
     return SearchEvidence(
         metric=metric,

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from ..errors import StoreError
-from ..evaluate import Evaluation, compute_metrics
+from ..evaluate import Evaluation, metric_value
 from ..events import StopReason
 from ..execute import JobDone, JobReport
 from ..propose import Proposal, Proposer
@@ -60,10 +60,16 @@ class Coordinator(TrialLoop):
         if run is None:
             self.executor.answer(event.job_id, stop=True)
             return
-        value = compute_metrics(
-            self.task, self.data.y_valid, event.predictions, n_classes=self.data.n_classes, custom=self.reward.custom
-        ).get(self.metric, math.nan)
-        run.intermediate[event.step] = float(value)
+        got = metric_value(
+            self.task,
+            self.metric,
+            self.data.y_valid,
+            event.predictions,
+            n_classes=self.data.n_classes,
+            custom=self.reward.custom,
+        )
+        value = math.nan if got is None else got
+        run.intermediate[event.step] = value
         stop = bool(np.isfinite(value)) and self.proposer.should_prune(run.proposal, event.step, float(value))
         self.executor.answer(event.job_id, stop=stop)
 

@@ -21,9 +21,9 @@ from ..evaluate import (
     Flagged,
     GateVerdict,
     Screening,
-    compute_metrics,
     first_champion,
     gate,
+    metric_value,
     score_with_ci,
     search_evidence,
     select_candidate,
@@ -126,9 +126,9 @@ class GateKeeper:
         if plain:
             reference = max(plain) if direction == "maximize" else min(plain)
         else:
-            reference = compute_metrics(
-                data.task, data.y_valid, base_valid, n_classes=data.n_classes, custom=custom_metrics(spec)
-            ).get(metric)
+            reference = metric_value(
+                data.task, metric, data.y_valid, base_valid, n_classes=data.n_classes, custom=custom_metrics(spec)
+            )
         return Screening(
             task=data.task,
             metric=metric,
