@@ -22,7 +22,9 @@ seed the rows are split once: 80% go to a train CSV, 20% are held back. Every me
   75/25 split of the train rows until ``W`` seconds have passed, then the best parameters refit on all of them.
 
 Scores: accuracy (classification), RMSE (regression). The normalized score of a method on a data set is
-(score - worst) / (best - worst) over the three methods (RMSE negated), 1 for the best; ties count as firsts.
+(score - worst) / (best - worst) over the three methods (RMSE negated), 1 for the best. Over seeds: the winner
+has the best mean score (equal means are ties, and count as firsts); "within 1 SE" lists the methods whose mean is
+behind the winner's by at most the standard error of that gap, sqrt(SE_winner^2 + SE_method^2), the SEs over seeds.
 ``HELD_OUT`` data sets were never looked at while darkfab's defaults were chosen; they are reported apart.
 """
 
@@ -256,7 +258,9 @@ def summarise(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict
         if not stats:
             continue
         best = max(stats, key=lambda m: sign * stats[m][0])
-        firsts = [m for m in stats if sign * (stats[best][0] - stats[m][0]) <= stats[best][1] + stats[m][1]]
+        firsts = [m for m in stats if math.isclose(stats[m][0], stats[best][0], rel_tol=1e-9)]
+        # within one standard error of the best: the gap of the means at most the standard error of that gap
+        close = [m for m in stats if sign * (stats[best][0] - stats[m][0]) <= math.hypot(stats[best][1], stats[m][1])]
         hi = max(sign * v for v, _ in stats.values())
         lo = min(sign * v for v, _ in stats.values())
         row: dict[str, Any] = {"data set": name, "task": task[:5], "metric": "accuracy" if sign > 0 else "rmse"}
@@ -268,12 +272,16 @@ def summarise(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict
             else:
                 row[m] = None
         row["winner"] = "+".join(firsts)
+        row["within 1 SE"] = "+".join(close)
         row["held out"] = "yes" if name in HELD_OUT else ""
         rows.append(row)
     firsts_of = {m: sum(1 for r in rows if m in r["winner"].split("+")) for m in METHODS}
+    close_of = {m: sum(1 for r in rows if m in r["within 1 SE"].split("+")) for m in METHODS}
     summary = {
         "mean normalized score": {m: round(statistics.fmean(v), 4) if v else None for m, v in norm.items()},
         "first or tied first": {m: f"{firsts_of[m]} of {len(rows)}" for m in METHODS},
+        "within one SE of the first": {m: f"{close_of[m]} of {len(rows)}" for m in METHODS},
+        "more than one SE behind": {m: f"{len(rows) - close_of[m]} of {len(rows)}" for m in METHODS},
     }
     return rows, summary
 
@@ -365,7 +373,7 @@ def print_tables(payload: dict[str, Any], path: Path) -> None:
     rows = payload["table"]
     kept = [r for r in rows if not r["held out"]]
     held = [r for r in rows if r["held out"]]
-    cols = ["data set", "task", "metric", *METHODS, "winner", "held out"]
+    cols = ["data set", "task", "metric", *METHODS, "winner", "within 1 SE", "held out"]
     print(table(kept + held, cols))
     for key in ("summary", "summary_tuned_on", "summary_held_out"):
         print(key, json.dumps(payload[key]))
