@@ -6,9 +6,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from darkfab.store import Store
 
+from ..helpers.tcp_proxy import TcpProxy
 from .conftest import console_env, serve_console
 
 pytestmark = pytest.mark.postgres
@@ -60,3 +62,28 @@ def test_every_page_answers_on_postgresql(pg_url: str, tmp_path: Path) -> None:
         html = httpx.get(f"{url}/campaigns/{c.id}?sort=wall&order=asc", timeout=30).text
         rows = html[html.index('id="leaderboard"') :]
         assert rows.index(f'href="/trials/{t.id}"') < rows.index(f'href="/trials/{t.id - 2}"')
+
+
+def test_a_store_outage_gets_a_prompt_503_page_and_the_console_comes_back(pg_url: str, tmp_path: Path) -> None:
+    """The store goes away under a running console (a paused TCP proxy: open connections cut, new ones refused).
+    A page asked for meanwhile must not hang for the campaign's five-minute outage wait nor say "bad request": it
+    answers 503 with the reason, the fix and a Retry-After, without a traceback; once the store is back, pages work
+    again without restarting the console."""
+    with Store(pg_url) as st:
+        st.ensure_factory("pg_outage", {"budget": {"trials": 3}})
+    url = sa.make_url(pg_url)
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        with serve_console(proxied, tmp_path, console_env(tmp_path)) as console:
+            assert httpx.get(f"{console}/", timeout=30).status_code == 200
+            proxy.pause()
+            # the timeout guards against a hang (the store's own wait is 300 s); it is not a claim about speed
+            r = httpx.get(f"{console}/timeline", timeout=120)
+            assert r.status_code == 503, (r.status_code, r.text[:500])
+            assert "store" in r.text and "fix:" in r.text and "reachable" in r.text, r.text[:800]
+            assert "Traceback" not in r.text
+            assert int(r.headers["retry-after"]) > 0
+            proxy.resume()
+            back = httpx.get(f"{console}/timeline", timeout=60)
+            assert back.status_code == 200, back.text[:500]
+            assert "pg_outage" in httpx.get(f"{console}/", timeout=60).text

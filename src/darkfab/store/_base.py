@@ -114,8 +114,9 @@ class _Outages:
     """How one store waits out outages: before a transaction starts (:meth:`waiting`), and a unit of work whose
     connection was cut in its middle, run again from the start (:meth:`rerun`); both on one clock per thread."""
 
-    def __init__(self, shown: str) -> None:
+    def __init__(self, shown: str, wait_s: float | None = None) -> None:
         self._shown = shown
+        self._wait_s = wait_s  # None: OUTAGE_WAIT_S, read when waiting
         self._local = threading.local()  # .since: when the outage a unit of work run again in this thread began
 
     def rerun(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
@@ -130,7 +131,7 @@ class _Outages:
                     result = fn(*args, **kwargs)
                 except TransactionCut as cut:
                     if backoff is None:
-                        backoff = Backoff(OUTAGE_WAIT_S, outer)
+                        backoff = Backoff(self.wait_s, outer)
                         self._local.since = backoff.since  # the waits inside the next tries share this clock
                     if not backoff.can_wait():
                         raise StoreUnavailable(str(cut)) from None
@@ -142,7 +143,7 @@ class _Outages:
                         cut.why,
                         backoff.pause,
                         backoff.waited,
-                        OUTAGE_WAIT_S,
+                        self.wait_s,
                     )
                     backoff.sleep()
                     continue
@@ -167,6 +168,11 @@ class _Outages:
 
         return unit
 
+    @property
+    def wait_s(self) -> float:
+        """How long an outage is waited out: the store's own patience, else :data:`OUTAGE_WAIT_S`."""
+        return OUTAGE_WAIT_S if self._wait_s is None else self._wait_s
+
     def since(self) -> float | None:
         """When the outage this thread is waiting out began: the first cut of the unit of work being run again."""
         since: float | None = getattr(self._local, "since", None)
@@ -179,7 +185,7 @@ class _Outages:
         locked by another writer (SQLite) is logged, waited for up to :data:`OUTAGE_WAIT_S` (counted from the
         first cut when a unit of work is being run again) with pauses doubling to 5 s, and logged when it is back.
         """
-        backoff = Backoff(OUTAGE_WAIT_S, self.since())
+        backoff = Backoff(self.wait_s, self.since())
         while True:
             conn: Connection | None = None
             try:
@@ -201,7 +207,7 @@ class _Outages:
                     why,
                     backoff.pause,
                     backoff.waited,
-                    OUTAGE_WAIT_S,
+                    self.wait_s,
                 )
                 backoff.sleep()
         if backoff.tries:
@@ -216,11 +222,11 @@ class StoreBase:
     workers in); a test passes its own to move time rather than sleep.
     """
 
-    def __init__(self, url: str | None = None, *, clock: Clock = utc_now) -> None:
+    def __init__(self, url: str | None = None, *, clock: Clock = utc_now, outage_wait_s: float | None = None) -> None:
         self.clock: Clock = clock
         self.url: str = resolve_store_url(url)
         self._shown = shown_url(self.url)
-        self._outages = _Outages(self._shown)
+        self._outages = _Outages(self._shown, outage_wait_s)
         db_file = sqlite_file(self.url)
         created = db_file is not None and not db_file.exists()
         prepare_location(self.url)
@@ -418,7 +424,7 @@ class StoreBase:
     def _kept(self, what: str, xid: int, why: str) -> bool:
         """Whether transaction ``xid``, whose COMMIT was cut before its answer came, was committed after all:
         PostgreSQL keeps each transaction's fate (``txid_status``), so a change is neither lost nor made twice."""
-        backoff = Backoff(OUTAGE_WAIT_S, self._outages.since())
+        backoff = Backoff(self._outages.wait_s, self._outages.since())
         while True:
             try:
                 with self._read(f"learn whether the cut commit of {what} was kept") as conn:

@@ -71,16 +71,17 @@ class Store(StoreBase):
     Outages are waited out: a store down, restarting or locked is waited for before a transaction starts, and a
     connection cut in the middle of a method's work (the server restarted, the backend terminated) rolls it back
     and runs the whole method again from the start, with backoff; on PostgreSQL a COMMIT whose answer was lost is
-    looked up (``txid_status``) rather than run twice. Past :data:`~darkfab.store._base.OUTAGE_WAIT_S` a method
-    raises :class:`~darkfab.errors.StoreUnavailable`.
+    looked up (``txid_status``) rather than run twice. Past :data:`~darkfab.store._base.OUTAGE_WAIT_S` (300 s), or
+    ``outage_wait_s`` when given (the console's pages wait a few seconds, not minutes), a method raises
+    :class:`~darkfab.errors.StoreUnavailable`.
 
     ``clock`` (default :func:`utc_now`) gives every time the store stamps; tests pass their own to move time.
     Each concern is a repository over the same engine and event log (``_campaigns``, ``_trials`` ...); the
     methods below are theirs.
     """
 
-    def __init__(self, url: str | None = None, *, clock: Clock = utc_now) -> None:
-        super().__init__(url, clock=clock)
+    def __init__(self, url: str | None = None, *, clock: Clock = utc_now, outage_wait_s: float | None = None) -> None:
+        super().__init__(url, clock=clock, outage_wait_s=outage_wait_s)
         self._events = EventLog(self)
         self._campaigns = Campaigns(self)
         self._trials = Trials(self)

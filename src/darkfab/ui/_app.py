@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import DarkfabError, NotFoundError
+from ..errors import DarkfabError, NotFoundError, StoreUnavailable
 from ..registry import Registry
 from ..store import Store
 from ._auth import Sessions
@@ -20,6 +20,11 @@ from ._cache import CampaignCache
 from ._views import ChainCache
 
 HERE = Path(__file__).resolve().parent
+STORE_WAIT_S = 10.0
+"""How long a page waits out a store outage (``Store(outage_wait_s=...)``) before it answers 503; a campaign's store
+waits 300 s, which would leave a person looking at a page that never loads."""
+RETRY_AFTER_S = 15
+"""The Retry-After of that 503, in seconds."""
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
@@ -85,6 +90,12 @@ def create_app(store: Store, *, token: str) -> FastAPI:
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError) -> Response:
         return console.page(request, "error.html", status=404, message=str(exc))
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_out(request: Request, exc: StoreUnavailable) -> Response:
+        response = console.page(request, "error.html", status=503, message=str(exc))
+        response.headers["retry-after"] = str(RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(DarkfabError)
     async def bad(request: Request, exc: DarkfabError) -> Response:
