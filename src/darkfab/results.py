@@ -326,6 +326,7 @@ class RunResult:
     stop_reason: str = ""  # why, as a darkfab.events.StopReason value (trial_budget, time_budget, paused...)
     leaks: list[dict[str, Any]] = field(default_factory=list)  # columns that gave the target away, and the decision
     task_reason: str = ""  # why the task is classification or regression: the file said so, or what the target held
+    data_profile: dict[str, Any] = field(default_factory=dict)  # the data's meta-features (darkfab.data.DataProfile)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form (``darkfab run --json``, the campaign's stored summary): the typed parts as ``to_dict()``."""

@@ -63,6 +63,8 @@ class SearchContext:
     llm: LLMSpec | None = None  # search.llm: the endpoint of LLM proposers
     portfolio: tuple[str, ...] = ()  # search.portfolio: members of the portfolio proposer
     warm_configs: tuple[tuple[str, dict[str, Any]], ...] = ()  # (trainer, params) tried first on a cold start
+    # (trainer, params, why) that did well on similar factories of the same store: tried before warm_configs
+    borrowed_configs: tuple[tuple[str, dict[str, Any], str], ...] = ()
 
 
 class Proposer(abc.ABC):

@@ -179,7 +179,7 @@ class OptunaProposer(Proposer):
         self.pending = 0
         """Queued or running trials of earlier runs (their parameters count as proposed)."""
         self._warm_done = False
-        self._warm_keys: set[Signature] = set()
+        self._warm_keys: dict[Signature, str] = {}  # a warm-start configuration -> why it is tried
 
     @property
     def study(self) -> optuna.Study:
@@ -195,15 +195,21 @@ class OptunaProposer(Proposer):
         return [self._propose_one() for _ in range(max(0, n))]
 
     def _enqueue_portfolio(self) -> None:
-        """On a cold start (no earlier trials), the built-in strong configurations are asked first (TPE only)."""
+        """On a cold start (no earlier trials), what did well on similar factories, then the built-in strong
+        configurations, are asked first (TPE only)."""
         self._warm_done = True
         if self.name != "tpe" or self.replayed or self.pending:
             return
-        for trainer, params in self.context.warm_configs:
+        portfolio = "built-in portfolio: a strong default configuration of {trainer}, tried before the search"
+        warm = [
+            *self.context.borrowed_configs,
+            *((t, p, portfolio.format(trainer=t)) for t, p in self.context.warm_configs),
+        ]
+        for trainer, params, why in warm:
             encoded = self.space.encode(trainer, params)
-            if encoded is not None and encoded[2] not in self._seen:  # one that fits this factory's space
-                self._study.enqueue_trial(encoded[0], skip_if_exists=True)
-                self._warm_keys.add(encoded[2])
+            if encoded is not None and encoded[2] not in self._seen and encoded[2] not in self._warm_keys:
+                self._study.enqueue_trial(encoded[0], skip_if_exists=True)  # one that fits this factory's space
+                self._warm_keys[encoded[2]] = why
 
     def replay(self, history: Sequence[TrialView]) -> None:
         for view in sorted(history, key=lambda v: v.trial_id):
@@ -269,8 +275,7 @@ class OptunaProposer(Proposer):
             self._study.tell(trial, state=OptunaState.FAIL)  # discard the repeat and ask again
         self._seen.add(signature)
         if signature in self._warm_keys:
-            self._warm_keys.discard(signature)
-            reason = f"built-in portfolio: a strong default configuration of {trainer}, tried before the search"
+            reason = self._warm_keys.pop(signature)
         key = str(trial.number)
         self._live[key] = _Live(trial, trainer, params, signature)
         if repeated:

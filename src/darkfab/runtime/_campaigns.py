@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..data import Dataset, load_dataset
+from ..data import DataProfile, Dataset, load_dataset
 from ..errors import NotFoundError, PausedError
 from ..events import EventKind, StopReason
 from ..propose import LLM_AWARE, LLMCall, Proposer, SearchContext, make_proposer
@@ -19,6 +19,7 @@ from ._parts import default_owner, metric_direction
 from ._sealed import rotate_if_worn, with_current_split
 from ._trials import COUNTED
 from ._views import row_of, trial_view
+from ._warm import borrowed_configs
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ def search_proposer(store: Store, opened: Opened) -> tuple[Proposer, int]:
             llm=spec.search.llm,
             portfolio=tuple(spec.search.portfolio_members()),
             warm_configs=portfolio_configs(list(spec.trainers), data.task),
+            borrowed_configs=() if history else borrowed_configs(store, spec, DataProfile.of(data), opened.factory.id),
         ),
         on_llm_call=record_llm_call,
         llm_spent=store.llm_usage(campaign.id) if spec.search.proposer in LLM_AWARE else (0, 0.0),
@@ -213,6 +215,7 @@ def run_result(
         stop_reason=stop.reason.value,
         leaks=[leak.as_json() for leak in data.leaks],
         task_reason=data.task_reason,
+        data_profile=DataProfile.of(data).to_dict(),
     )
 
 
