@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
 import psycopg
 import pytest
 
-from .conftest import reap
+from .conftest import env_for, reap
+
+IGNORING_SIGINT = """\
+import signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a job in the background of a non-interactive shell starts
+from darkfab.cli import main
+sys.argv[0] = "darkfab"
+main()
+"""
 
 SHARED = """\
 name: shared
@@ -108,12 +118,23 @@ def test_three_workers_share_a_campaign_and_a_killed_one_loses_nothing(cli, tmp_
     assert list((tmp_path / "m4" / "artifacts").rglob("*"))  # fetched from the store and cached there
 
 
-def test_status_shows_a_waiting_worker_until_it_stops(cli, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_status_shows_a_waiting_worker_until_it_stops(cli, tmp_path, stop):
+    """A worker waiting for a campaign stops at once on Ctrl-C or SIGTERM (a cluster stopping its machine), even
+    when it was started with SIGINT ignored (the background of a script), and leaves the roster."""
     from tests.cli.conftest import factory_text
 
     (tmp_path / "factory.yaml").write_text(factory_text(name="watched", trials=2))
     cli("run", "factory.yaml", "--no-loop")
-    worker = cli.popen("worker", "factory.yaml", "--wait", "60s", "--workers", "2")
+    # --wait far longer than any test: a worker that only stops when its wait runs out fails the test below
+    worker = subprocess.Popen(
+        [sys.executable, "-c", IGNORING_SIGINT, "worker", "factory.yaml", "--wait", "600s", "--workers", "2"],
+        cwd=tmp_path,
+        env=env_for(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         shown = ""
@@ -124,6 +145,13 @@ def test_status_shows_a_waiting_worker_until_it_stops(cli, tmp_path):
         live = cli.json("status", "factory.yaml")["workers"]
         assert [(w["owner"].rsplit("/", 1)[1], w["slots"]) for w in live] == [(str(worker.pid), 2)]
     finally:
-        worker.send_signal(signal.SIGINT)  # a worker that stops takes itself off the roster
-        reap(worker, timeout=60)
+        worker.send_signal(stop)  # a worker that stops takes itself off the roster
+        try:
+            _, err = worker.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.communicate()
+            raise AssertionError(f"the worker did not stop on {stop.name} within 60 s") from None
+    assert worker.returncode == 130 and "interrupted" in err, (worker.returncode, err)
+    assert "Traceback" not in err
     assert cli.json("status", "factory.yaml")["workers"] == []

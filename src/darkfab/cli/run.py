@@ -3,6 +3,7 @@ and `darkfab worker` (an extra worker on a shared store)."""
 
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -119,7 +120,18 @@ def worker(
         wait_s = parse_duration(wait)
     except ValueError as exc:
         raise SpecError(f"--wait: {exc}") from None
-    f = open_factory(factory, store, wait_s=wait_s)
-    n = f.work(workers=workers, wait=wait_s, forever=forever)
-    f.close()
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    # SIGTERM (a cluster stopping the machine) stops a worker as Ctrl-C does: it leaves the roster and its trials
+    # are requeued. Set for SIGINT too: a worker started in the background of a script inherits SIGINT ignored.
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        f = open_factory(factory, store, wait_s=wait_s)
+        n = f.work(workers=workers, wait=wait_s, forever=forever)
+        f.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     err.print(f"worker finished {n} trial(s)")
