@@ -120,6 +120,7 @@ def _verify(cli: CLI) -> dict:
     return report
 
 
+@pytest.mark.slow
 def test_the_untouched_store_verifies_and_exports_its_head(victim):
     report = _verify(victim)
     assert report["ok"] and report["checked"] > 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from .conftest import factory_text
 
@@ -21,6 +22,7 @@ def _rare_class_rows(n: int = 240) -> pd.DataFrame:
     return pd.DataFrame({"when": np.arange(n), "x": x, "noise": rng.normal(size=n), "label": label})
 
 
+@pytest.mark.slow
 def test_a_class_absent_from_the_training_rows_is_scored_with_probability_zero(cli, tmp_path):
     frame = _rare_class_rows()
     frame.to_csv(tmp_path / "rows.csv", index=False)
@@ -52,6 +54,7 @@ def _visits(n: int = 1500) -> pd.DataFrame:
     return pd.DataFrame({"x": x, "noise": rng.normal(size=n), "visits": visits})
 
 
+@pytest.mark.slow
 def test_a_count_target_with_many_values_is_regression_and_says_why(cli, tmp_path):
     frame = _visits()
     assert 20 < frame["visits"].nunique() <= 0.02 * len(frame) and frame["visits"].dtype.kind == "i"
@@ -67,6 +70,7 @@ def test_a_count_target_with_many_values_is_regression_and_says_why(cli, tmp_pat
     assert "task: regression (inferred:" in " ".join(cli("status").stdout.split())
 
 
+@pytest.mark.slow
 def test_a_factory_file_can_still_make_a_count_target_classes(cli, tmp_path):
     _visits().to_csv(tmp_path / "rows.csv", index=False)
     body = factory_text(name="visits", source="rows.csv", target="visits", trials=4)
@@ -92,6 +96,7 @@ def _tiny(tmp_path, extra: str = "") -> pd.DataFrame:
     return frame
 
 
+@pytest.mark.slow
 def test_a_tiny_data_set_gets_a_first_champion_with_its_weak_evidence_stated(cli, tmp_path):
     frame = _tiny(tmp_path)
     summary = " ".join(cli("run", "factory.yaml").stdout.split())

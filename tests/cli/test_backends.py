@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.ray
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the ray extra")
+@pytest.mark.slow
 def test_a_factory_runs_on_ray_with_the_same_file_and_commands(cli, tmp_path):
     (tmp_path / "factory.yaml").write_text(
         "name: onray\ndata: {source: sklearn:breast_cancer}\ntrainers: [logistic_regression, random_forest]\n"

@@ -41,6 +41,7 @@ def _factory(folder, objective: str, more: str = "") -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_custom_metric_is_the_primary_metric_weighted_and_bootstrapped_at_the_gate(cli, tmp_path):
     # the module sits next to the factory file, not in the working folder: darkfab finds it there
     _factory(tmp_path / "fab", "  metric: hits\n  weights: {hits: 1.0, brier: 0.5}\n  constraints: ['misses <= 0.5']\n")
@@ -106,6 +107,7 @@ def test_a_metric_function_that_raises_is_a_clear_error(cli, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_custom_metric_is_an_objective_of_a_multi_objective_search(cli, tmp_path):
     folder = tmp_path / "fab"
     _factory(folder, "  metric: hits\n")

@@ -99,6 +99,7 @@ gate: {{bootstrap: 200}}
         ("EatMemory", "{megabytes: 3000}", "60s", 700, "memory", "700"),
     ],
 )
+@pytest.mark.slow
 def test_a_bad_trial_fails_with_its_reason_and_the_factory_goes_on(
     cli, tmp_path, cls, params, timeout, memory, kind, needle
 ):
@@ -117,6 +118,7 @@ def test_a_bad_trial_fails_with_its_reason_and_the_factory_goes_on(
         assert all(t["attempt"] >= 1 for t in broken)
 
 
+@pytest.mark.slow
 def test_wall_time_budget_stops_running_trials_and_finishes_cleanly(cli, tmp_path):
     (tmp_path / "factory.yaml").write_text(FAULTY.format(cls="Hang", params="{}", timeout="600s", memory=2048))
     t0 = time.monotonic()

@@ -59,6 +59,7 @@ def test_a_value_no_model_can_hold_is_refused(trained, value, shown):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_an_extra_column_is_refused_unless_ignore_extra(trained):
     body = f"{HEADER},note\n0.1,red,0.2,hello\n"
     proc, out = _predict(trained, body)

@@ -88,6 +88,7 @@ def rows(cli: CLI, sql: str) -> list[tuple[Any, ...]]:
         return con.execute(sql).fetchall()
 
 
+@pytest.mark.slow
 def test_the_judge_critiques_both_candidates_by_each_principle_and_the_critique_is_the_rationale(
     judged: CLI,
 ) -> None:
@@ -123,6 +124,7 @@ def test_the_judge_critiques_both_candidates_by_each_principle_and_the_critique_
     assert judged("audit", "verify").returncode == 0
 
 
+@pytest.mark.slow
 def test_garbage_429s_and_timeouts_are_retried_then_dropped_and_recorded(judged: CLI) -> None:
     with FakeLLM() as llm:
         llm.script(
@@ -191,6 +193,7 @@ def test_the_budget_stops_the_judge_and_stays_spent(judged: CLI, limits: str, st
         assert llm.count == sent  # the budget counts the judge's earlier runs: nothing more was sent
 
 
+@pytest.mark.slow
 def test_a_persons_answer_outranks_the_judges_on_the_same_pair(judged: CLI) -> None:
     from darkfab.runtime import Factory, comparisons, prefer
 

@@ -73,6 +73,7 @@ def test_planted_leaks_are_dropped_on_record_and_the_champion_stays_honest(cli, 
     assert "leaked feature" in cli("run", "leaky.yaml", "--trials", "1").stdout
 
 
+@pytest.mark.slow
 def test_a_leaky_column_kept_on_purpose_stays_a_feature_and_says_so(cli, tmp_path):
     _write_sets(tmp_path)
     extra = ", keep_leaky: [followup_cost]"

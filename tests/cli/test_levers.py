@@ -56,6 +56,7 @@ def pending(pending_store, tmp_path):
     return CLI(tmp_path)
 
 
+@pytest.mark.slow
 def test_gate_winner_waits_as_pending_with_its_reason(pending_store, pending):
     result = pending_store[1]
     assert result["champion"]["alias"] == "pending"
@@ -70,6 +71,7 @@ def test_gate_winner_waits_as_pending_with_its_reason(pending_store, pending):
     assert "gate.approval: required" in asked[0].reason
 
 
+@pytest.mark.slow
 def test_approve_makes_the_pending_version_champion_and_records_who_and_why(pending):
     proc = pending("approve", "1", "--reason", "checked the card", "--by", "alice")
     assert "is now champion" in proc.stderr
@@ -93,6 +95,7 @@ def test_reject_leaves_no_champion_and_records_who_and_why(pending):
 
 
 @pytest.mark.parametrize("verb", ["approve", "reject"])
+@pytest.mark.slow
 def test_approval_mistakes_name_the_value_the_rule_and_the_fix(pending, verb):
     _one_line_error(pending(verb, "1", check=False), 2, "--reason is required and was None", "fix: add --reason")
     _one_line_error(pending(verb, "1", "--reason", "  ", check=False), 2, "--reason is required and was ' '")
@@ -103,6 +106,7 @@ def test_approval_mistakes_name_the_value_the_rule_and_the_fix(pending, verb):
     assert _events(pending, "promotion_approved", "promotion_rejected") == []
 
 
+@pytest.mark.slow
 def test_pause_blocks_run_until_resume(pending):
     _one_line_error(pending("pause-factory", "gated", check=False), 2, "--reason is required", "fix:")
     pending("pause-factory", "gated", "--reason", "labels look wrong", "--by", "carol")
@@ -124,6 +128,7 @@ def test_pause_blocks_run_until_resume(pending):
     _one_line_error(pending("pause-factory", "nope", "--reason", "x", check=False), 2, "no factory 'nope'")
 
 
+@pytest.mark.slow
 def test_pause_stops_a_running_campaign_after_its_trials_in_flight(cli):
     (cli.cwd / "factory.yaml").write_text(LONG)
     proc = cli.popen("run", "factory.yaml", "--json")

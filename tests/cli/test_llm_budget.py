@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from ..helpers.fake_llm import FakeLLM, ok, proposals_text, slow
 from ..helpers.sqlite import sqlite_db
 from .conftest import reap
@@ -36,6 +38,7 @@ def _rows(db: Path, sql: str) -> list[tuple[object, ...]]:
         return con.execute(sql).fetchall()
 
 
+@pytest.mark.slow
 def test_a_request_killed_in_flight_stays_counted_and_the_stop_reason_names_the_budget(cli, tmp_path):
     with FakeLLM() as llm:
         llm.script(slow(300))  # the first request hangs; the process is killed meanwhile

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from ..helpers.fake_llm import FakeLLM, ok
 from ..helpers.scripts import prior_script
 from ..helpers.sqlite import sqlite_db
@@ -31,6 +33,7 @@ def _answer(replace: str, scale: float) -> str:
     return json.dumps({"edits": [edit], "params": {"scale": scale}, "reason": "try it"})
 
 
+@pytest.mark.slow
 def test_code_edits_run_as_the_trials_patch_and_never_sit_in_params(cli, tmp_path: Path) -> None:
     (tmp_path / "prior.py").write_text(prior_script())
     with FakeLLM() as llm:

@@ -48,6 +48,7 @@ def _attack(tmp_path, *, wrong: int, plain: bool, own_metric: bool = False) -> N
 
 
 @pytest.mark.parametrize("own_metric", [False, True], ids=["accuracy", "own-metric"])
+@pytest.mark.slow
 def test_a_model_that_looks_up_the_sealed_rows_is_kept_out_of_the_gate(cli, tmp_path, own_metric):
     _attack(tmp_path, wrong=0, plain=True, own_metric=own_metric)
     result = cli.json("run", "factory.yaml")

@@ -9,6 +9,7 @@ import pytest
 from ..helpers.sqlite import sqlite_db
 
 
+@pytest.mark.slow
 def test_infeasible_candidates_rank_below_feasible_ones(cli, tmp_path):
     (tmp_path / "factory.yaml").write_text(
         "name: small\ndata: {source: sklearn:digits}\n"
@@ -28,6 +29,7 @@ def test_infeasible_candidates_rank_below_feasible_ones(cli, tmp_path):
     assert [r["feasible"] for r in board].index(False) > [r["feasible"] for r in board].index(True)
 
 
+@pytest.mark.slow
 def test_no_feasible_candidate_means_no_champion(cli, tmp_path):
     (tmp_path / "factory.yaml").write_text(
         "name: tight\ndata: {source: sklearn:iris}\nobjective: {constraints: ['model_size_mb <= 0.000001']}\n"
@@ -38,6 +40,7 @@ def test_no_feasible_candidate_means_no_champion(cli, tmp_path):
     assert "no champion" in cli("run", "factory.yaml", "--trials", "1").stdout
 
 
+@pytest.mark.slow
 def test_fairness_across_a_group_column(cli, tmp_path):
     rng = np.random.default_rng(1)
     n = 400
@@ -58,6 +61,7 @@ def test_fairness_across_a_group_column(cli, tmp_path):
     assert trial["metrics"]["fairness_gap"] >= 0
 
 
+@pytest.mark.slow
 def test_boosting_trials_are_pruned_on_intermediate_scores(cli, tmp_path):
     (tmp_path / "factory.yaml").write_text(
         "name: prune\ndata: {source: sklearn:digits}\n"
@@ -78,6 +82,7 @@ def test_boosting_trials_are_pruned_on_intermediate_scores(cli, tmp_path):
 
 
 @pytest.mark.parametrize("proposer", ["random", "qmc", "cmaes"])
+@pytest.mark.slow
 def test_every_proposer_runs_a_campaign(cli, tmp_path, proposer):
     from .conftest import factory_text
 
@@ -87,6 +92,7 @@ def test_every_proposer_runs_a_campaign(cli, tmp_path, proposer):
     assert {t["proposer"] for t in cli.json("trials")} == {proposer}
 
 
+@pytest.mark.slow
 def test_multi_objective_search_with_nsga2(cli, tmp_path):
     (tmp_path / "factory.yaml").write_text(
         "name: pareto\ndata: {source: sklearn:breast_cancer}\n"
@@ -97,6 +103,7 @@ def test_multi_objective_search_with_nsga2(cli, tmp_path):
     assert result["trials"]["completed"] == 6 and result["champion"] is not None
 
 
+@pytest.mark.slow
 def test_cpu_budget_is_a_hard_limit(cli, tmp_path):
     (tmp_path / "factory.yaml").write_text(
         "name: cpu\ndata: {source: sklearn:digits}\n"
@@ -111,6 +118,7 @@ def test_cpu_budget_is_a_hard_limit(cli, tmp_path):
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_the_same_factory_runs_on_postgresql(cli, tmp_path, pg_url):
     from .conftest import factory_text
 
@@ -122,6 +130,7 @@ def test_the_same_factory_runs_on_postgresql(cli, tmp_path, pg_url):
     assert not (tmp_path / ".darkfab" / "darkfab.db").exists()
 
 
+@pytest.mark.slow
 def test_audit_verify_finds_a_tampered_event(ran, tmp_path):
     import shutil
 
@@ -156,6 +165,7 @@ def test_db_upgrade_migrates_an_older_store_in_place(cli, tmp_path):
     assert head_revision() in cli("db", "upgrade", "--store", f"sqlite:///{db}").stdout
 
 
+@pytest.mark.slow
 def test_leaks_and_candidates_far_better_on_validation_are_kept_out_of_the_gate(cli, tmp_path):
     rng = np.random.default_rng(3)
     n = 400

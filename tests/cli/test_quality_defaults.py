@@ -70,6 +70,7 @@ def _gate_refit(cli, tmp_path, refit: str, *, as_json: bool = True):
     return cli.json("run", "factory.yaml") if as_json else cli("run", "factory.yaml").stdout
 
 
+@pytest.mark.slow
 def test_winner_is_refit_on_all_rows_and_lineage_says_so(cli, tmp_path):
     summary = " ".join(_gate_refit(cli, tmp_path, "train+valid+test", as_json=False).split())
     assert "the gate's figures are evidence about this configuration" in summary  # said where a person reads it
@@ -92,6 +93,7 @@ def test_winner_is_refit_on_all_rows_and_lineage_says_so(cli, tmp_path):
     assert len(out) == 20 and {"target", "proba_0", "proba_1"} <= set(out.columns)
 
 
+@pytest.mark.slow
 def test_refit_none_registers_the_gated_model(cli, tmp_path):
     r = _gate_refit(cli, tmp_path, "none")
     refit = r["champion"]["refit"]
@@ -100,6 +102,7 @@ def test_refit_none_registers_the_gated_model(cli, tmp_path):
     assert cli.json("models", "refit")[0]["artifact_hash"] == lineage["gated"]["artifact"]
 
 
+@pytest.mark.slow
 def test_small_data_is_scored_by_k_fold_with_fold_scores_on_record(cli, tmp_path):
     body = (
         "name: cv\ndata: {source: sklearn:breast_cancer}\ntrainers: [logistic_regression]\n"
@@ -117,6 +120,7 @@ def test_small_data_is_scored_by_k_fold_with_fold_scores_on_record(cli, tmp_path
         assert len(set(folds)) > 1  # real, different folds
 
 
+@pytest.mark.slow
 def test_cv_can_be_turned_off_and_is_checked(cli, tmp_path):
     body = (
         "name: nocv\ndata: {source: sklearn:breast_cancer}\ntrainers: [logistic_regression]\nsearch: {cv: 0}\n"

@@ -24,6 +24,7 @@ def test_run_json_summary_has_the_promised_fields(ran):
     assert r["beat"]["kind"] == "baseline" and r["gate"]["passed"] is True
 
 
+@pytest.mark.slow
 def test_read_commands_show_the_records(ran):
     cli, r = ran
     status = cli.json("status")
@@ -51,6 +52,7 @@ def test_read_commands_show_the_records(ran):
     assert cli("audit", "verify").returncode == 0
 
 
+@pytest.mark.slow
 def test_predict_scores_raw_rows_like_mlflow_models_predict(cli, tmp_path):
     rng = np.random.default_rng(0)
     n = 240
@@ -100,6 +102,7 @@ def test_bad_input_exits_2_and_writes_nothing(cli, tmp_path, text, needles):
     assert not (tmp_path / ".darkfab").exists()
 
 
+@pytest.mark.slow
 def test_second_run_starts_a_warm_started_campaign(cli, tmp_path):
     (tmp_path / "factory.yaml").write_text(factory_text(name="twice", trials=4))
     first = cli.json("run", "factory.yaml")
@@ -112,6 +115,7 @@ def test_second_run_starts_a_warm_started_campaign(cli, tmp_path):
     assert len(cli.json("trials")) == 7
 
 
+@pytest.mark.slow
 def test_regression_factory_and_python_api(tmp_path):
     import darkfab
 

@@ -58,6 +58,7 @@ def test_a_sealed_set_past_its_budget_is_split_again_on_record(cli, tmp_path):
     assert lineage["gate"]["sealed_set"]["split_seed"] in (3, 4)
 
 
+@pytest.mark.slow
 def test_a_time_ordered_sealed_set_past_its_budget_asks_for_newer_rows(cli, tmp_path):
     from sklearn.datasets import load_iris
 

@@ -124,6 +124,7 @@ def test_compare_in_a_terminal_teaches_a_reward_that_picks_the_oracles_champion(
     assert "learned reward" in second["gate"]["reason"]
 
 
+@pytest.mark.slow
 def test_prefer_refuses_bad_input_with_a_clear_error(ran) -> None:
     cli, _ = ran
     trials = [t["id"] for t in cli.json("trials")]

@@ -119,6 +119,7 @@ def test_three_workers_share_a_campaign_and_a_killed_one_loses_nothing(cli, tmp_
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.slow
 def test_status_shows_a_waiting_worker_until_it_stops(cli, tmp_path, stop):
     """A worker waiting for a campaign stops at once on Ctrl-C or SIGTERM (a cluster stopping its machine), even
     when it was started with SIGINT ignored (the background of a script), and leaves the roster."""

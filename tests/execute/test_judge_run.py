@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.cli.conftest import CLI
 
 CHEAT = """\
@@ -68,6 +70,7 @@ gate: {bootstrap: 200}
 SECRETS = {"OPENAI_API_KEY": "sk-proj-FAKESECRET42", "WAREHOUSE_URL": "postgresql://etl:hunter2pw@db:5432/dw"}
 
 
+@pytest.mark.slow
 def test_a_script_that_looks_up_public_labels_is_refused_and_leaks_no_secret(tmp_path: Path) -> None:
     (tmp_path / "cheat.py").write_text(CHEAT)
     (tmp_path / "factory.yaml").write_text(FACTORY)

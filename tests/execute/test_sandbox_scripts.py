@@ -119,6 +119,7 @@ def test_hostile_scripts_fail_with_their_reason_and_the_pool_goes_on(
     assert not Path(targets["outside"]).exists()
 
 
+@pytest.mark.slow
 def test_a_script_that_loops_forever_is_killed_by_the_timeout(
     pool: Callable[..., LocalExecutor], tmp_path: Path
 ) -> None:

@@ -32,6 +32,7 @@ def _dockerfile(ctx) -> dict[str, list[str]]:
     return lines
 
 
+@pytest.mark.slow
 def test_the_build_context_pins_everything_runs_as_a_user_and_its_entrypoint_serves_the_model(
     trained: Trained, tmp_path
 ):

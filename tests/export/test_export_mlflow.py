@@ -16,6 +16,7 @@ from .conftest import Trained, free_port
 mlflow = pytest.importorskip("mlflow", reason="MLflow is not installed (the mlflow extra; CI installs it via dev)")
 
 
+@pytest.mark.slow
 def test_a_version_reaches_mlflow_with_its_figures_lineage_and_aliases_and_predicts_the_same(
     trained: Trained, tracking: str
 ) -> None:

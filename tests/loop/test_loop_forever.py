@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from darkfab.store import Store
 
@@ -56,6 +57,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
     return proc.wait(timeout=60)
 
 
+@pytest.mark.slow
 def test_forever_stops_cleanly_and_resumes(factory_file: Path, tmp_path: Path) -> None:
     store = str(tmp_path / "forever.db")
     log = tmp_path / "forever.log"

@@ -101,6 +101,7 @@ def write(tmp_path: Path, fake: FakeLLM, *, name: str, proposer: str, trials: in
     (tmp_path / "factory.yaml").write_text(text)
 
 
+@pytest.mark.slow
 def test_an_llm_campaign_survives_every_kind_of_bad_answer(tmp_path: Path, fake: FakeLLM) -> None:
     fake.responder = Scripted(
         ok("Certainly! Here are some thoughts about gradient boosting."),  # garbage -> repair
@@ -141,6 +142,7 @@ def test_an_llm_campaign_survives_every_kind_of_bad_answer(tmp_path: Path, fake:
     assert "LLM calls" in table and "timeout" in table
 
 
+@pytest.mark.slow
 def test_a_portfolio_stops_asking_the_llm_at_its_token_budget_and_finishes(tmp_path: Path, fake: FakeLLM) -> None:
     fake.responder = Scripted()
     write(tmp_path, fake, name="portfolio-e2e", proposer="portfolio", trials=12, budget="max_tokens_total: 1000, ")

@@ -124,6 +124,7 @@ def test_pause_and_resume(server: LiveServer, private_store: Store) -> None:
     assert "paused" in server.app.state.metrics.render().decode()
 
 
+@pytest.mark.slow
 def test_no_request_fails_while_promote_and_rollback_swap_models(server: LiveServer) -> None:
     threads, per_thread = 4, 200
     failures: list[str] = []

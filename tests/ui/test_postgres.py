@@ -64,6 +64,7 @@ def test_every_page_answers_on_postgresql(pg_url: str, tmp_path: Path) -> None:
         assert rows.index(f'href="/trials/{t.id}"') < rows.index(f'href="/trials/{t.id - 2}"')
 
 
+@pytest.mark.slow
 def test_a_store_outage_gets_a_prompt_503_page_and_the_console_comes_back(pg_url: str, tmp_path: Path) -> None:
     """The store goes away under a running console (a paused TCP proxy: open connections cut, new ones refused).
     A page asked for meanwhile must not hang for the campaign's five-minute outage wait nor say "bad request": it
