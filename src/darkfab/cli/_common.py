@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -48,6 +49,18 @@ def set_debug(on: bool) -> None:
     """``--debug``: print the traceback under each error message."""
     global _debug
     _debug = on
+
+
+@contextlib.contextmanager
+def on_stop_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM while the block runs, the previous handlers after it. Set explicitly for
+    SIGINT too: a process started in the background of a script inherits SIGINT ignored."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def report(exc: BaseException) -> int:

@@ -18,6 +18,7 @@ from ..errors import NotFoundError
 from ..results import RunResult
 from ..runtime import Factory, Lifecycle, Step, stored_spec
 from ..store import Pauses
+from ._common import on_stop_signals
 from .demo import DemoResult, run_demo
 
 _SHOWN = 160  # characters of a reason shown on a live line
@@ -132,8 +133,7 @@ def serve_forever(
         err.print(f"{signal.Signals(signum).name}: stopping (the prediction log is flushed first)", highlight=False)
         stop.set()
 
-    previous = {sig: signal.signal(sig, ask_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_stop_signals(ask_stop):
         lc = Lifecycle(
             f,
             host=host,
@@ -146,6 +146,3 @@ def serve_forever(
         lc.start()
         err.print(f"serving {f.name!r} at {lc.url} (Ctrl-C or SIGTERM stops it; running it again resumes)")
         lc.run_until(stop)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -10,7 +10,18 @@ import typer
 
 from ..errors import SpecError
 from ..results import RunResult
-from ._common import Commands, FactoryArg, JsonOpt, StoreOpt, err, open_factory, out, print_json, stdout_to_stderr
+from ._common import (
+    Commands,
+    FactoryArg,
+    JsonOpt,
+    StoreOpt,
+    err,
+    on_stop_signals,
+    open_factory,
+    out,
+    print_json,
+    stdout_to_stderr,
+)
 from ._progress import LiveView, print_summary
 from .serve import AllowHostOpt, FeedbackTokenOpt
 
@@ -124,14 +135,8 @@ def worker(
     def interrupt(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    # SIGTERM (a cluster stopping the machine) stops a worker as Ctrl-C does: it leaves the roster and its trials
-    # are requeued. Set for SIGINT too: a worker started in the background of a script inherits SIGINT ignored.
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with on_stop_signals(interrupt):  # SIGTERM (a cluster stopping the machine) stops a worker as Ctrl-C does
         f = open_factory(factory, store, wait_s=wait_s)
         n = f.work(workers=workers, wait=wait_s, forever=forever)
         f.close()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     err.print(f"worker finished {n} trial(s)")

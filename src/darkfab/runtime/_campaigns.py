@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ class Opened:
     campaign: CampaignRecord
     resumed: bool
     metric: str
+
+    @functools.cached_property
+    def profile(self) -> DataProfile:
+        """The data's meta-features, read once: for the warm start of a cold factory and the run's summary."""
+        return DataProfile.of(self.data)
 
 
 def load_fitted(spec: FactorySpec) -> tuple[FactorySpec, Dataset]:
@@ -150,7 +156,7 @@ def search_proposer(store: Store, opened: Opened) -> tuple[Proposer, int]:
             llm=spec.search.llm,
             portfolio=tuple(spec.search.portfolio_members()),
             warm_configs=portfolio_configs(list(spec.trainers), data.task),
-            borrowed_configs=() if history else borrowed_configs(store, spec, DataProfile.of(data), opened.factory.id),
+            borrowed_configs=() if history else borrowed_configs(store, spec, opened.profile, opened.factory.id),
         ),
         on_llm_call=record_llm_call,
         llm_spent=store.llm_usage(campaign.id) if spec.search.proposer in LLM_AWARE else (0, 0.0),
@@ -215,7 +221,7 @@ def run_result(
         stop_reason=stop.reason.value,
         leaks=[leak.as_json() for leak in data.leaks],
         task_reason=data.task_reason,
-        data_profile=DataProfile.of(data).to_dict(),
+        data_profile=opened.profile.to_dict(),
     )
 
 

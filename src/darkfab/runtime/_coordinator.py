@@ -70,7 +70,7 @@ class Coordinator(TrialLoop):
         )
         value = math.nan if got is None else got
         run.intermediate[event.step] = value
-        stop = bool(np.isfinite(value)) and self.proposer.should_prune(run.proposal, event.step, float(value))
+        stop = bool(np.isfinite(value)) and self.proposer.should_prune(run.proposal, event.step, value)
         self.executor.answer(event.job_id, stop=stop)
 
     # -- the loop ------------------------------------------------------------------------------
