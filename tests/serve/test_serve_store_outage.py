@@ -11,7 +11,10 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -68,26 +71,18 @@ def _trained(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> No
         darkfab.Factory(_spec("kinds", str(tmp_path / "rows.csv"), "kind"), store=store).run()
 
 
-@pytest.mark.slow
-@pytest.mark.postgres
-def test_serve_answers_while_postgresql_is_out_and_logs_every_prediction_once_back(
-    tmp_path: Path,
-    pg_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    _trained(tmp_path, pg_url, monkeypatch)
-    url = sa.make_url(pg_url)
-    direct = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+@contextmanager
+def _serving(tmp_path: Path, url: sa.URL, out: Path) -> Iterator[tuple[httpx.Client, subprocess.Popen[bytes]]]:
+    """`darkfab serve kinds` on the store at ``url`` (its output in ``out``), ready; stopped with SIGINT after."""
     port = free_port()
-    out = tmp_path / "serve.log"
-    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy, out.open("wb") as sink:
-        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    with out.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "darkfab", "serve", "kinds", "--store", proxied, "--port", str(port)],
+            [sys.executable, "-m", "darkfab", "serve", "kinds", "--store", url.render_as_string(hide_password=False),
+             "--port", str(port)],
             cwd=tmp_path,
             stdout=sink,
             stderr=subprocess.STDOUT,
-        )
+        )  # fmt: skip
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
 
@@ -98,23 +93,7 @@ def test_serve_answers_while_postgresql_is_out_and_logs_every_prediction_once_ba
                         return False
 
                 _wait_for(up, 90, "the server did not start", proc, out)
-                before = _answered(c, 0, 20)
-                _wait_for(lambda: set(before) <= set(_logged(direct)), 60, "not logged before the outage", proc, out)
-                proxy.pause()
-                during: list[str] = []
-                paused_at = time.monotonic()
-                while time.monotonic() - paused_at < OUTAGE_S:  # answers keep coming while the store is out
-                    during += _answered(c, 1000 + len(during), 10)
-                    time.sleep(0.5)
-                logged_during = _logged(direct)
-                assert not set(during) & set(logged_during)  # truly out: nothing reached the store meanwhile
-                assert "cannot log" in out.read_text(), out.read_text()  # the outage is named in the log
-                proxy.resume()
-                _wait_for(
-                    lambda: set(during) <= set(_logged(direct)), 120, "predictions lost after the outage", proc, out
-                )
-                after = _answered(c, 5000, 10)
-                _wait_for(lambda: set(after) <= set(_logged(direct)), 60, "not logged after the outage", proc, out)
+                yield c, proc
         finally:
             proc.send_signal(signal.SIGINT)
             try:
@@ -123,6 +102,38 @@ def test_serve_answers_while_postgresql_is_out_and_logs_every_prediction_once_ba
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_serve_answers_while_postgresql_is_out_and_logs_every_prediction_once_back(
+    tmp_path: Path,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _trained(tmp_path, pg_url, monkeypatch)
+    url = sa.make_url(pg_url)
+    direct = sa.create_engine(pg_url, poolclass=sa.pool.NullPool)
+    out = tmp_path / "serve.log"
+    with (
+        TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy,
+        _serving(tmp_path, url.set(host="127.0.0.1", port=proxy.port), out) as (c, proc),
+    ):
+        before = _answered(c, 0, 20)
+        _wait_for(lambda: set(before) <= set(_logged(direct)), 60, "not logged before the outage", proc, out)
+        proxy.pause()
+        during: list[str] = []
+        paused_at = time.monotonic()
+        while time.monotonic() - paused_at < OUTAGE_S:  # answers keep coming while the store is out
+            during += _answered(c, 1000 + len(during), 10)
+            time.sleep(0.5)
+        logged_during = _logged(direct)
+        assert not set(during) & set(logged_during)  # truly out: nothing reached the store meanwhile
+        assert "cannot log" in out.read_text(), out.read_text()  # the outage is named in the log
+        proxy.resume()
+        _wait_for(lambda: set(during) <= set(_logged(direct)), 120, "predictions lost after the outage", proc, out)
+        after = _answered(c, 5000, 10)
+        _wait_for(lambda: set(after) <= set(_logged(direct)), 60, "not logged after the outage", proc, out)
     logged = _logged(direct)
     direct.dispose()
     log = out.read_text()
@@ -222,3 +233,49 @@ def test_a_long_outage_is_one_line_in_the_server_log_and_its_predictions_arrive_
     watcher = [r for r in caplog.records if "routing watcher" in r.getMessage()]
     assert watcher and all(r.exc_info is None for r in watcher), "a store outage is one line, not a traceback"
     assert "Traceback" not in caplog.text
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_admin_reads_in_an_outage_answer_503_without_holding_up_predictions(
+    tmp_path: Path,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # /admin/status read the store on the server's event loop: in an outage every request, predictions and
+    # health checks included, waited behind it for the store's 300 s, and then it answered 500
+    _trained(tmp_path, pg_url, monkeypatch)
+    url = sa.make_url(pg_url)
+    out = tmp_path / "serve.log"
+    with (
+        TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy,
+        _serving(tmp_path, url.set(host="127.0.0.1", port=proxy.port), out) as (c, proc),
+    ):
+        admin = {"authorization": f"Bearer {(tmp_path / 'serve-token').read_text().strip()}"}
+        assert c.get("/admin/status", headers=admin).status_code == 200
+        proxy.pause()
+        answers: dict[str, httpx.Response] = {}
+
+        def ask(path: str) -> None:
+            with httpx.Client(base_url=str(c.base_url), timeout=600) as slow:
+                answers[path] = slow.get(path, headers=admin)
+
+        askers = [threading.Thread(target=ask, args=(p,)) for p in ("/admin/status", "/v1/routing")]
+        for t in askers:
+            t.start()
+        time.sleep(1.0)  # both are in the server, waiting for the store
+        assert all(t.is_alive() for t in askers), answers
+        during = _answered(c, 0, 5)  # predictions and health checks are answered meanwhile
+        assert c.get("/v2/health/live").status_code == 200
+        assert all(t.is_alive() for t in askers), "the admin reads did not wait for the store"
+        for t in askers:
+            t.join()
+        for path, r in answers.items():
+            assert r.status_code == 503, (path, r.status_code, r.text)
+            assert r.headers.get("retry-after", "").isdigit(), r.headers
+            message = r.json()["error"]
+            assert "store" in message and "fix:" in message, message
+        proxy.resume()
+        _wait_for(lambda: c.get("/admin/status", headers=admin).status_code == 200, 60, "not back", proc, out)
+    assert len(during) == 5
+    assert "Traceback" not in out.read_text(), out.read_text()

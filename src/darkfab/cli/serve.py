@@ -100,10 +100,11 @@ def serve(
 
     from ..runtime import alias_mirror, resolve_factory
     from ..serve import serve as run_server
-    from ..store import Store
+    from ..store import REQUEST_WAIT_S, Store
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    with Store(store) as st:
+    # an admin or routing read waits seconds for a store that is out, then answers 503; predictions never wait
+    with Store(store, outage_wait_s=REQUEST_WAIT_S) as st:
         name = resolve_factory(st, factory)
         run_server(
             name,

@@ -30,8 +30,8 @@ def ui(
     """
     import uvicorn
 
-    from ..store import Store
-    from ..ui import STORE_WAIT_S, create_app
+    from ..store import REQUEST_WAIT_S, Store
+    from ..ui import create_app
 
     token = os.environ.get(TOKEN_ENV, "")
     if token and len(token) < MIN_TOKEN:
@@ -40,7 +40,7 @@ def ui(
         )
     printed = not token
     token = token or secrets.token_urlsafe(24)
-    st = Store(store, outage_wait_s=STORE_WAIT_S)  # a page waits seconds for a store that is out, then says so
+    st = Store(store, outage_wait_s=REQUEST_WAIT_S)  # a page waits seconds for a store that is out, then says so
     try:
         app = create_app(st, token=token)
         err.print(f"darkfab console for {st!r} at http://{host}:{port}/", highlight=False, soft_wrap=True)

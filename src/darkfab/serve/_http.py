@@ -11,7 +11,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import DarkfabError
+from ..errors import DarkfabError, StoreUnavailable
+from ..store import RETRY_AFTER_S
 from ._errors import BadRequest, PayloadTooLarge, ServeError, Unauthorized
 
 log = logging.getLogger("darkfab.serve")
@@ -31,8 +32,11 @@ async def serve_error_handler(_: Request, err: ServeError) -> JSONResponse:
 
 
 async def darkfab_error_handler(_: Request, err: DarkfabError) -> JSONResponse:
-    """Any other darkfab error (a store fault, say) as a 500 naming it, logged."""
+    """Any other darkfab error as a 500 naming it, logged; a store outage waited out in vain as a 503 with
+    Retry-After (the request may be sent again once the store is back)."""
     log.error("request failed: %s", err)
+    if isinstance(err, StoreUnavailable):
+        return JSONResponse({"error": str(err)}, status_code=503, headers={"retry-after": str(RETRY_AFTER_S)})
     return JSONResponse({"error": str(err)}, status_code=500)
 
 

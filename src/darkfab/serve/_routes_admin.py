@@ -56,7 +56,7 @@ async def resume(body: AdminBody, svc: Service) -> JSONResponse:
 
 @router.get("/status")
 async def admin_status(svc: Service) -> JSONResponse:
-    return JSONResponse(svc.status())
+    return JSONResponse(await run_in_threadpool(svc.status))  # it reads the store: never on the event loop
 
 
 @metrics_router.get("/metrics")

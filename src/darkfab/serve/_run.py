@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from ..store import Store, resolve_factory
+from ..store import REQUEST_WAIT_S, Store, resolve_factory
 from ._app import create_app
 from ._guard import host_allowlist
 
@@ -38,7 +38,7 @@ def serve(
     import uvicorn
 
     own = not isinstance(store, Store)
-    st = store if isinstance(store, Store) else Store(store)
+    st = store if isinstance(store, Store) else Store(store, outage_wait_s=REQUEST_WAIT_S)
     app = None
     try:
         name = resolve_factory(st, factory)

@@ -7,7 +7,7 @@ event, so the log of decisions cannot be edited without :meth:`Store.verify_chai
 
 from __future__ import annotations
 
-from ._base import Clock, utc_now
+from ._base import REQUEST_WAIT_S, RETRY_AFTER_S, Clock, utc_now
 from ._console_reads import TRIAL_SORTS, ProposerCounts, TrialPoint, proposer_counts, trial_page, trial_points
 from ._llm_calls import LLM_CALL_STATUSES, LLMCallRecord
 from ._migrate import alembic_config, current_revision, head_revision, upgrade
@@ -40,6 +40,8 @@ __all__ = [
     "FINISHED_STATES",
     "LLM_CALL_STATUSES",
     "PREFERENCE_WINNERS",
+    "REQUEST_WAIT_S",
+    "RETRY_AFTER_S",
     "TRIAL_SORTS",
     "TRIAL_STATES",
     "CampaignRecord",

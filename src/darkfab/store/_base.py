@@ -50,6 +50,12 @@ logger = logging.getLogger("darkfab.store")
 OUTAGE_WAIT_S = 300.0
 """How long a store that cannot be reached, stays locked by another writer, or keeps cutting the connection in the
 middle of a unit of work, is waited for before giving up."""
+REQUEST_WAIT_S = 10.0
+"""How long a server (the console, the model server's admin and routing reads) waits out a store outage for a
+request before it answers 503: a campaign's 300 s would leave a person or a client looking at a request that never
+ends (``Store(outage_wait_s=REQUEST_WAIT_S)``)."""
+RETRY_AFTER_S = 15
+"""The Retry-After, in seconds, of the 503 a server answers when the store is out."""
 _XID_SQL = sa.text("SELECT txid_current()")
 _LOCK_SQL = sa.text("SELECT txid_current(), pg_advisory_xact_lock(:key)")
 _XID_STATUS = sa.text("SELECT txid_status(:xid)")

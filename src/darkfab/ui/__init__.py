@@ -9,6 +9,6 @@ and reason.
 
 from __future__ import annotations
 
-from ._app import STORE_WAIT_S, create_app, plotly_js
+from ._app import create_app, plotly_js
 
-__all__ = ["STORE_WAIT_S", "create_app", "plotly_js"]
+__all__ = ["create_app", "plotly_js"]

@@ -14,17 +14,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import DarkfabError, NotFoundError, StoreUnavailable
 from ..registry import Registry
-from ..store import Store
+from ..store import RETRY_AFTER_S, Store
 from ._auth import Sessions
 from ._cache import CampaignCache
 from ._views import ChainCache
 
 HERE = Path(__file__).resolve().parent
-STORE_WAIT_S = 10.0
-"""How long a page waits out a store outage (``Store(outage_wait_s=...)``) before it answers 503; a campaign's store
-waits 300 s, which would leave a person looking at a page that never loads."""
-RETRY_AFTER_S = 15
-"""The Retry-After of that 503, in seconds."""
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
