@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -11,7 +13,7 @@ import sqlalchemy as sa
 from darkfab.store import Store
 
 from ..helpers.tcp_proxy import TcpProxy
-from .conftest import console_env, serve_console
+from .conftest import GatedSite, OpenClient, console_env, logged_in, serve_console
 
 pytestmark = pytest.mark.postgres
 
@@ -88,3 +90,38 @@ def test_a_store_outage_gets_a_prompt_503_page_and_the_console_comes_back(pg_url
             back = httpx.get(f"{console}/timeline", timeout=60)
             assert back.status_code == 200, back.text[:500]
             assert "pg_outage" in httpx.get(f"{console}/", timeout=60).text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("action", ["pause", "rollback", "compare"])
+def test_an_action_in_a_store_outage_does_not_hold_up_other_pages(
+    pg_url: str, tmp_path: Path, clients: OpenClient, action: str
+) -> None:
+    """A console action (pause, roll back, a preference) read and wrote the store on the server's event loop: in an
+    outage every other request, a page that needs no store included, waited behind it. It must wait off the loop,
+    then answer 503 like a page."""
+    with Store(pg_url) as st:
+        st.ensure_factory("pg_acts", {"budget": {"trials": 3}})
+    url = sa.make_url(pg_url)
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        with serve_console(proxied, tmp_path, console_env(tmp_path)) as console:
+            client, csrf = logged_in(clients, GatedSite(console, proxied), "ada")
+            form = {"csrf": csrf, "reason": "outage drill", "version": "1", "trial_a": "1", "trial_b": "2"}
+            path = {"pause": "pause", "rollback": "rollback", "compare": "compare"}[action]
+            answers: list[httpx.Response] = []
+            acting = threading.Thread(
+                target=lambda: answers.append(client.post(f"/factories/pg_acts/{path}", data=form))
+            )
+            proxy.pause()
+            acting.start()
+            time.sleep(1.0)  # the action is in the console, waiting for the store
+            assert acting.is_alive(), answers[0].text[:300]
+            assert httpx.get(f"{console}/login", timeout=60).status_code == 200  # answered meanwhile
+            assert acting.is_alive(), "the action did not wait for the store"
+            acting.join()
+            r = answers[0]
+            assert r.status_code == 503, (r.status_code, r.text[:500])
+            assert "store" in r.text and "fix:" in r.text, r.text[:800]
+            proxy.resume()
+            assert httpx.get(f"{console}/", timeout=60).status_code == 200

@@ -13,7 +13,7 @@ from ..registry import PENDING
 from ..runtime import alias_mirror
 from ..store import Pauses
 from ._app import Console
-from ._auth import COOKIE, check_action, read_form
+from ._auth import COOKIE, FormDep, check_action
 from ._pages import ConsoleDep
 
 router = APIRouter()
@@ -44,8 +44,7 @@ def login_page(request: Request, c: ConsoleDep) -> HTMLResponse:
 
 
 @router.post("/login")
-async def login(request: Request, c: ConsoleDep) -> Response:
-    form = await read_form(request)
+def login(request: Request, c: ConsoleDep, form: FormDep) -> Response:
     person = _text(form, "person", "your name", MAX_PERSON)
     sid = c.sessions.login(form.get("token", ""), person)
     if sid is None:
@@ -56,8 +55,7 @@ async def login(request: Request, c: ConsoleDep) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, c: ConsoleDep) -> Response:
-    form = await read_form(request)
+def logout(request: Request, c: ConsoleDep, form: FormDep) -> Response:
     check_action(c.sessions, request, form)
     c.sessions.logout(request.cookies.get(COOKIE, ""))
     response = RedirectResponse("/", status_code=303)
@@ -66,9 +64,8 @@ async def logout(request: Request, c: ConsoleDep) -> Response:
 
 
 @router.post("/factories/{name}/rollback")
-async def rollback(request: Request, c: ConsoleDep, name: str) -> Response:
+def rollback(request: Request, c: ConsoleDep, name: str, form: FormDep) -> Response:
     """Point ``champion`` back at an earlier version (through the registry; its event names who and why)."""
-    form = await read_form(request)
     session = check_action(c.sessions, request, form)
     reason = _text(form, "reason", "the reason", MAX_REASON)
     try:
@@ -90,11 +87,10 @@ async def rollback(request: Request, c: ConsoleDep, name: str) -> Response:
 
 
 @router.post("/factories/{name}/versions/{version}/{verb}")
-async def decide(request: Request, c: ConsoleDep, name: str, version: int, verb: str) -> Response:
+def decide(request: Request, c: ConsoleDep, name: str, version: int, verb: str, form: FormDep) -> Response:
     """Approve or reject the version waiting as ``pending`` (through the registry, as `darkfab approve` does)."""
     if verb not in ("approve", "reject"):
         raise HTTPException(404, f"no action {verb!r} on a version; the console can approve or reject one")
-    form = await read_form(request)
     session = check_action(c.sessions, request, form)
     reason = _text(form, "reason", "the reason", MAX_REASON)
     act = c.registry.approve if verb == "approve" else c.registry.reject
@@ -104,11 +100,10 @@ async def decide(request: Request, c: ConsoleDep, name: str, version: int, verb:
 
 
 @router.post("/factories/{name}/{verb}")
-async def pause(request: Request, c: ConsoleDep, name: str, verb: str) -> Response:
+def pause(request: Request, c: ConsoleDep, name: str, verb: str, form: FormDep) -> Response:
     """Pause or resume a factory (its running campaign and workers start no new trial while it is paused)."""
     if verb not in ("pause", "resume"):
         raise HTTPException(404, f"no action {verb!r} on a factory; the console can pause, resume or roll back")
-    form = await read_form(request)
     session = check_action(c.sessions, request, form)
     reason = _text(form, "reason", "the reason", MAX_REASON)
     factory = c.store.get_factory(name)

@@ -11,9 +11,10 @@ import hmac
 import secrets
 import threading
 from dataclasses import dataclass
+from typing import Annotated
 from urllib.parse import parse_qs
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 
 COOKIE = "darkfab_console"
 MAX_SESSIONS = 1000  # the oldest is forgotten beyond this
@@ -70,6 +71,11 @@ async def read_form(request: Request) -> dict[str, str]:
         raise HTTPException(413, f"the form is larger than {MAX_FORM_BYTES} bytes")
     fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
     return {k: v[0] for k, v in fields.items()}
+
+
+FormDep = Annotated[dict[str, str], Depends(read_form)]
+"""A handler's form, read on the event loop: the handler itself is a plain ``def``, so FastAPI runs it off the loop
+and its store reads and writes (which wait out an outage) never hold up other requests."""
 
 
 def check_action(sessions: Sessions, request: Request, form: dict[str, str]) -> Session:

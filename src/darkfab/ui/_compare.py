@@ -19,7 +19,7 @@ from ..runtime import Factory, declared_reward, next_pair, prefer, report_card, 
 from ..store import TrialRecord
 from ._actions import MAX_REASON
 from ._app import Console
-from ._auth import check_action, read_form
+from ._auth import FormDep, check_action
 from ._pages import ConsoleDep
 
 router = APIRouter()
@@ -115,9 +115,8 @@ def _reason(form: dict[str, str]) -> str:
 
 
 @router.post("/factories/{name}/compare")
-async def answer(request: Request, c: ConsoleDep, name: str) -> Response:
+def answer(request: Request, c: ConsoleDep, name: str, form: FormDep) -> Response:
     """Record the logged-in person's answer about one pair (``winner``: a, b or tie), then ask the next."""
-    form = await read_form(request)
     session = check_action(c.sessions, request, form)
     record = c.store.get_factory(name)
     winner = form.get("winner", "")
