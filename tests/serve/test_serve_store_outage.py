@@ -263,7 +263,7 @@ def test_admin_reads_in_an_outage_answer_503_without_holding_up_predictions(
         askers = [threading.Thread(target=ask, args=(p,)) for p in ("/admin/status", "/v1/routing")]
         for t in askers:
             t.start()
-        time.sleep(1.0)  # both are in the server, waiting for the store
+        time.sleep(3.0)  # both are in the server, waiting for the store (it waits 10 s)
         assert all(t.is_alive() for t in askers), answers
         during = _answered(c, 0, 5)  # predictions and health checks are answered meanwhile
         assert c.get("/v2/health/live").status_code == 200
