@@ -103,6 +103,7 @@ def serve(
     from ..store import REQUEST_WAIT_S, Store
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the store's schema check is not the server's news
     # an admin or routing read waits seconds for a store that is out, then answers 503; predictions never wait
     with Store(store, outage_wait_s=REQUEST_WAIT_S) as st:
         name = resolve_factory(st, factory)

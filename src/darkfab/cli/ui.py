@@ -28,8 +28,7 @@ def ui(
     Reading needs no login; acting (rolling back, approving or rejecting a pending version, pausing or
     resuming a factory) needs the admin token from $DARKFAB_UI_TOKEN, or the one printed at start.
     """
-    import uvicorn
-
+    from .._listen import listening_socket, serve_on
     from ..store import REQUEST_WAIT_S, Store
     from ..ui import create_app
 
@@ -41,7 +40,9 @@ def ui(
     printed = not token
     token = token or secrets.token_urlsafe(24)
     st = Store(store, outage_wait_s=REQUEST_WAIT_S)  # a page waits seconds for a store that is out, then says so
+    sock = None
     try:
+        sock = listening_socket(host, port)  # a port in use is said before a token is printed
         app = create_app(st, token=token)
         err.print(f"darkfab console for {st!r} at http://{host}:{port}/", highlight=False, soft_wrap=True)
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -53,6 +54,8 @@ def ui(
             )
         if printed:
             err.print(f"admin token (set ${TOKEN_ENV} to choose one): {token}", highlight=False, soft_wrap=True)
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        serve_on(app, sock, host=host, port=port, log_level="warning")
     finally:
+        if sock is not None:
+            sock.close()
         st.close()

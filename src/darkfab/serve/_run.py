@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from .._listen import listening_socket, serve_on
 from ..store import REQUEST_WAIT_S, Store, resolve_factory
 from ._app import create_app
 from ._guard import host_allowlist
@@ -35,16 +36,19 @@ def serve(
     Requests must name the server by a loopback name, the address bound, or one of ``allow_hosts``
     (``*``: any) in their Host header.
     """
-    import uvicorn
-
     own = not isinstance(store, Store)
     st = store if isinstance(store, Store) else Store(store, outage_wait_s=REQUEST_WAIT_S)
     app = None
     try:
         name = resolve_factory(st, factory)
-        app = create_app(store=st, factory=name, allowed_hosts=host_allowlist(allow_hosts, bind=host), **options)
+        sock = listening_socket(host, port)  # a port in use is said before anything starts
+        try:
+            app = create_app(store=st, factory=name, allowed_hosts=host_allowlist(allow_hosts, bind=host), **options)
+        except BaseException:
+            sock.close()
+            raise
         log.info("serving %r v%s; admin token in %s", name, app.state.service.current.version, app.state.token_file)
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+        serve_on(app, sock, host=host, port=port, log_level=log_level, access_log=access_log)
     finally:
         if app is not None:
             app.state.service.close()
