@@ -24,7 +24,6 @@ decay from the monitor; rollback, budget reached and campaign failed from here) 
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .._listen import listening_socket
 from ..data import write_snapshot
 from ..errors import DarkfabError, NotFoundError
 from ..events import EventKind, StopReason
@@ -55,16 +55,7 @@ class _ServerThread:
     def __init__(self, app: Any, host: str, port: int) -> None:
         import uvicorn
 
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # accepted connections inherit it: without it a small answer waits ~40 ms for a delayed ACK
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            self.sock.bind((host, port))
-        except OSError as err:
-            self.sock.close()
-            raise DarkfabError(f"cannot listen on {host}:{port} ({err}); fix: pick another --port, or 0") from None
+        self.sock = listening_socket(host, port)  # port 0: one the OS picks
         self.host = host
         self.port = int(self.sock.getsockname()[1])
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
