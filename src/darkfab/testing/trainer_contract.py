@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..spec import ParamSpec, TaskKind, TrainerSpec
-from ..train import TrialRequest, WorkerPayload, load_model, prepare, resolve_trainer, resolved_space, run_trial
+from ..train import TrialRequest, WorkerPayload, load_model, resolve_trainer, resolved_space, run_here
 
 
 def messy_payload(task: TaskKind, n: int = 240, seed: int = 0) -> tuple[WorkerPayload, pd.DataFrame, np.ndarray]:
@@ -76,8 +76,8 @@ class TrainerContract:
     def _run(self, case: tuple[TaskKind, TrainerSpec], seed: int = 0) -> tuple[Any, ...]:
         task, spec = case
         payload, valid_rows, y_valid = messy_payload(task)
-        out = run_trial(
-            prepare(payload),
+        out = run_here(
+            payload,
             TrialRequest(trial_id=1, trainer=spec, params=middle_of(resolved_space(spec, task)), seed=seed),
         )
         return task, payload, valid_rows, y_valid, out

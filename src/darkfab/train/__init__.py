@@ -6,7 +6,7 @@ import sys
 
 from . import script
 from ._ensemble import EnsembleModel, greedy_weights
-from ._harness import WorkerState, fit_model, predict, prepare, run_trial
+from ._harness import WorkerState, fit_model, predict, prepare, run_here, run_trial
 from ._model import DarkfabModel, load_model
 from ._portfolio import PORTFOLIO, portfolio_configs
 from ._prep import Flavour, Preprocessor
@@ -73,6 +73,7 @@ __all__ = [
     "refit",
     "resolve_trainer",
     "resolved_space",
+    "run_here",
     "run_trial",
     "trust_script_code",
     "unified_diff",

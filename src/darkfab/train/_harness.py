@@ -48,6 +48,15 @@ def prepare(payload: WorkerPayload) -> WorkerState:
     return WorkerState(payload)
 
 
+def run_here(payload: WorkerPayload, request: TrialRequest) -> TrialOutput:
+    """One trial in the caller's own process (the refit, a trainer's contract test): its thread pools are limited
+    to the payload's threads for this fit only and then put back, where :func:`prepare` limits a worker for good."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=payload.threads):
+        return run_trial(WorkerState(payload), request)
+
+
 def _never(step: int, predictions: np.ndarray) -> bool:
     return False
 

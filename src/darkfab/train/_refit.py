@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..spec import TaskKind, TrainerSpec
-from ._harness import prepare, run_trial
+from ._harness import run_here
 from ._records import TrialRequest, WorkerPayload
 from ._trainers import BUILTINS
 
@@ -45,4 +45,4 @@ def refit(
         classes=classes,
     )
     request = TrialRequest(trial_id=0, trainer=trainer, params=dict(params), seed=seed)
-    return run_trial(prepare(payload), request).artifact
+    return run_here(payload, request).artifact  # the caller's thread pools are put back after
