@@ -35,13 +35,12 @@ def _why(err: OSError, host: str, port: int) -> str:
 def listening_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host``:``port`` and listening, for ``uvicorn.Server.run(sockets=[...])``."""
     try:
-        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
-            0
-        ]
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
         raise DarkfabError(
             f"cannot listen on {_address(host, port)}: the host name does not resolve ({err.strerror}); fix: pass --host with an address of this machine"
         ) from None
+    family, kind, proto, _, addr = found[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart need not wait out TIME_WAIT
@@ -57,12 +56,11 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def serve_on(app: Any, sock: socket.socket, **config: Any) -> None:
-    """Run ``app`` with uvicorn on ``sock`` (from :func:`listening_socket`) until interrupted; the socket is closed after."""
+    """Run ``app`` with uvicorn on ``sock`` (from :func:`listening_socket`, which the caller closes) until
+    interrupted."""
     import uvicorn
 
     try:
         uvicorn.Server(uvicorn.Config(app, **config)).run(sockets=[sock])
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the SIGINT it shut down on; the shutdown is done (as uvicorn.run does)
-    finally:
-        sock.close()

@@ -40,22 +40,19 @@ def ui(
     printed = not token
     token = token or secrets.token_urlsafe(24)
     st = Store(store, outage_wait_s=REQUEST_WAIT_S)  # a page waits seconds for a store that is out, then says so
-    sock = None
     try:
-        sock = listening_socket(host, port)  # a port in use is said before a token is printed
-        app = create_app(st, token=token)
-        err.print(f"darkfab console for {st!r} at http://{host}:{port}/", highlight=False, soft_wrap=True)
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            err.print(
-                f"warning: listening on {host}: anyone who reaches it can READ every page (acting needs the token); "
-                "put it behind a proxy with authentication, or keep it on loopback",
-                highlight=False,
-                soft_wrap=True,
-            )
-        if printed:
-            err.print(f"admin token (set ${TOKEN_ENV} to choose one): {token}", highlight=False, soft_wrap=True)
-        serve_on(app, sock, host=host, port=port, log_level="warning")
+        with listening_socket(host, port) as sock:  # a port in use is said before a token is printed
+            app = create_app(st, token=token)
+            err.print(f"darkfab console for {st!r} at http://{host}:{port}/", highlight=False, soft_wrap=True)
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                err.print(
+                    f"warning: listening on {host}: anyone who reaches it can READ every page (acting needs the token); "
+                    "put it behind a proxy with authentication, or keep it on loopback",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            if printed:
+                err.print(f"admin token (set ${TOKEN_ENV} to choose one): {token}", highlight=False, soft_wrap=True)
+            serve_on(app, sock, host=host, port=port, log_level="warning")
     finally:
-        if sock is not None:
-            sock.close()
         st.close()

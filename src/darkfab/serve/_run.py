@@ -41,14 +41,10 @@ def serve(
     app = None
     try:
         name = resolve_factory(st, factory)
-        sock = listening_socket(host, port)  # a port in use is said before anything starts
-        try:
+        with listening_socket(host, port) as sock:  # a port in use is said before anything starts
             app = create_app(store=st, factory=name, allowed_hosts=host_allowlist(allow_hosts, bind=host), **options)
-        except BaseException:
-            sock.close()
-            raise
-        log.info("serving %r v%s; admin token in %s", name, app.state.service.current.version, app.state.token_file)
-        serve_on(app, sock, host=host, port=port, log_level=log_level, access_log=access_log)
+            log.info("serving %r v%s; admin token in %s", name, app.state.service.current.version, app.state.token_file)
+            serve_on(app, sock, host=host, port=port, log_level=log_level, access_log=access_log)
     finally:
         if app is not None:
             app.state.service.close()
