@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from ._custom import CustomMetric, load_custom_metrics
 from ._cv import cross_validated
-from ._first import WEAK_SEALED_ROWS, SearchEvidence, first_champion, search_evidence
+from ._first import (
+    ONE_SD_LEVEL,
+    WEAK_SEALED_ROWS,
+    HeldOutEvidence,
+    SearchEvidence,
+    first_champion,
+    held_out_evidence,
+    search_evidence,
+)
 from ._gate import (
     GateVerdict,
     ScoreCI,
@@ -51,6 +59,7 @@ from ._suspicion import (
 __all__ = [
     "DEFAULT_REFERENCES",
     "MISSING_PENALTY",
+    "ONE_SD_LEVEL",
     "PREDICTION_METRICS",
     "WEAK_SEALED_ROWS",
     "Answers",
@@ -60,6 +69,7 @@ __all__ = [
     "Flagged",
     "GateVerdict",
     "GroupCodes",
+    "HeldOutEvidence",
     "LearnedReward",
     "RewardJudgement",
     "RewardModel",
@@ -80,6 +90,7 @@ __all__ = [
     "first_champion",
     "fit_preferences",
     "gate",
+    "held_out_evidence",
     "judge_learned",
     "kendall_tau",
     "leaky_features",

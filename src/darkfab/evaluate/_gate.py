@@ -62,7 +62,7 @@ class GateVerdict:
     min_improvement: float
     confidence: float
     reason: str
-    weak_evidence: bool = False  # a first champion passed on the search's evidence (sealed set too small)
+    weak_evidence: bool = False  # a first champion passed on the search's evidence (evaluate/_first.py)
 
 
 def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:

@@ -86,6 +86,7 @@ class Selection(Generic[C]):
     test_predictions: np.ndarray | None
     probe: dict[str, Any]
     flagged: tuple[Flagged[C], ...]
+    valid_predictions: np.ndarray | None = None
 
 
 def probe_memorization(s: Screening, answers: Answers, sealed: ScoreCI) -> tuple[dict[str, Any], Suspicion | None]:
@@ -153,7 +154,7 @@ def select_candidate(
         answers = predict(cand)
         found, figures = screen(screening, answers, float(value))
         if not found:
-            return Selection(cand, answers.test, figures, tuple(flagged))
+            return Selection(cand, answers.test, figures, tuple(flagged), answers.valid)
         flagged.append(Flagged(cand, tuple(found)))
         if on_flagged is not None:
             on_flagged(flagged[-1])

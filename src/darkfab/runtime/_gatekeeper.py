@@ -17,12 +17,14 @@ import numpy as np
 from ..data import JITTER, Dataset
 from ..errors import DarkfabError, NotFoundError
 from ..evaluate import (
+    ONE_SD_LEVEL,
     Answers,
     Flagged,
     GateVerdict,
     Screening,
     first_champion,
     gate,
+    held_out_evidence,
     metric_value,
     score_with_ci,
     search_evidence,
@@ -105,6 +107,8 @@ class GateKeeper:
         cand = selection.picked
         champ_pred, beat = self._champion_answers()
         verdict = self._verdict(cand, selection.test_predictions, champ_pred, beat)
+        if self.current is None:  # a first champion may pass on weaker evidence, said so (evaluate/_first.py)
+            verdict = self._first_champion(verdict, cand, selection.valid_predictions, searched=len(done))
         beat = replace(beat, score=verdict.champion.score if verdict.champion else None)
         outcome = self._record_verdict(cand, verdict, beat, selection.probe)
         if not verdict.passed:
@@ -239,17 +243,43 @@ class GateKeeper:
             seed=spec.search.seed,
             custom=custom_metrics(spec),
         )
-        if self.current is None:  # a first champion on a tiny sealed set may pass on the search's evidence
-            evidence = search_evidence(data, cand.metrics or {}, self.ctx.metric, custom=custom_metrics(spec))
-            verdict = first_champion(
-                verdict, sealed_rows=len(data.y_test), evidence=evidence, direction=spec.direction(data.task)
-            )
         if self.current is not None and beat.kind == "champion":
             from ._teach import reward_verdict
 
             champion = self.current[0]
             verdict = reward_verdict(spec, self.ctx.store, data, verdict, cand, cand_pred, champion, champ_pred)
         return verdict
+
+    def _first_champion(
+        self, verdict: GateVerdict, cand: TrialRecord, valid_pred: np.ndarray | None, *, searched: int
+    ) -> GateVerdict:
+        """The gate against the baseline, passed on the search's evidence where the sealed rows cannot show it."""
+        spec, data, g = self.ctx.spec, self.ctx.data, self.ctx.spec.gate
+        held_out = None
+        if valid_pred is not None and not verdict.passed:
+            on_valid = gate(
+                task=data.task,
+                metric=self.ctx.metric,
+                direction=spec.direction(data.task),
+                y_true=data.y_valid,
+                candidate=valid_pred,
+                champion=data.baseline_predictions(len(data.y_valid)),
+                min_improvement=g.min_improvement,
+                confidence=g.confidence,
+                n_boot=g.bootstrap,
+                seed=spec.search.seed,
+                level=ONE_SD_LEVEL,
+                custom=custom_metrics(spec),
+            )
+            held_out = held_out_evidence(on_valid, rows=len(data.y_valid), searched=searched)
+        evidence = search_evidence(data, cand.metrics or {}, self.ctx.metric, custom=custom_metrics(spec))
+        return first_champion(
+            verdict,
+            sealed_rows=len(data.y_test),
+            evidence=evidence,
+            direction=spec.direction(data.task),
+            held_out=held_out,
+        )
 
     def _record_verdict(
         self, cand: TrialRecord, verdict: GateVerdict, beat: BeatenModel, probe: dict[str, Any]
