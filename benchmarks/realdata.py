@@ -31,6 +31,7 @@ behind the winner's by at most the standard error of that gap, sqrt(SE_winner^2 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -144,12 +145,14 @@ def score(task: str, y_true: pd.Series, y_pred: Any) -> float:
 # -- the methods --------------------------------------------------------------------------------------
 
 
-def run_darkfab(train: pd.DataFrame, test: pd.DataFrame, target: str, task: str, seed: int, t: float) -> Any:
+def run_darkfab(
+    train: pd.DataFrame, test: pd.DataFrame, target: str, task: str, seed: int, t: float, extra: str = ""
+) -> Any:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         train.to_csv(d / "train.csv", index=False)
         test.drop(columns=[target]).to_csv(d / "rows.csv", index=False)
-        (d / "factory.yaml").write_text(f"name: bench\ndata: {{source: train.csv, target: {target}}}\n")
+        (d / "factory.yaml").write_text(f"name: bench\ndata: {{source: train.csv, target: {target}}}\n{extra}\n")
         env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "DARKFAB_ARTIFACTS": str(d / "artifacts")}
         env.pop("DARKFAB_STORE", None)
         store = f"sqlite:///{d / 'store.db'}"
@@ -298,8 +301,19 @@ def main() -> None:
         help="no run: one table from earlier runs' JSON files (e.g. seed 0 and seeds 1-2 run apart; every file "
         "must have the same --time and --others-get; the commits each ran at are listed)",
     )
+    ap.add_argument(
+        "--replace",
+        action="store_true",
+        help="with --merge: a later file's data set and seed replace the earlier files' (a rerun; listed in the "
+        "merged file under 'replaced')",
+    )
     ap.add_argument("--only", default="", help="comma-separated data sets (default: all)")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument(
+        "--factory-extra",
+        default="",
+        help="YAML lines added to darkfab's factory file, e.g. 'search: {pruner: none}' (an ablation; recorded)",
+    )
     ap.add_argument(
         "--others-get",
         choices=("wall", "time"),
@@ -327,7 +341,8 @@ def main() -> None:
             for m in methods:
                 t0 = time.perf_counter()
                 try:
-                    pred, info = RUNNERS[m](train, test, target, task, seed, given)
+                    run = functools.partial(run_darkfab, extra=args.factory_extra) if m == "darkfab" else RUNNERS[m]
+                    pred, info = run(train, test, target, task, seed, given)
                     s, error = score(task, test[target], pred), None
                 except Exception as err:  # a method failing on a data set is a result, not a crash
                     s, info, error = None, {}, f"{type(err).__name__}: {str(err)[-300:]}"
@@ -350,22 +365,31 @@ def main() -> None:
 def merge(args: argparse.Namespace) -> None:
     """One report from several runs' JSON files: their results together, each seed of a data set once."""
     runs = [json.loads(Path(f).read_text()) for f in args.merge]
-    scales = {(r["time_s"], r["others_get"]) for r in runs}
+    scales = {(r["time_s"], r["others_get"], r.get("factory_extra", "")) for r in runs}
     if len(scales) > 1:
-        raise SystemExit(f"the files were run at different scales (time, others-get): {sorted(scales)}")
-    results: list[dict[str, Any]] = []
-    seen: set[tuple[str, int, str]] = set()
+        raise SystemExit(f"the files were run at different scales (time, others-get, factory-extra): {sorted(scales)}")
+    results: dict[tuple[str, int, str], dict[str, Any]] = {}
+    replaced: list[str] = []
     for run in runs:
+        again = {(r["dataset"], r["seed"]) for r in run["results"]}
+        if args.replace:  # a rerun of a data set and seed replaces all its methods (they share darkfab's wall)
+            for key in [k for k in results if k[:2] in again]:
+                replaced.append(f"{key[0]} seed {key[1]} {key[2]} (now from {run.get('commit', '?')})")
+                del results[key]
         for r in run["results"]:
             key = (r["dataset"], r["seed"], r["method"])
-            if key in seen:
-                raise SystemExit(f"{key[0]} seed {key[1]} {key[2]} is in more than one file; merge runs of other seeds")
-            seen.add(key)
-            results.append(r)
+            if key in results:
+                raise SystemExit(
+                    f"{key[0]} seed {key[1]} {key[2]} is in more than one file; merge runs of other seeds, or "
+                    "pass --replace to let a later file's rerun of a data set and seed replace the earlier one"
+                )
+            results[key] = r
     args.time, args.others_get = runs[0]["time_s"], runs[0]["others_get"]
-    args.seeds = len({r["seed"] for r in results})
+    args.factory_extra = runs[0].get("factory_extra", "")
+    args.seeds = len({r["seed"] for r in results.values()})
     args.commit = sorted({str(run.get("commit", "?")) for run in runs})
-    payload, path = report(results, args, time.time())
+    args.replaced = replaced
+    payload, path = report(list(results.values()), args, time.time())
     print_tables(payload, path)
 
 
@@ -397,6 +421,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, started: flo
         "commit": args.commit,  # this run's (read at its start), or the merged files' commits
         "time_s": args.time,
         "others_get": args.others_get,
+        "factory_extra": getattr(args, "factory_extra", ""),
         "seeds": args.seeds,
         "results": results,
         "table": rows,
@@ -404,6 +429,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, started: flo
         "summary_tuned_on": summarise([r for r in results if r["dataset"] not in HELD_OUT])[1],
         "summary_held_out": summarise([r for r in results if r["dataset"] in HELD_OUT])[1],
         "minutes": round((time.time() - started) / 60, 1),
+        "replaced": getattr(args, "replaced", []),  # with --merge --replace: the results a rerun replaced
     }
     return payload, write_json("realdata", payload)
 
