@@ -46,7 +46,7 @@ from ._metrics import (
     predicted_labels,
 )
 from ._reward import DEFAULT_REFERENCES, MISSING_PENALTY, Evaluation, RewardModel
-from ._select import Answers, Flagged, Screening, Selection, select_candidate
+from ._select import Answers, Flagged, Screening, Selection, best_first_key, select_candidate
 from ._suspicion import (
     Suspicion,
     leaky_features,
@@ -80,6 +80,7 @@ __all__ = [
     "Suspicion",
     "as_probabilities",
     "baseline_predictions",
+    "best_first_key",
     "bootstrap_indices",
     "bootstrap_scores",
     "choose_pair",

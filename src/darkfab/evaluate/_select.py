@@ -8,7 +8,8 @@ decides. Nothing here reads the store or runs a model.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -21,6 +22,21 @@ from ._metrics import metric_value
 from ._suspicion import Suspicion, memorization, suspicions
 
 C = TypeVar("C")
+
+
+def best_first_key(
+    task: TaskKind, *, feasible: bool | None, reward: float | None, metrics: Mapping[str, float] | None
+) -> tuple[bool, float, float]:
+    """Sort key (descending) of a candidate for :func:`select_candidate`: feasible ones first, then by reward,
+    and among classifiers of equal reward the one with the lower validation log loss first. Accuracy on a few
+    hundred rows ties often (70 of 600 trials at the best figure but two on statsmodels' ``fair``); of two
+    equally accurate models the surer one is the better bet, where the earliest one was picked before."""
+    surety = -math.inf
+    if task == "classification" and metrics is not None:
+        loss = metrics.get("log_loss")
+        if loss is not None and math.isfinite(loss):
+            surety = -float(loss)
+    return bool(feasible), reward if reward is not None else -math.inf, surety
 
 
 @dataclass(frozen=True)

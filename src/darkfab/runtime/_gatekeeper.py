@@ -6,7 +6,6 @@ rows, and register it. The decisions are :func:`darkfab.evaluate.select_candidat
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ from ..evaluate import (
     Flagged,
     GateVerdict,
     Screening,
+    best_first_key,
     first_champion,
     gate,
     held_out_evidence,
@@ -93,7 +93,10 @@ class GateKeeper:
     def decide(self) -> tuple[GateOutcome, ChampionSummary | None]:
         store, campaign = self.ctx.store, self.ctx.campaign
         done = [t for t in store.list_trials(campaign_id=campaign.id, states=("completed",)) if t.artifact_path]
-        done.sort(key=lambda t: (bool(t.feasible), t.reward if t.reward is not None else -math.inf), reverse=True)
+        task = self.ctx.data.task
+        done.sort(
+            key=lambda t: best_first_key(task, feasible=t.feasible, reward=t.reward, metrics=t.metrics), reverse=True
+        )
         feasible = [t for t in done if t.feasible]
         selection = select_candidate(
             feasible,
