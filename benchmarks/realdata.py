@@ -304,8 +304,9 @@ def main() -> None:
     ap.add_argument(
         "--replace",
         action="store_true",
-        help="with --merge: a later file's data set and seed replace the earlier files' (a rerun; listed in the "
-        "merged file under 'replaced')",
+        help="with --merge: a later file's result for a data set, seed and method replaces the earlier files' (a "
+        "rerun, e.g. of darkfab alone after a change; the others keep the time the earlier darkfab run gave them; "
+        "listed in the merged file under 'replaced')",
     )
     ap.add_argument("--only", default="", help="comma-separated data sets (default: all)")
     ap.add_argument("--methods", default=",".join(METHODS))
@@ -371,9 +372,9 @@ def merge(args: argparse.Namespace) -> None:
     results: dict[tuple[str, int, str], dict[str, Any]] = {}
     replaced: list[str] = []
     for run in runs:
-        again = {(r["dataset"], r["seed"]) for r in run["results"]}
-        if args.replace:  # a rerun of a data set and seed replaces all its methods (they share darkfab's wall)
-            for key in [k for k in results if k[:2] in again]:
+        again = {(r["dataset"], r["seed"], r["method"]) for r in run["results"]}
+        if args.replace:  # a rerun of a method on a data set and seed replaces its earlier result
+            for key in [k for k in results if k in again]:
                 replaced.append(f"{key[0]} seed {key[1]} {key[2]} (now from {run.get('commit', '?')})")
                 del results[key]
         for r in run["results"]:
@@ -381,7 +382,7 @@ def merge(args: argparse.Namespace) -> None:
             if key in results:
                 raise SystemExit(
                     f"{key[0]} seed {key[1]} {key[2]} is in more than one file; merge runs of other seeds, or "
-                    "pass --replace to let a later file's rerun of a data set and seed replace the earlier one"
+                    "pass --replace to let a later file's rerun replace the earlier result"
                 )
             results[key] = r
     args.time, args.others_get = runs[0]["time_s"], runs[0]["others_get"]
