@@ -177,3 +177,27 @@ def test_of_equally_accurate_candidates_the_gate_takes_the_surer_one(cli, tmp_pa
     assert len(tied) >= 2, [(t["trainer"], t["value"]) for t in done]  # the data make a tie
     surest = min(tied, key=lambda t: t["metrics"]["log_loss"])
     assert r["gate"]["trial"] == surest["id"], [(t["id"], t["metrics"]["log_loss"]) for t in tied]
+
+
+RIDGE_SCRIPT = """
+from sklearn.linear_model import Ridge
+
+
+def train(X, y, X_valid, params, report):
+    return Ridge(alpha=params["alpha"]).fit(X, y)
+"""
+
+
+def test_a_training_script_gets_no_first_champion_on_the_validation_rows(cli, tmp_path):
+    """The validation rows vouch only for models the factory built: a script's code runs in the workers, and a
+    defence against it reading labels it should not see must not hang on the validation rows too."""
+    _weak_signal(tmp_path)
+    (tmp_path / "ridge.py").write_text(RIDGE_SCRIPT)
+    body = (tmp_path / "factory.yaml").read_text()
+    script = "trainers: [{name: mine, script: ridge.py, space: {alpha: {low: 0.01, high: 1.0, log: true}}}]\n"
+    (tmp_path / "factory.yaml").write_text(body.replace("trainers: [linear_regression]\n", script))
+    r = cli.json("run", "factory.yaml")
+    gate = r["gate"]
+    assert r["champion"] is None and not gate["passed"] and not gate["weak_evidence"]
+    assert gate["delta"] > 0.0 and gate["p_better"] < 0.9  # the same evidence a built-in model passed on
+    assert "a training script's model is not passed on the validation rows" in gate["reason"]

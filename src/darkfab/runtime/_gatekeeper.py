@@ -17,6 +17,7 @@ from ..data import JITTER, Dataset
 from ..errors import DarkfabError, NotFoundError
 from ..evaluate import (
     ONE_SD_LEVEL,
+    WEAK_SEALED_ROWS,
     Answers,
     Flagged,
     GateVerdict,
@@ -258,8 +259,8 @@ class GateKeeper:
     ) -> GateVerdict:
         """The gate against the baseline, passed on the search's evidence where the sealed rows cannot show it."""
         spec, data, g = self.ctx.spec, self.ctx.data, self.ctx.spec.gate
-        held_out = None
-        if valid_pred is not None and not verdict.passed:
+        held_out, script = None, is_script(spec, cand.trainer)
+        if valid_pred is not None and not verdict.passed and not script:
             on_valid = gate(
                 task=data.task,
                 metric=self.ctx.metric,
@@ -276,13 +277,20 @@ class GateKeeper:
             )
             held_out = held_out_evidence(on_valid, rows=len(data.y_valid), searched=searched)
         evidence = search_evidence(data, cand.metrics or {}, self.ctx.metric, custom=custom_metrics(spec))
-        return first_champion(
+        verdict = first_champion(
             verdict,
             sealed_rows=len(data.y_test),
             evidence=evidence,
             direction=spec.direction(data.task),
             held_out=held_out,
         )
+        if script and not verdict.passed and len(data.y_test) >= WEAK_SEALED_ROWS:
+            why = (
+                "a training script's model is not passed on the validation rows (they vouch only for models "
+                "the factory built), so the sealed rows must show its gain"
+            )
+            verdict = replace(verdict, reason=f"{verdict.reason}; as a first champion: {why}")
+        return verdict
 
     def _record_verdict(
         self, cand: TrialRecord, verdict: GateVerdict, beat: BeatenModel, probe: dict[str, Any]
