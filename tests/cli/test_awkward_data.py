@@ -201,3 +201,10 @@ def test_a_training_script_gets_no_first_champion_on_the_validation_rows(cli, tm
     assert r["champion"] is None and not gate["passed"] and not gate["weak_evidence"]
     assert gate["delta"] > 0.0 and gate["p_better"] < 0.9  # the same evidence a built-in model passed on
     assert "a training script's model is not passed on the validation rows" in gate["reason"]
+    # the factory's own trainer, next campaign: its model passes on the validation rows, as the best of every
+    # candidate picked from them so far (the script's campaign looked at them too)
+    (tmp_path / "factory.yaml").write_text(body)
+    again = cli.json("run", "factory.yaml")
+    searched = len([t for t in cli.json("trials", "factory.yaml") if t["state"] == "completed"])
+    assert again["gate"]["weak_evidence"] and again["champion"]["trainer"] == "linear_regression"
+    assert searched > 4 and f"the best of {searched} candidates searched" in again["gate"]["reason"]

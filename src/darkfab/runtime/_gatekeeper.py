@@ -112,7 +112,7 @@ class GateKeeper:
         champ_pred, beat = self._champion_answers()
         verdict = self._verdict(cand, selection.test_predictions, champ_pred, beat)
         if self.current is None:  # a first champion may pass on weaker evidence, said so (evaluate/_first.py)
-            verdict = self._first_champion(verdict, cand, selection.valid_predictions, searched=len(done))
+            verdict = self._first_champion(verdict, cand, selection.valid_predictions, searched=self._searched())
         beat = replace(beat, score=verdict.champion.score if verdict.champion else None)
         outcome = self._record_verdict(cand, verdict, beat, selection.probe)
         if not verdict.passed:
@@ -253,6 +253,11 @@ class GateKeeper:
             champion = self.current[0]
             verdict = reward_verdict(spec, self.ctx.store, data, verdict, cand, cand_pred, champion, champ_pred)
         return verdict
+
+    def _searched(self) -> int:
+        """The candidates the factory's campaigns have picked their winners from so far: a factory that tried
+        again after a refused first champion looked at the validation rows that many times."""
+        return len(self.ctx.store.list_trials(factory_id=self.fid, states=("completed",)))
 
     def _first_champion(
         self, verdict: GateVerdict, cand: TrialRecord, valid_pred: np.ndarray | None, *, searched: int
