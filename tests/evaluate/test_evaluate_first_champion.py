@@ -127,3 +127,13 @@ def test_clear_validation_evidence_does_not_pass_a_candidate_the_sealed_rows_sho
     clear = _held_out(1000, shift=1.5, searched=600)
     v = first_champion(worse, sealed_rows=300, evidence=GOOD_SEARCH, direction="minimize", held_out=clear)
     assert not v.passed and "the sealed rows show no gain" in v.reason
+
+
+def test_the_validation_rows_are_asked_for_the_gain_the_gate_asks_for():
+    clear = HeldOutEvidence(delta=0.1, sd=0.02, rows=1000, searched=10, metric="rmse")
+    assert clear.p_value * clear.searched < 0.1
+    asked = HeldOutEvidence(delta=0.1, sd=0.02, rows=1000, searched=10, metric="rmse", min_improvement=0.1)
+    assert asked.p_value == 0.5  # a gain of exactly the minimum asked: a coin's toss
+    strict = _sealed_small_gain()
+    v = first_champion(strict, sealed_rows=300, evidence=GOOD_SEARCH, direction="minimize", held_out=asked)
+    assert not v.passed and "could be the luck of the search" in v.reason

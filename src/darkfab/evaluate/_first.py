@@ -65,26 +65,30 @@ class HeldOutEvidence:
     rows: int
     searched: int
     metric: str
+    min_improvement: float = 0.0  # the gain the gate asks for beyond the baseline
 
     @property
     def p_value(self) -> float:
-        """One-sided: how likely a gain this large is from a candidate no better than the baseline."""
-        if not (math.isfinite(self.delta) and math.isfinite(self.sd)):
+        """One-sided: how likely a gain this large is from a candidate that beats the baseline by no more than
+        ``min_improvement``."""
+        excess = self.delta - self.min_improvement
+        if not (math.isfinite(excess) and math.isfinite(self.sd)):
             return 1.0
         if self.sd <= 0.0:
-            return 0.0 if self.delta > 0.0 else 1.0
-        return 1.0 - NormalDist().cdf(self.delta / self.sd)
+            return 0.0 if excess > 0.0 else 1.0
+        return 1.0 - NormalDist().cdf(excess / self.sd)
 
 
 def held_out_evidence(verdict: GateVerdict, *, rows: int, searched: int) -> HeldOutEvidence:
     """From :func:`gate` run on the validation rows against the baseline with ``level=ONE_SD_LEVEL`` (so that
     half its interval is one standard deviation); ``searched``: the candidates the search picked it from."""
     return HeldOutEvidence(
-        delta=verdict.delta - verdict.min_improvement,
+        delta=verdict.delta,
         sd=(verdict.delta_high - verdict.delta_low) / 2.0,
         rows=rows,
         searched=max(1, searched),
         metric=verdict.metric,
+        min_improvement=verdict.min_improvement,
     )
 
 
