@@ -17,7 +17,8 @@ them is that the candidate is the best of the K the search tried. The gate then 
 same question with that selection priced in: the one-sided p-value of the gain (a normal approximation from the
 bootstrap's spread) times K (a Bonferroni bound, valid however alike the candidates are) must be at most
 ``1 - confidence``, and the sealed rows must show a gain too, if not a confident one. The caller offers this
-only for models the factory built: a training script's code runs where labels might be within its reach.
+only for single models the factory built: a training script's code runs where labels might be within its
+reach, and an ensemble's weights were chosen on the validation rows themselves.
 """
 
 from __future__ import annotations

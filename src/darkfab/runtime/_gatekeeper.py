@@ -265,7 +265,8 @@ class GateKeeper:
         """The gate against the baseline, passed on the search's evidence where the sealed rows cannot show it."""
         spec, data, g = self.ctx.spec, self.ctx.data, self.ctx.spec.gate
         held_out, script = None, is_script(spec, cand.trainer)
-        if valid_pred is not None and not verdict.passed and not script:
+        fitted_there = cand.trainer == "ensemble"  # its weights were chosen on the validation rows
+        if valid_pred is not None and not verdict.passed and not script and not fitted_there:
             on_valid = gate(
                 task=data.task,
                 metric=self.ctx.metric,
@@ -289,10 +290,13 @@ class GateKeeper:
             direction=spec.direction(data.task),
             held_out=held_out,
         )
-        if script and not verdict.passed and len(data.y_test) >= WEAK_SEALED_ROWS:
+        if (script or fitted_there) and not verdict.passed and len(data.y_test) >= WEAK_SEALED_ROWS:
             why = (
                 "a training script's model is not passed on the validation rows (they vouch only for models "
                 "the factory built), so the sealed rows must show its gain"
+                if script
+                else "an ensemble is not passed on the validation rows (its weights were chosen on them, so its "
+                "figure there flatters it beyond the search's count), so the sealed rows must show its gain"
             )
             verdict = replace(verdict, reason=f"{verdict.reason}; as a first champion: {why}")
         return verdict
