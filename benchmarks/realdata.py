@@ -170,7 +170,12 @@ def run_darkfab(
             raise RuntimeError(f"darkfab predict failed: {proc.stderr[-800:]}")
         out = pd.read_csv(d / "out.csv")
         champion = result.get("champion") or {}
-        info = {"trainer": champion.get("trainer"), "trials": result["budget"]["spent"]["trials"]}
+        gate = result.get("gate") or {}
+        info = {
+            "trainer": champion.get("trainer"),
+            "trials": result["budget"]["spent"]["trials"],
+            "weak_evidence": bool(gate.get("weak_evidence")),  # the first champion passed on weaker evidence
+        }
         return out[target].to_numpy(), info
 
 
