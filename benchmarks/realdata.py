@@ -336,6 +336,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown data set(s) {unknown}; choose from {', '.join(DATASETS)}")
     methods = [m for m in args.methods.split(",") if m]
+    runners = {**RUNNERS, "darkfab": functools.partial(run_darkfab, extra=args.factory_extra)}
     results: list[dict[str, Any]] = []
     started = time.time()
     args.commit = commit()  # at the start: darkfab's runs import this checkout's src as it is when they start
@@ -347,8 +348,7 @@ def main() -> None:
             for m in methods:
                 t0 = time.perf_counter()
                 try:
-                    run = functools.partial(run_darkfab, extra=args.factory_extra) if m == "darkfab" else RUNNERS[m]
-                    pred, info = run(train, test, target, task, seed, given)
+                    pred, info = runners[m](train, test, target, task, seed, given)
                     s, error = score(task, test[target], pred), None
                 except Exception as err:  # a method failing on a data set is a result, not a crash
                     s, info, error = None, {}, f"{type(err).__name__}: {str(err)[-300:]}"
@@ -377,18 +377,15 @@ def merge(args: argparse.Namespace) -> None:
     results: dict[tuple[str, int, str], dict[str, Any]] = {}
     replaced: list[str] = []
     for run in runs:
-        again = {(r["dataset"], r["seed"], r["method"]) for r in run["results"]}
-        if args.replace:  # a rerun of a method on a data set and seed replaces its earlier result
-            for key in [k for k in results if k in again]:
-                replaced.append(f"{key[0]} seed {key[1]} {key[2]} (now from {run.get('commit', '?')})")
-                del results[key]
         for r in run["results"]:
             key = (r["dataset"], r["seed"], r["method"])
             if key in results:
-                raise SystemExit(
-                    f"{key[0]} seed {key[1]} {key[2]} is in more than one file; merge runs of other seeds, or "
-                    "pass --replace to let a later file's rerun replace the earlier result"
-                )
+                if not args.replace:
+                    raise SystemExit(
+                        f"{key[0]} seed {key[1]} {key[2]} is in more than one file; merge runs of other seeds, or "
+                        "pass --replace to let a later file's rerun replace the earlier result"
+                    )
+                replaced.append(f"{key[0]} seed {key[1]} {key[2]} (now from {run.get('commit', '?')})")
             results[key] = r
     args.time, args.others_get = runs[0]["time_s"], runs[0]["others_get"]
     args.factory_extra = runs[0].get("factory_extra", "")

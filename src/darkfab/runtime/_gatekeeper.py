@@ -112,7 +112,7 @@ class GateKeeper:
         champ_pred, beat = self._champion_answers()
         verdict = self._verdict(cand, selection.test_predictions, champ_pred, beat)
         if self.current is None:  # a first champion may pass on weaker evidence, said so (evaluate/_first.py)
-            verdict = self._first_champion(verdict, cand, selection.valid_predictions, searched=self._searched())
+            verdict = self._first_champion(verdict, cand, selection.valid_predictions)
         beat = replace(beat, score=verdict.champion.score if verdict.champion else None)
         outcome = self._record_verdict(cand, verdict, beat, selection.probe)
         if not verdict.passed:
@@ -233,20 +233,8 @@ class GateKeeper:
     def _verdict(
         self, cand: TrialRecord, cand_pred: np.ndarray, champ_pred: np.ndarray, beat: BeatenModel
     ) -> GateVerdict:
-        spec, data, g = self.ctx.spec, self.ctx.data, self.ctx.spec.gate
-        verdict = gate(
-            task=data.task,
-            metric=self.ctx.metric,
-            direction=spec.direction(data.task),
-            y_true=data.y_test,
-            candidate=cand_pred,
-            champion=champ_pred,
-            min_improvement=g.min_improvement,
-            confidence=g.confidence,
-            n_boot=g.bootstrap,
-            seed=spec.search.seed,
-            custom=custom_metrics(spec),
-        )
+        spec, data = self.ctx.spec, self.ctx.data
+        verdict = self._gate_on(data.y_test, cand_pred, champ_pred)
         if self.current is not None and beat.kind == "champion":
             from ._teach import reward_verdict
 
@@ -254,34 +242,42 @@ class GateKeeper:
             verdict = reward_verdict(spec, self.ctx.store, data, verdict, cand, cand_pred, champion, champ_pred)
         return verdict
 
+    def _gate_on(
+        self, y_true: np.ndarray, cand_pred: np.ndarray, champ_pred: np.ndarray, level: float = 0.95
+    ) -> GateVerdict:
+        """The factory's gate (its metric, direction and settings) on one set of rows."""
+        spec, g = self.ctx.spec, self.ctx.spec.gate
+        return gate(
+            task=self.ctx.data.task,
+            metric=self.ctx.metric,
+            direction=spec.direction(self.ctx.data.task),
+            y_true=y_true,
+            candidate=cand_pred,
+            champion=champ_pred,
+            min_improvement=g.min_improvement,
+            confidence=g.confidence,
+            n_boot=g.bootstrap,
+            seed=spec.search.seed,
+            level=level,
+            custom=custom_metrics(spec),
+        )
+
     def _searched(self) -> int:
         """The candidates the factory's campaigns have picked their winners from so far: a factory that tried
         again after a refused first champion looked at the validation rows that many times."""
         return len(self.ctx.store.list_trials(factory_id=self.fid, states=("completed",)))
 
-    def _first_champion(
-        self, verdict: GateVerdict, cand: TrialRecord, valid_pred: np.ndarray | None, *, searched: int
-    ) -> GateVerdict:
+    def _first_champion(self, verdict: GateVerdict, cand: TrialRecord, valid_pred: np.ndarray | None) -> GateVerdict:
         """The gate against the baseline, passed on the search's evidence where the sealed rows cannot show it."""
-        spec, data, g = self.ctx.spec, self.ctx.data, self.ctx.spec.gate
+        if verdict.passed:
+            return verdict
+        spec, data = self.ctx.spec, self.ctx.data
         held_out, script = None, is_script(spec, cand.trainer)
         fitted_there = cand.trainer == "ensemble"  # its weights were chosen on the validation rows
-        if valid_pred is not None and not verdict.passed and not script and not fitted_there:
-            on_valid = gate(
-                task=data.task,
-                metric=self.ctx.metric,
-                direction=spec.direction(data.task),
-                y_true=data.y_valid,
-                candidate=valid_pred,
-                champion=data.baseline_predictions(len(data.y_valid)),
-                min_improvement=g.min_improvement,
-                confidence=g.confidence,
-                n_boot=g.bootstrap,
-                seed=spec.search.seed,
-                level=ONE_SD_LEVEL,
-                custom=custom_metrics(spec),
-            )
-            held_out = held_out_evidence(on_valid, rows=len(data.y_valid), searched=searched)
+        if valid_pred is not None and not script and not fitted_there:
+            baseline = data.baseline_predictions(len(data.y_valid))
+            on_valid = self._gate_on(data.y_valid, valid_pred, baseline, level=ONE_SD_LEVEL)
+            held_out = held_out_evidence(on_valid, rows=len(data.y_valid), searched=self._searched())
         evidence = search_evidence(data, cand.metrics or {}, self.ctx.metric, custom=custom_metrics(spec))
         verdict = first_champion(
             verdict,
